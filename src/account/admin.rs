@@ -1,0 +1,209 @@
+//! `/admin/users…` for callers with role `admin`: list, create, update, disable, enable,
+//! change role. Every change to who may do what evicts the user's cached identities.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use super::extract::{AdminCaller, JsonBody, QueryParams};
+use super::session_routes::{insert_user, validate_new_user};
+use super::{AccountCtx, AccountError, Message, Result, UserOut, message, validate};
+use crate::auth::Role;
+use crate::store::UserPatch;
+use crate::telemetry::Secret;
+
+#[derive(Deserialize)]
+pub struct PageQuery {
+    page: Option<u32>,
+    page_size: Option<u32>,
+}
+
+#[derive(Serialize)]
+pub struct UserPage {
+    users: Vec<UserOut>,
+    total: i64,
+    page: u32,
+    page_size: u32,
+}
+
+pub async fn list(
+    State(ctx): State<Arc<AccountCtx>>,
+    _admin: AdminCaller,
+    QueryParams(q): QueryParams<PageQuery>,
+) -> Result<Json<UserPage>> {
+    let page = q.page.unwrap_or(1);
+    let page_size = q.page_size.unwrap_or(50);
+    if page == 0 || page_size == 0 || page_size > ctx.accounts.admin_page_size_max {
+        return Err(AccountError::Validation(format!(
+            "page must be at least 1 and page_size between 1 and {}",
+            ctx.accounts.admin_page_size_max
+        )));
+    }
+    let offset = i64::from(page - 1) * i64::from(page_size);
+    let (users, total) = ctx.store.list_users(offset, i64::from(page_size)).await?;
+    Ok(Json(UserPage {
+        users: users.into_iter().map(UserOut::from).collect(),
+        total,
+        page,
+        page_size,
+    }))
+}
+
+#[derive(Deserialize)]
+pub struct CreateBody {
+    email: String,
+    password: Secret,
+    full_name: String,
+    organization: Option<String>,
+    role: Option<Role>,
+    disabled: Option<bool>,
+}
+
+pub async fn create(
+    State(ctx): State<Arc<AccountCtx>>,
+    AdminCaller(admin): AdminCaller,
+    JsonBody(body): JsonBody<CreateBody>,
+) -> Result<Response> {
+    let input = validate_new_user(
+        &ctx,
+        &body.email,
+        &body.password,
+        &body.full_name,
+        body.organization.as_deref(),
+    )?;
+    let role = body.role.unwrap_or(Role::User);
+    let user = insert_user(&ctx, input, &body.password, role, body.disabled.unwrap_or(false)).await?;
+    tracing::info!(admin = %admin.identity.user_id, user_id = %user.user_id, "user created by admin");
+    Ok((StatusCode::CREATED, Json(UserOut::from(user))).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct UpdateBody {
+    email: Option<String>,
+    full_name: Option<String>,
+    organization: Option<String>,
+    role: Option<Role>,
+    disabled: Option<bool>,
+}
+
+fn refuse_self_lockout(admin: &AdminCaller, user_id: &str, patch: &UserPatch) -> Result<()> {
+    let demotes = patch.role.is_some_and(|r| r != Role::Admin);
+    if admin.0.identity.user_id == user_id && (patch.disabled == Some(true) || demotes) {
+        return Err(AccountError::BadRequest(
+            "Administrators cannot disable or demote themselves",
+        ));
+    }
+    Ok(())
+}
+
+/// Applies a patch, then evicts the user's identities if it touched anything they carry.
+async fn apply(
+    ctx: &AccountCtx,
+    admin: &AdminCaller,
+    user_id: &str,
+    patch: UserPatch,
+) -> Result<crate::store::User> {
+    refuse_self_lockout(admin, user_id, &patch)?;
+    let user = ctx
+        .store
+        .update_user(user_id, &patch)
+        .await?
+        .ok_or(AccountError::NotFound("User not found"))?;
+    if patch.role.is_some() || patch.disabled.is_some() || patch.email.is_some() {
+        ctx.revocations.user_changed(user_id).await?;
+    }
+    tracing::info!(
+        admin = %admin.0.identity.user_id,
+        user_id,
+        role = ?patch.role,
+        disabled = ?patch.disabled,
+        "user updated by admin"
+    );
+    Ok(user)
+}
+
+pub async fn update(
+    State(ctx): State<Arc<AccountCtx>>,
+    admin: AdminCaller,
+    Path(user_id): Path<String>,
+    JsonBody(body): JsonBody<UpdateBody>,
+) -> Result<Json<UserOut>> {
+    let patch = UserPatch {
+        email: body
+            .email
+            .as_deref()
+            .map(validate::email)
+            .transpose()
+            .map_err(AccountError::Validation)?,
+        full_name: body
+            .full_name
+            .as_deref()
+            .map(|n| validate::text("full_name", n, 100))
+            .transpose()
+            .map_err(AccountError::Validation)?,
+        organization: body
+            .organization
+            .as_deref()
+            .map(|o| validate::optional_text("organization", Some(o), 100))
+            .transpose()
+            .map_err(AccountError::Validation)?,
+        role: body.role,
+        disabled: body.disabled,
+    };
+    Ok(Json(apply(&ctx, &admin, &user_id, patch).await?.into()))
+}
+
+pub async fn disable(
+    State(ctx): State<Arc<AccountCtx>>,
+    admin: AdminCaller,
+    Path(user_id): Path<String>,
+) -> Result<Json<Message>> {
+    let patch = UserPatch {
+        disabled: Some(true),
+        ..UserPatch::default()
+    };
+    apply(&ctx, &admin, &user_id, patch).await?;
+    Ok(message("User disabled"))
+}
+
+pub async fn enable(
+    State(ctx): State<Arc<AccountCtx>>,
+    admin: AdminCaller,
+    Path(user_id): Path<String>,
+) -> Result<Json<Message>> {
+    let patch = UserPatch {
+        disabled: Some(false),
+        ..UserPatch::default()
+    };
+    apply(&ctx, &admin, &user_id, patch).await?;
+    Ok(message("User enabled"))
+}
+
+#[derive(Deserialize)]
+pub struct RoleQuery {
+    role: String,
+}
+
+pub async fn set_role(
+    State(ctx): State<Arc<AccountCtx>>,
+    admin: AdminCaller,
+    Path(user_id): Path<String>,
+    QueryParams(q): QueryParams<RoleQuery>,
+) -> Result<Json<Message>> {
+    let role = Role::parse(&q.role).ok_or_else(|| {
+        AccountError::Validation(format!(
+            "{:?} is not a role (user, admin, researcher)",
+            q.role
+        ))
+    })?;
+    let patch = UserPatch {
+        role: Some(role),
+        ..UserPatch::default()
+    };
+    apply(&ctx, &admin, &user_id, patch).await?;
+    Ok(message("Role updated"))
+}

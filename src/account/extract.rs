@@ -1,0 +1,108 @@
+//! Request extractors for the account API: JSON bodies whose rejections keep the origin's
+//! `{"detail": ...}` shape and status codes, and the authenticated caller.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::request::Parts;
+use bytes::Bytes;
+use http::StatusCode;
+use serde::de::DeserializeOwned;
+
+use super::{AccountCtx, AccountError};
+use crate::auth::credentials::{check_csrf, extract};
+use crate::auth::{AuthError, AuthMethod, Identity, Role};
+
+/// A JSON body: 415 without a JSON content type, 400 when malformed, 413 when too large,
+/// 422 when well-formed but of the wrong shape.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = AccountError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, AccountError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(JsonBody(v)),
+            Err(r) => Err(AccountError::Body(r.status(), r.body_text())),
+        }
+    }
+}
+
+/// Like `JsonBody`, but an empty body means `T::default()`.
+pub struct OptionalJsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJsonBody<T> {
+    type Rejection = AccountError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, AccountError> {
+        let (parts, body) = req.into_parts();
+        let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+            .await
+            .map_err(|r| AccountError::Body(r.status(), r.body_text()))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJsonBody(T::default()));
+        }
+        let req = Request::from_parts(parts, axum::body::Body::from(bytes));
+        JsonBody::from_request(req, state)
+            .await
+            .map(|JsonBody(v)| OptionalJsonBody(v))
+    }
+}
+
+/// Query parameters; a malformed query string is a 400 in the `{"detail"}` shape.
+pub struct QueryParams<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = AccountError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AccountError> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(v)) => Ok(QueryParams(v)),
+            Err(r) => Err(AccountError::Body(StatusCode::UNPROCESSABLE_ENTITY, r.body_text())),
+        }
+    }
+}
+
+/// The authenticated caller, resolved exactly as on proxied routes (same credentials, same
+/// cache, same CSRF rule for cookies).
+pub struct Caller {
+    pub identity: Arc<Identity>,
+    pub method: AuthMethod,
+}
+
+impl FromRequestParts<Arc<AccountCtx>> for Caller {
+    type Rejection = AccountError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        ctx: &Arc<AccountCtx>,
+    ) -> Result<Self, AccountError> {
+        let cred = extract(&parts.headers)?.ok_or(AuthError::Missing)?;
+        if cred.method == AuthMethod::Cookie {
+            check_csrf(&parts.method, &parts.headers, &ctx.csrf_origins)?;
+        }
+        let identity = ctx.resolver.resolve(&cred).await?;
+        Ok(Caller {
+            identity,
+            method: cred.method,
+        })
+    }
+}
+
+/// A caller whose role is `admin`.
+pub struct AdminCaller(pub Caller);
+
+impl FromRequestParts<Arc<AccountCtx>> for AdminCaller {
+    type Rejection = AccountError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        ctx: &Arc<AccountCtx>,
+    ) -> Result<Self, AccountError> {
+        let caller = Caller::from_request_parts(parts, ctx).await?;
+        if caller.identity.role != Role::Admin {
+            return Err(AccountError::Forbidden("Admin privileges required"));
+        }
+        Ok(AdminCaller(caller))
+    }
+}

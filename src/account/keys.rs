@@ -1,0 +1,133 @@
+//! `/api-keys`: create (the key is shown once), list (masked), revoke (effective on the next
+//! request). Keys are created with a session credential only: a leaked key cannot mint more.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use super::extract::{Caller, JsonBody};
+use super::{AccountCtx, AccountError, Message, Result, message, validate};
+use crate::auth::{AuthMethod, api_key};
+use crate::store::ApiKeyRecord;
+
+fn require_session(caller: &Caller) -> Result<()> {
+    if caller.method == AuthMethod::ApiKey {
+        return Err(AccountError::Forbidden(
+            "API keys cannot be created with an API key; sign in",
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+pub struct CreateBody {
+    name: String,
+    expires_in_days: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct CreatedKey {
+    api_key: String,
+    key_id: String,
+    name: String,
+    created_at: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+}
+
+pub async fn create(
+    State(ctx): State<Arc<AccountCtx>>,
+    caller: Caller,
+    JsonBody(body): JsonBody<CreateBody>,
+) -> Result<Response> {
+    require_session(&caller)?;
+    let name = validate::text("name", &body.name, 100).map_err(AccountError::Validation)?;
+    if let Some(days) = body.expires_in_days
+        && !(1..=365).contains(&days)
+    {
+        return Err(AccountError::Validation(
+            "expires_in_days must be between 1 and 365".into(),
+        ));
+    }
+    let now = Utc::now();
+    let minted = api_key::generate();
+    let record = ApiKeyRecord {
+        key_id: format!("key_{}", api_key::random_hex(8)),
+        key_hash: minted.hash_hex,
+        key_hint: minted.hint,
+        user_id: caller.identity.user_id.clone(),
+        name,
+        created_at: now,
+        expires_at: body.expires_in_days.map(|d| now + chrono::Duration::days(d)),
+        last_used: None,
+        revoked: false,
+    };
+    ctx.store.create_api_key(&record).await?;
+    tracing::info!(user_id = %record.user_id, key_id = %record.key_id, "API key created");
+    let out = CreatedKey {
+        api_key: minted.key,
+        key_id: record.key_id,
+        name: record.name,
+        created_at: record.created_at,
+        expires_at: record.expires_at,
+    };
+    let mut resp = (StatusCode::CREATED, Json(out)).into_response();
+    resp.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    Ok(resp)
+}
+
+#[derive(Serialize)]
+struct ListedKey {
+    key_id: String,
+    name: String,
+    /// Masked: prefix, four characters, last four.
+    api_key: String,
+    created_at: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+    last_used: Option<DateTime<Utc>>,
+}
+
+#[derive(Serialize)]
+pub struct KeyList {
+    api_keys: Vec<ListedKey>,
+}
+
+pub async fn list(State(ctx): State<Arc<AccountCtx>>, caller: Caller) -> Result<Json<KeyList>> {
+    let keys = ctx.store.list_api_keys(&caller.identity.user_id).await?;
+    Ok(Json(KeyList {
+        api_keys: keys
+            .into_iter()
+            .map(|k| ListedKey {
+                key_id: k.key_id,
+                name: k.name,
+                api_key: k.key_hint,
+                created_at: k.created_at,
+                expires_at: k.expires_at,
+                last_used: k.last_used,
+            })
+            .collect(),
+    }))
+}
+
+pub async fn revoke(
+    State(ctx): State<Arc<AccountCtx>>,
+    caller: Caller,
+    Path(key_id): Path<String>,
+) -> Result<Json<Message>> {
+    if !ctx
+        .store
+        .revoke_api_key(&caller.identity.user_id, &key_id)
+        .await?
+    {
+        return Err(AccountError::NotFound("API key not found"));
+    }
+    ctx.revocations.principals_changed(&[key_id]);
+    Ok(message("API key revoked"))
+}

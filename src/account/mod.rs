@@ -1,0 +1,238 @@
+//! The account API under the mount (default `/api/v1/auth`), wire-compatible with the origin
+//! gateway: register, login, refresh, logout, me, change-password, API keys, admin. JSON in
+//! and out; errors are `{"detail": ...}`. Never forwards anything upstream.
+
+mod admin;
+mod extract;
+mod keys;
+mod profile;
+mod session_routes;
+pub mod validate;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use chrono::{DateTime, Utc};
+use http::{HeaderValue, StatusCode};
+use serde::Serialize;
+
+use crate::auth::password::{HashError, PasswordHasher};
+use crate::auth::resolver::Resolver;
+use crate::auth::sessions::{ClientMeta, IssuedTokens, SessionError, Sessions};
+use crate::auth::{AuthError, Role};
+use crate::cache::Revocations;
+use crate::config::{AccountsConfig, CookieConfig};
+use crate::store::{DynStore, StoreError, User};
+
+/// What the account handlers need; built once in `app.rs`.
+pub struct AccountCtx {
+    pub store: DynStore,
+    pub hasher: Arc<PasswordHasher>,
+    pub sessions: Arc<Sessions>,
+    pub resolver: Arc<Resolver>,
+    pub revocations: Revocations,
+    pub accounts: AccountsConfig,
+    pub cookies: CookieConfig,
+    pub csrf_origins: Vec<String>,
+    pub refresh_ttl_secs: i64,
+}
+
+/// Everything that can go wrong in an account request. `http::respond` turns each variant
+/// into a response in one exhaustive match.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("{0}")]
+    Validation(String),
+    #[error("{0}")]
+    BadRequest(&'static str),
+    #[error("Incorrect email or password")]
+    InvalidCredentials,
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("{0}")]
+    NotFound(&'static str),
+    #[error("{1}")]
+    Body(StatusCode, String),
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Hash(#[from] HashError),
+}
+
+impl IntoResponse for AccountError {
+    fn into_response(self) -> Response {
+        crate::http::respond::account_error(self).map(axum::body::Body::new)
+    }
+}
+
+pub type Result<T> = std::result::Result<T, AccountError>;
+
+/// A user as the API shows it (never the password hash).
+#[derive(Debug, Serialize)]
+pub struct UserOut {
+    pub user_id: String,
+    pub email: String,
+    pub full_name: String,
+    pub organization: Option<String>,
+    pub role: Role,
+    pub disabled: bool,
+    pub email_verified: bool,
+    pub created_at: DateTime<Utc>,
+    pub last_login: Option<DateTime<Utc>>,
+}
+
+impl From<User> for UserOut {
+    fn from(u: User) -> UserOut {
+        UserOut {
+            user_id: u.user_id,
+            email: u.email,
+            full_name: u.full_name,
+            organization: u.organization,
+            role: u.role,
+            disabled: u.disabled,
+            email_verified: u.email_verified,
+            created_at: u.created_at,
+            last_login: u.last_login,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Message {
+    pub message: &'static str,
+}
+
+pub fn message(text: &'static str) -> axum::Json<Message> {
+    axum::Json(Message { message: text })
+}
+
+#[derive(Debug, Serialize)]
+struct TokenOut {
+    access_token: String,
+    refresh_token: String,
+    token_type: &'static str,
+    expires_in: i64,
+}
+
+fn cookie(ctx: &AccountCtx, name: &str, value: &str, max_age: i64, path: &str) -> HeaderValue {
+    let mut text = format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax");
+    if ctx.cookies.secure {
+        text.push_str("; Secure");
+    }
+    if let Some(domain) = &ctx.cookies.domain {
+        text.push_str("; Domain=");
+        text.push_str(domain);
+    }
+    // Tokens are base64url/base62 and the config values are validated, so this cannot fail;
+    // an empty value would only drop the cookie, never break the response.
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// The token response, with the HttpOnly cookies the origin's UI uses. The refresh cookie
+/// is scoped to the mount so it only travels to the account API.
+fn token_response(ctx: &AccountCtx, status: StatusCode, tokens: IssuedTokens) -> Response {
+    use crate::auth::credentials::{ACCESS_COOKIE, REFRESH_COOKIE};
+    let access = cookie(ctx, ACCESS_COOKIE, &tokens.access_token, tokens.expires_in, "/");
+    let refresh = cookie(
+        ctx,
+        REFRESH_COOKIE,
+        &tokens.refresh_token,
+        ctx.refresh_ttl_secs,
+        &ctx.accounts.mount,
+    );
+    let body = TokenOut {
+        access_token: tokens.access_token,
+        refresh_token: tokens.refresh_token,
+        token_type: "bearer",
+        expires_in: tokens.expires_in,
+    };
+    let mut resp = (status, axum::Json(body)).into_response();
+    let h = resp.headers_mut();
+    h.append(http::header::SET_COOKIE, access);
+    h.append(http::header::SET_COOKIE, refresh);
+    h.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+fn clear_cookies(ctx: &AccountCtx, resp: &mut Response) {
+    use crate::auth::credentials::{ACCESS_COOKIE, REFRESH_COOKIE};
+    let h = resp.headers_mut();
+    h.append(http::header::SET_COOKIE, cookie(ctx, ACCESS_COOKIE, "", 0, "/"));
+    h.append(
+        http::header::SET_COOKIE,
+        cookie(ctx, REFRESH_COOKIE, "", 0, &ctx.accounts.mount),
+    );
+}
+
+fn client_meta(meta: Option<axum::Extension<ClientMeta>>) -> ClientMeta {
+    meta.map(|axum::Extension(m)| m).unwrap_or_default()
+}
+
+async fn not_found() -> AccountError {
+    AccountError::NotFound("Not Found")
+}
+
+async fn method_not_allowed() -> AccountError {
+    AccountError::Body(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed".into())
+}
+
+/// The account API's router; paths are relative to the mount.
+pub fn router(ctx: Arc<AccountCtx>) -> Router {
+    let limit = ctx.accounts.max_body_bytes;
+    Router::new()
+        .route("/register", post(session_routes::register))
+        .route("/login", post(session_routes::login))
+        .route("/refresh", post(session_routes::refresh))
+        .route("/logout", post(session_routes::logout))
+        .route("/me", get(profile::me).put(profile::update_me))
+        .route("/change-password", post(profile::change_password))
+        .route("/api-keys", post(keys::create).get(keys::list))
+        .route("/api-keys/{key_id}", delete(keys::revoke))
+        .route("/admin/users", get(admin::list).post(admin::create))
+        .route("/admin/users/{user_id}", put(admin::update))
+        .route("/admin/users/{user_id}/disable", put(admin::disable))
+        .route("/admin/users/{user_id}/enable", put(admin::enable))
+        .route("/admin/users/{user_id}/role", put(admin::set_role))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(ctx)
+}
+
+/// `portcullis user create`: the same validation and hashing as the API, without a server.
+pub async fn create_user_offline(
+    config: &crate::config::Config,
+    email: &str,
+    password: &str,
+    full_name: &str,
+    role: Role,
+) -> anyhow::Result<String> {
+    let email = validate::email(email).map_err(anyhow::Error::msg)?;
+    validate::password(&config.accounts.password, password).map_err(anyhow::Error::msg)?;
+    let full_name = validate::text("full_name", full_name, 100).map_err(anyhow::Error::msg)?;
+    let store = crate::app::open_store(config, true).await?;
+    let metrics = Arc::new(crate::telemetry::Metrics::new(Vec::new()));
+    let hasher = PasswordHasher::new(&config.hashing, metrics)?;
+    let password_hash = hasher
+        .hash(&crate::telemetry::Secret::new(password.to_string()))
+        .await?;
+    let user = store
+        .create_user(&crate::store::NewUser {
+            user_id: format!("user_{}", crate::auth::api_key::random_hex(12)),
+            email,
+            password_hash,
+            full_name,
+            organization: None,
+            role,
+            disabled: false,
+        })
+        .await?;
+    Ok(user.user_id)
+}

@@ -1,0 +1,97 @@
+//! The caller's own account: `GET/PUT /me` and `POST /change-password`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use serde::Deserialize;
+
+use super::extract::{Caller, JsonBody};
+use super::{AccountCtx, AccountError, Message, Result, UserOut, message, validate};
+use crate::store::UserPatch;
+use crate::telemetry::Secret;
+
+async fn current_user(ctx: &AccountCtx, caller: &Caller) -> Result<crate::store::User> {
+    ctx.store
+        .user_by_id(&caller.identity.user_id)
+        .await?
+        .ok_or(AccountError::NotFound("User not found"))
+}
+
+pub async fn me(State(ctx): State<Arc<AccountCtx>>, caller: Caller) -> Result<Json<UserOut>> {
+    Ok(Json(current_user(&ctx, &caller).await?.into()))
+}
+
+#[derive(Deserialize)]
+pub struct UpdateMeBody {
+    full_name: Option<String>,
+    organization: Option<String>,
+}
+
+pub async fn update_me(
+    State(ctx): State<Arc<AccountCtx>>,
+    caller: Caller,
+    JsonBody(body): JsonBody<UpdateMeBody>,
+) -> Result<Json<UserOut>> {
+    let patch = UserPatch {
+        full_name: body
+            .full_name
+            .as_deref()
+            .map(|n| validate::text("full_name", n, 100))
+            .transpose()
+            .map_err(AccountError::Validation)?,
+        organization: body
+            .organization
+            .as_deref()
+            .map(|o| validate::optional_text("organization", Some(o), 100))
+            .transpose()
+            .map_err(AccountError::Validation)?,
+        ..UserPatch::default()
+    };
+    let user = ctx
+        .store
+        .update_user(&caller.identity.user_id, &patch)
+        .await?
+        .ok_or(AccountError::NotFound("User not found"))?;
+    Ok(Json(user.into()))
+}
+
+#[derive(Deserialize)]
+pub struct ChangePasswordBody {
+    current_password: Secret,
+    new_password: Secret,
+}
+
+/// Changes the password and ends every other session of the user (the current one, if the
+/// caller used a session, stays).
+pub async fn change_password(
+    State(ctx): State<Arc<AccountCtx>>,
+    caller: Caller,
+    JsonBody(body): JsonBody<ChangePasswordBody>,
+) -> Result<Json<Message>> {
+    validate::password(&ctx.accounts.password, body.new_password.expose())
+        .map_err(AccountError::Validation)?;
+    if body.current_password.expose().chars().count() > 1024 {
+        return Err(AccountError::BadRequest("Incorrect password"));
+    }
+    let user = current_user(&ctx, &caller).await?;
+    let verified = ctx
+        .hasher
+        .verify(&body.current_password, Some(&user.password_hash))
+        .await?;
+    if !verified.ok {
+        return Err(AccountError::BadRequest("Incorrect password"));
+    }
+    if body.new_password == body.current_password {
+        return Err(AccountError::BadRequest(
+            "New password must be different from the current password",
+        ));
+    }
+    let hash = ctx.hasher.hash(&body.new_password).await?;
+    ctx.store.set_password_hash(&user.user_id, &hash).await?;
+    ctx.sessions
+        .end_all(&user.user_id, caller.identity.session_id.as_deref())
+        .await?;
+    tracing::info!(user_id = %user.user_id, "password changed; other sessions ended");
+    Ok(message("Password changed successfully"))
+}

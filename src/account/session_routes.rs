@@ -1,0 +1,196 @@
+//! register, login, refresh, logout: the endpoints that start, renew and end sessions.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use http::{HeaderMap, Method, StatusCode};
+use serde::Deserialize;
+
+use super::extract::{Caller, JsonBody, OptionalJsonBody};
+use super::{AccountCtx, AccountError, Result, client_meta, message, token_response, validate};
+use crate::auth::credentials::{REFRESH_COOKIE, check_csrf, cookie};
+use crate::auth::sessions::ClientMeta;
+use crate::auth::{AuthError, Role};
+use crate::store::{NewUser, StoreError};
+use crate::telemetry::Secret;
+
+#[derive(Deserialize)]
+pub struct RegisterBody {
+    email: String,
+    password: Secret,
+    full_name: String,
+    organization: Option<String>,
+}
+
+/// Validated fields for a new user; shared with the admin create endpoint.
+pub(super) struct NewUserInput {
+    pub email: String,
+    pub full_name: String,
+    pub organization: Option<String>,
+}
+
+pub(super) fn validate_new_user(
+    ctx: &AccountCtx,
+    email: &str,
+    password: &Secret,
+    full_name: &str,
+    organization: Option<&str>,
+) -> Result<NewUserInput> {
+    let email = validate::email(email).map_err(AccountError::Validation)?;
+    validate::password(&ctx.accounts.password, password.expose())
+        .map_err(AccountError::Validation)?;
+    Ok(NewUserInput {
+        email,
+        full_name: validate::text("full_name", full_name, 100).map_err(AccountError::Validation)?,
+        organization: validate::optional_text("organization", organization, 100)
+            .map_err(AccountError::Validation)?,
+    })
+}
+
+/// Hashes the password and inserts the user; the database decides duplicate emails, so
+/// concurrent registrations of one address create exactly one user.
+pub(super) async fn insert_user(
+    ctx: &AccountCtx,
+    input: NewUserInput,
+    password: &Secret,
+    role: Role,
+    disabled: bool,
+) -> Result<crate::store::User> {
+    if ctx.store.user_by_email(&input.email).await?.is_some() {
+        return Err(AccountError::Store(StoreError::EmailTaken));
+    }
+    let password_hash = ctx.hasher.hash(password).await?;
+    let new = NewUser {
+        user_id: format!("user_{}", crate::auth::api_key::random_hex(12)),
+        email: input.email,
+        password_hash,
+        full_name: input.full_name,
+        organization: input.organization,
+        role,
+        disabled,
+    };
+    Ok(ctx.store.create_user(&new).await?)
+}
+
+pub async fn register(
+    State(ctx): State<Arc<AccountCtx>>,
+    meta: Option<Extension<ClientMeta>>,
+    JsonBody(body): JsonBody<RegisterBody>,
+) -> Result<Response> {
+    if !ctx.accounts.allow_registration {
+        return Err(AccountError::Forbidden("Registration is disabled"));
+    }
+    let input = validate_new_user(
+        &ctx,
+        &body.email,
+        &body.password,
+        &body.full_name,
+        body.organization.as_deref(),
+    )?;
+    let user = insert_user(&ctx, input, &body.password, Role::User, false).await?;
+    tracing::info!(user_id = %user.user_id, "user registered");
+    let tokens = ctx.sessions.start(&user, &client_meta(meta)).await?;
+    Ok(token_response(&ctx, StatusCode::CREATED, tokens))
+}
+
+#[derive(Deserialize)]
+pub struct LoginBody {
+    email: String,
+    password: Secret,
+}
+
+pub async fn login(
+    State(ctx): State<Arc<AccountCtx>>,
+    meta: Option<Extension<ClientMeta>>,
+    JsonBody(body): JsonBody<LoginBody>,
+) -> Result<Response> {
+    // Out-of-policy lengths can never match a stored password; refusing them before any
+    // hashing keeps a megabyte "password" from costing a hash.
+    if body.password.expose().chars().count() > ctx.accounts.password.max_length.max(128) {
+        return Err(AccountError::InvalidCredentials);
+    }
+    let email = validate::email(&body.email).unwrap_or_else(|_| body.email.trim().to_lowercase());
+    let user = ctx.store.user_by_email(&email).await?;
+    let verified = ctx
+        .hasher
+        .verify(&body.password, user.as_ref().map(|u| u.password_hash.as_str()))
+        .await?;
+    let Some(user) = user.filter(|_| verified.ok) else {
+        return Err(AccountError::InvalidCredentials);
+    };
+    if user.disabled {
+        return Err(AuthError::Disabled.into());
+    }
+    if verified.needs_rehash {
+        let fresh = ctx.hasher.hash(&body.password).await?;
+        ctx.store.set_password_hash(&user.user_id, &fresh).await?;
+        tracing::info!(user_id = %user.user_id, "password hash upgraded to argon2id");
+    }
+    ctx.store.record_login(&user.user_id, chrono::Utc::now()).await?;
+    let tokens = ctx.sessions.start(&user, &client_meta(meta)).await?;
+    Ok(token_response(&ctx, StatusCode::OK, tokens))
+}
+
+#[derive(Deserialize, Default)]
+pub struct RefreshBody {
+    refresh_token: Option<Secret>,
+}
+
+pub async fn refresh(
+    State(ctx): State<Arc<AccountCtx>>,
+    method: Method,
+    headers: HeaderMap,
+    meta: Option<Extension<ClientMeta>>,
+    OptionalJsonBody(body): OptionalJsonBody<RefreshBody>,
+) -> Result<Response> {
+    let from_cookie = cookie(&headers, REFRESH_COOKIE)?;
+    let token = match (&body.refresh_token, from_cookie) {
+        (Some(t), _) => t.expose().to_string(),
+        (None, Some(c)) => {
+            // A cookie is sent by the browser on its own: the CSRF rule applies.
+            check_csrf(&method, &headers, &ctx.csrf_origins)?;
+            c.to_string()
+        }
+        (None, None) => {
+            return Err(AccountError::Validation("refresh_token is required".into()));
+        }
+    };
+    let tokens = ctx.sessions.refresh(&token, &client_meta(meta)).await?;
+    Ok(token_response(&ctx, StatusCode::OK, tokens))
+}
+
+#[derive(Deserialize, Default)]
+pub struct LogoutBody {
+    refresh_token: Option<Secret>,
+    revoke_all: Option<bool>,
+}
+
+pub async fn logout(
+    State(ctx): State<Arc<AccountCtx>>,
+    caller: Caller,
+    headers: HeaderMap,
+    OptionalJsonBody(body): OptionalJsonBody<LogoutBody>,
+) -> Result<Response> {
+    let user_id = &caller.identity.user_id;
+    if body.revoke_all == Some(true) {
+        ctx.sessions.end_all(user_id, None).await?;
+    } else {
+        if let Some(sid) = &caller.identity.session_id {
+            ctx.sessions.end(sid).await?;
+        }
+        let cookie_token = cookie(&headers, REFRESH_COOKIE).ok().flatten();
+        let named = body.refresh_token.as_ref().map(Secret::expose);
+        for token in named.into_iter().chain(cookie_token) {
+            if let Some((sid, owner)) = ctx.sessions.session_of(token).await?
+                && &owner == user_id
+            {
+                ctx.sessions.end(&sid).await?;
+            }
+        }
+    }
+    let mut resp = Json(message("Successfully logged out").0).into_response();
+    super::clear_cookies(&ctx, &mut resp);
+    Ok(resp)
+}

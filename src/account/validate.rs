@@ -1,0 +1,126 @@
+//! Input rules for account data: email addresses, passwords (length, not composition, by
+//! default), names. Each returns the value to store or a message for a 422.
+
+use crate::config::PasswordPolicy;
+
+pub type Invalid = String;
+
+/// A syntactically valid address, lower-cased (addresses compare case-insensitively).
+pub fn email(raw: &str) -> Result<String, Invalid> {
+    let bad = || "Invalid email address".to_string();
+    let text = raw.trim();
+    if text.len() > 254 || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad());
+    }
+    let (local, domain) = text.rsplit_once('@').ok_or_else(bad)?;
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && local.chars().all(|c| {
+            c.is_alphanumeric() || "!#$%&'*+/=?^_`{|}~.-".contains(c)
+        });
+    let labels: Vec<&str> = domain.split('.').collect();
+    let domain_ok = domain.len() <= 253
+        && labels.len() >= 2
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+        })
+        && labels
+            .last()
+            .is_some_and(|tld| !tld.chars().all(|c| c.is_ascii_digit()));
+    if !local_ok || !domain_ok {
+        return Err(bad());
+    }
+    Ok(text.to_lowercase())
+}
+
+pub fn password(policy: &PasswordPolicy, pw: &str) -> Result<(), Invalid> {
+    let n = pw.chars().count();
+    if n < policy.min_length || n > policy.max_length {
+        return Err(format!(
+            "Password must be between {} and {} characters",
+            policy.min_length, policy.max_length
+        ));
+    }
+    if pw.chars().any(|c| c.is_control() && c != '\t') {
+        return Err("Password must not contain control characters".into());
+    }
+    if policy.require_mixed
+        && !(pw.chars().any(char::is_uppercase)
+            && pw.chars().any(char::is_lowercase)
+            && pw.chars().any(|c| c.is_ascii_digit()))
+    {
+        return Err(
+            "Password must contain an uppercase letter, a lowercase letter and a digit".into(),
+        );
+    }
+    Ok(())
+}
+
+/// A required single-line text field of at most `max` characters, trimmed.
+pub fn text(field: &str, value: &str, max: usize) -> Result<String, Invalid> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Err(format!("{field} must not be empty"));
+    }
+    if v.chars().count() > max {
+        return Err(format!("{field} must be at most {max} characters"));
+    }
+    if v.chars().any(char::is_control) {
+        return Err(format!("{field} must not contain control characters"));
+    }
+    Ok(v.to_string())
+}
+
+/// An optional text field; empty means absent.
+pub fn optional_text(field: &str, value: Option<&str>, max: usize) -> Result<Option<String>, Invalid> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) => text(field, v, max).map(Some),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails() {
+        assert_eq!(email(" Alice.Smith+x@Example.COM ").unwrap(), "alice.smith+x@example.com");
+        assert!(email("josé@exämple.de").is_ok());
+        for bad in [
+            "", "plain", "@x.io", "a@", "a@b", "a@.io", "a@b..io", "a b@x.io", ".a@x.io",
+            "a.@x.io", "a..b@x.io", "a@-x.io", "a@x-.io", "a@x.123", "a@b@c.io", "a\n@x.io",
+        ] {
+            assert!(email(bad).is_err(), "{bad:?}");
+        }
+        assert!(email(&format!("{}@x.io", "a".repeat(65))).is_err());
+    }
+
+    #[test]
+    fn passwords_by_length_by_default() {
+        let p = PasswordPolicy { min_length: 8, max_length: 128, require_mixed: false };
+        assert!(password(&p, "correct horse battery staple").is_ok());
+        assert!(password(&p, "ünïcødé✓").is_ok(), "8 unicode characters");
+        assert!(password(&p, "short").is_err());
+        assert!(password(&p, &"x".repeat(129)).is_err());
+        assert!(password(&p, "abc\u{0}defgh").is_err());
+        let mixed = PasswordPolicy { require_mixed: true, ..p };
+        assert!(password(&mixed, "alllowercase1").is_err());
+        assert!(password(&mixed, "Mixed1case").is_ok());
+    }
+
+    #[test]
+    fn text_fields() {
+        assert_eq!(text("full_name", "  Ada  ", 100).unwrap(), "Ada");
+        assert!(text("full_name", "   ", 100).is_err());
+        assert!(text("full_name", &"x".repeat(101), 100).is_err());
+        assert_eq!(optional_text("organization", Some(""), 100).unwrap(), None);
+    }
+}

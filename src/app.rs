@@ -1,0 +1,155 @@
+//! Config -> `AppState` (every handle the request path needs, built once), and `run`, which
+//! serves already-bound listeners until the shutdown future resolves.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use ipnet::IpNet;
+use tokio::net::TcpListener;
+
+use crate::account::{self, AccountCtx};
+use crate::auth::jwt::JwtKeys;
+use crate::auth::password::PasswordHasher;
+use crate::auth::resolver::{self, Resolver};
+use crate::auth::sessions::Sessions;
+use crate::cache::{IdentityCache, Revocations};
+use crate::config::Config;
+use crate::http::headers::HeaderPolicy;
+use crate::proxy::Proxy;
+use crate::routes::RouteTable;
+use crate::store::DynStore;
+use crate::store::sqlite::SqliteStore;
+use crate::telemetry::Metrics;
+
+/// Everything a request needs, shared by all connections.
+pub struct AppState {
+    pub routes: RouteTable,
+    pub proxy: Proxy,
+    pub resolver: Arc<Resolver>,
+    pub account: axum::Router,
+    pub mount: String,
+    pub jwks: Bytes,
+    pub header_policy: HeaderPolicy,
+    pub csrf_origins: Vec<String>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub metrics: Arc<Metrics>,
+    pub store: DynStore,
+    pub access_log: bool,
+}
+
+/// A built application: state plus the background work it needs.
+pub struct App {
+    pub state: Arc<AppState>,
+    config: Config,
+    key_usage: Option<tokio::sync::mpsc::Receiver<(String, i64)>>,
+}
+
+/// Opens the configured store, migrating it when `migrate` is set.
+pub async fn open_store(config: &Config, migrate: bool) -> anyhow::Result<DynStore> {
+    let store = SqliteStore::open(
+        &config.store.database_url,
+        config.store.max_connections,
+        config.store.acquire_timeout,
+    )
+    .await
+    .context("opening the database")?;
+    if migrate {
+        store.migrate().await.context("migrating the database")?;
+    }
+    Ok(Arc::new(store))
+}
+
+impl App {
+    pub async fn build(config: Config) -> anyhow::Result<App> {
+        let store = open_store(&config, config.store.migrate_on_start).await?;
+        let metrics = Arc::new(Metrics::new(
+            config.routes.iter().map(|r| r.name.clone()).collect(),
+        ));
+        let material =
+            crate::auth::keys::load(&config.tokens).context("loading token signing keys")?;
+        let jwt = Arc::new(JwtKeys::new(material, &config.tokens));
+        let jwks = Bytes::from(jwt.jwks().to_string());
+        let cache = Arc::new(IdentityCache::new(&config.cache));
+        let revocations = Revocations::new(cache.clone(), store.clone());
+        let (resolver, key_usage) =
+            Resolver::new(jwt.clone(), store.clone(), cache, metrics.clone());
+        let resolver = Arc::new(resolver);
+        let sessions = Arc::new(Sessions::new(
+            store.clone(),
+            jwt,
+            revocations.clone(),
+            config.tokens.refresh_ttl,
+            config.tokens.refresh_reuse_grace,
+        ));
+        let hasher = Arc::new(
+            PasswordHasher::new(&config.hashing, metrics.clone())
+                .context("configuring password hashing")?,
+        );
+        let ctx = Arc::new(AccountCtx {
+            store: store.clone(),
+            hasher,
+            sessions,
+            resolver: resolver.clone(),
+            revocations,
+            accounts: config.accounts.clone(),
+            cookies: config.cookies.clone(),
+            csrf_origins: config.csrf.allowed_origins.clone(),
+            refresh_ttl_secs: i64::try_from(config.tokens.refresh_ttl.as_secs()).unwrap_or(i64::MAX),
+        });
+        let state = AppState {
+            routes: RouteTable::new(config.routes.clone()),
+            proxy: Proxy::new(&config.routes),
+            resolver,
+            account: account::router(ctx),
+            mount: config.accounts.mount.clone(),
+            jwks,
+            header_policy: HeaderPolicy::new(config.identity_headers.clone()),
+            csrf_origins: config.csrf.allowed_origins.clone(),
+            trusted_proxies: config.server.trusted_proxies.clone(),
+            metrics,
+            store,
+            access_log: config.log.access_log,
+        };
+        Ok(App {
+            state: Arc::new(state),
+            config,
+            key_usage: Some(key_usage),
+        })
+    }
+
+    /// Serves `listener` (and `admin`, if given) until `shutdown` resolves, then drains
+    /// open connections for up to `server.shutdown_grace`.
+    pub async fn run(
+        mut self,
+        listener: TcpListener,
+        admin: Option<TcpListener>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        if let Some(rx) = self.key_usage.take() {
+            tokio::spawn(resolver::run_key_usage_writer(self.state.store.clone(), rx));
+        }
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        if let Some(admin) = admin {
+            let state = self.state.clone();
+            let mut stop = stop_rx.clone();
+            tokio::spawn(async move {
+                crate::admin::serve(admin, state, async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await;
+            });
+        }
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let mut stop = stop_rx;
+        crate::server::serve(listener, self.state.clone(), &self.config.server, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await;
+        Ok(())
+    }
+}

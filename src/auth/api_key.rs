@@ -1,0 +1,166 @@
+//! API-key format: `pc_` + 43 base62 characters (256 bits of randomness) + a 6-character
+//! base62 CRC-32 checksum. The checksum lets a mistyped or forged-looking key be refused
+//! without any lookup; only the key's SHA-256 is ever stored. Also the crate's source of
+//! random identifiers.
+
+use aws_lc_rs::digest::{SHA256, digest};
+
+pub const PREFIX: &str = "pc_";
+const BODY_LEN: usize = 43;
+const CHECKSUM_LEN: usize = 6;
+pub const KEY_LEN: usize = PREFIX.len() + BODY_LEN + CHECKSUM_LEN;
+const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// Random bytes from the system CSPRNG. Failure of the OS generator is not recoverable.
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut buf = [0u8; N];
+    if aws_lc_rs::rand::fill(&mut buf).is_err() {
+        // The process cannot mint any secret without randomness.
+        std::process::abort();
+    }
+    buf
+}
+
+/// `n` random bytes as lower-case hex.
+pub fn random_hex(n: usize) -> String {
+    let mut out = String::with_capacity(n * 2);
+    let mut remaining = n;
+    while remaining > 0 {
+        let chunk: [u8; 32] = random_bytes();
+        let take = remaining.min(32);
+        out.push_str(&hex::encode(&chunk[..take]));
+        remaining -= take;
+    }
+    out
+}
+
+/// `len` characters drawn uniformly from base62 (rejection sampling, no modulo bias).
+pub fn random_base62(len: usize) -> String {
+    let mut out = String::with_capacity(len);
+    while out.len() < len {
+        let bytes: [u8; 64] = random_bytes();
+        for b in bytes {
+            // 248 = 4 * 62: values at or above it would bias the distribution.
+            if b < 248 && out.len() < len {
+                out.push(BASE62[usize::from(b % 62)] as char);
+            }
+        }
+    }
+    out
+}
+
+fn checksum(prefix_and_body: &str) -> [u8; CHECKSUM_LEN] {
+    let mut value = u64::from(crc32fast::hash(prefix_and_body.as_bytes()));
+    let mut out = [b'0'; CHECKSUM_LEN];
+    for slot in out.iter_mut().rev() {
+        *slot = BASE62[(value % 62) as usize];
+        value /= 62;
+    }
+    out
+}
+
+/// A newly minted key. `key` is shown to its owner once and never stored.
+#[derive(Debug)]
+pub struct NewKey {
+    pub key: String,
+    pub hash_hex: String,
+    pub hint: String,
+}
+
+pub fn generate() -> NewKey {
+    let mut key = String::with_capacity(KEY_LEN);
+    key.push_str(PREFIX);
+    key.push_str(&random_base62(BODY_LEN));
+    let sum = checksum(&key);
+    key.extend(sum.iter().map(|b| *b as char));
+    NewKey {
+        hash_hex: hex::encode(hash(&key)),
+        hint: hint(&key),
+        key,
+    }
+}
+
+/// What listings show: the prefix, four characters, and the last four.
+pub fn hint(key: &str) -> String {
+    let start = key.get(..PREFIX.len() + 4).unwrap_or(PREFIX);
+    let end = key.get(key.len().saturating_sub(4)..).unwrap_or_default();
+    format!("{start}...{end}")
+}
+
+/// True if `candidate` has the exact shape and a correct checksum.
+pub fn is_well_formed(candidate: &str) -> bool {
+    let bytes = candidate.as_bytes();
+    if bytes.len() != KEY_LEN || !candidate.starts_with(PREFIX) {
+        return false;
+    }
+    let (body, sum) = bytes[PREFIX.len()..].split_at(BODY_LEN);
+    if !body.iter().chain(sum).all(u8::is_ascii_alphanumeric) {
+        return false;
+    }
+    let expected = checksum(&candidate[..PREFIX.len() + BODY_LEN]);
+    // Not secret (it is derived from the rest of the key), so a plain comparison is fine.
+    expected == sum
+}
+
+/// SHA-256 of a credential: the identity-cache key, and (hex) the stored form of API keys
+/// and refresh tokens.
+pub fn hash(credential: &str) -> [u8; 32] {
+    let d = digest(&SHA256, credential.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+/// Constant-time equality of two stored-hash strings.
+pub fn hashes_equal(a: &str, b: &str) -> bool {
+    aws_lc_rs::constant_time::verify_slices_are_equal(a.as_bytes(), b.as_bytes()).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_keys_are_well_formed_and_distinct() {
+        let a = generate();
+        let b = generate();
+        assert_ne!(a.key, b.key);
+        assert_eq!(a.key.len(), KEY_LEN);
+        assert!(is_well_formed(&a.key));
+        assert_eq!(a.hash_hex, hex::encode(hash(&a.key)));
+        assert!(a.hint.starts_with("pc_") && a.hint.contains("..."));
+        assert!(!a.hint.contains(&a.key[10..40]));
+    }
+
+    #[test]
+    fn any_single_character_change_breaks_the_checksum() {
+        let key = generate().key;
+        for i in PREFIX.len()..key.len() {
+            let mut bytes = key.clone().into_bytes();
+            bytes[i] = if bytes[i] == b'a' { b'b' } else { b'a' };
+            let typo = String::from_utf8(bytes).unwrap();
+            assert!(!is_well_formed(&typo), "position {i}");
+        }
+        assert!(!is_well_formed(&key[..key.len() - 1]));
+        assert!(!is_well_formed(&key.replacen("pc_", "pk_", 1)));
+    }
+
+    #[test]
+    fn base62_is_uniform_enough() {
+        let sample = random_base62(62_000);
+        let mut counts = [0u32; 62];
+        for b in sample.bytes() {
+            counts[BASE62.iter().position(|c| *c == b).unwrap()] += 1;
+        }
+        // Each symbol expects 1000; a biased generator (b % 62 over 256) would skew the
+        // first symbols by ~+25%.
+        assert!(counts.iter().all(|c| (850..1150).contains(c)), "{counts:?}");
+    }
+
+    #[test]
+    fn hash_comparison() {
+        assert!(hashes_equal("abc", "abc"));
+        assert!(!hashes_equal("abc", "abd"));
+        assert!(!hashes_equal("abc", "abcd"));
+    }
+}

@@ -1,0 +1,240 @@
+//! Finding the credential in a request: `Authorization: Bearer`, `X-API-Key`, or the
+//! `access_token` cookie, plus the CSRF rule for cookie-authenticated unsafe requests.
+//! Borrows from the request; allocates nothing.
+
+use http::header::{AUTHORIZATION, COOKIE, HOST, ORIGIN};
+use http::{HeaderMap, HeaderName, Method};
+
+use super::{AuthError, AuthMethod, api_key};
+
+pub const ACCESS_COOKIE: &str = "access_token";
+pub const REFRESH_COOKIE: &str = "refresh_token";
+pub static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+static SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
+
+/// What kind of secret a credential is, which decides how it is verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialKind {
+    AccessToken,
+    ApiKey,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Credential<'a> {
+    pub secret: &'a str,
+    pub kind: CredentialKind,
+    pub method: AuthMethod,
+}
+
+fn single<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<Option<&'a str>, AuthError> {
+    let mut values = headers.get_all(name).iter();
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(AuthError::ConflictingCredentials);
+    }
+    first
+        .to_str()
+        .map(|s| Some(s.trim()))
+        .map_err(|_| AuthError::Malformed("credential header is not ASCII"))
+}
+
+/// Iterates `name=value` pairs across every `Cookie` header.
+pub fn cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| {
+            let (name, value) = pair.split_once('=')?;
+            Some((name.trim(), value.trim().trim_matches('"')))
+        })
+}
+
+/// The one value of cookie `name`; several different values are a conflict.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, AuthError> {
+    let mut found: Option<&str> = None;
+    for (n, v) in cookies(headers) {
+        if n == name && !v.is_empty() {
+            match found {
+                Some(prev) if prev != v => return Err(AuthError::ConflictingCredentials),
+                _ => found = Some(v),
+            }
+        }
+    }
+    Ok(found)
+}
+
+fn kind_of(secret: &str) -> CredentialKind {
+    if secret.starts_with(api_key::PREFIX) {
+        CredentialKind::ApiKey
+    } else {
+        CredentialKind::AccessToken
+    }
+}
+
+/// The request's credential, if any. Two different credentials are refused: a request must
+/// be unambiguous about who it is.
+pub fn extract(headers: &HeaderMap) -> Result<Option<Credential<'_>>, AuthError> {
+    let bearer = match single(headers, &AUTHORIZATION)? {
+        None => None,
+        Some(value) => match value.split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+                let token = token.trim();
+                if token.is_empty() {
+                    return Err(AuthError::Malformed("empty bearer token"));
+                }
+                Some(token)
+            }
+            // Another scheme (Basic, say) is not ours to judge; it is never forwarded unless
+            // the route forwards credentials.
+            _ => None,
+        },
+    };
+    let header_key = single(headers, &X_API_KEY)?.filter(|k| !k.is_empty());
+    let cookie_token = cookie(headers, ACCESS_COOKIE)?;
+
+    let mut chosen: Option<Credential<'_>> = None;
+    let candidates = [
+        bearer.map(|t| (t, kind_of(t), AuthMethod::Jwt)),
+        header_key.map(|k| (k, CredentialKind::ApiKey, AuthMethod::ApiKey)),
+        cookie_token.map(|t| (t, CredentialKind::AccessToken, AuthMethod::Cookie)),
+    ];
+    for (secret, kind, method) in candidates.into_iter().flatten() {
+        let method = if kind == CredentialKind::ApiKey {
+            AuthMethod::ApiKey
+        } else {
+            method
+        };
+        match chosen {
+            None => {
+                chosen = Some(Credential {
+                    secret,
+                    kind,
+                    method,
+                })
+            }
+            // The same token twice (bearer and cookie from one browser client) is one
+            // credential; the first source named wins.
+            Some(c) if c.secret == secret => {}
+            Some(_) => return Err(AuthError::ConflictingCredentials),
+        }
+    }
+    Ok(chosen)
+}
+
+fn is_safe(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    )
+}
+
+/// The CSRF rule for cookie-authenticated requests: unsafe methods must come from the
+/// request's own origin or a configured one, shown by `Sec-Fetch-Site` or `Origin`.
+pub fn check_csrf(
+    method: &Method,
+    headers: &HeaderMap,
+    allowed_origins: &[String],
+) -> Result<(), AuthError> {
+    if is_safe(method) {
+        return Ok(());
+    }
+    if let Some(site) = headers.get(&SEC_FETCH_SITE).and_then(|v| v.to_str().ok())
+        && (site.eq_ignore_ascii_case("same-origin") || site.eq_ignore_ascii_case("none"))
+    {
+        return Ok(());
+    }
+    let Some(origin) = headers.get(ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return Err(AuthError::CsrfRejected);
+    };
+    let origin = origin.trim_end_matches('/');
+    if allowed_origins
+        .iter()
+        .any(|allowed| allowed.eq_ignore_ascii_case(origin))
+    {
+        return Ok(());
+    }
+    let origin_authority = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"));
+    let host = headers.get(HOST).and_then(|v| v.to_str().ok());
+    match (origin_authority, host) {
+        (Some(a), Some(h)) if a.eq_ignore_ascii_case(h) => Ok(()),
+        _ => Err(AuthError::CsrfRejected),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn finds_each_source() {
+        let key = api_key::generate().key;
+        let h = headers(&[("authorization", "Bearer abc.def.ghi")]);
+        let c = extract(&h).unwrap().unwrap();
+        assert_eq!((c.secret, c.kind, c.method), ("abc.def.ghi", CredentialKind::AccessToken, AuthMethod::Jwt));
+        let auth = format!("bearer {key}");
+        let h = headers(&[("authorization", &auth)]);
+        let c = extract(&h).unwrap().unwrap();
+        assert_eq!((c.kind, c.method), (CredentialKind::ApiKey, AuthMethod::ApiKey));
+        let h = headers(&[("x-api-key", &key)]);
+        assert_eq!(extract(&h).unwrap().unwrap().method, AuthMethod::ApiKey);
+        let h = headers(&[("cookie", "theme=dark; access_token=t.o.k; other=1")]);
+        let c = extract(&h).unwrap().unwrap();
+        assert_eq!((c.secret, c.method), ("t.o.k", AuthMethod::Cookie));
+        assert!(extract(&headers(&[("authorization", "Basic dXM6cHc=")])).unwrap().is_none());
+        assert!(extract(&HeaderMap::new()).unwrap().is_none());
+    }
+
+    #[test]
+    fn different_credentials_conflict() {
+        let key = api_key::generate().key;
+        let cases: Vec<Vec<(&str, &str)>> = vec![
+            vec![("authorization", "Bearer a.b.c"), ("x-api-key", &key)],
+            vec![("authorization", "Bearer a.b.c"), ("cookie", "access_token=x.y.z")],
+            vec![("authorization", "Bearer a.b.c"), ("authorization", "Bearer a.b.c")],
+            vec![("cookie", "access_token=a"), ("cookie", "access_token=b")],
+            vec![("x-api-key", "a"), ("x-api-key", "b")],
+        ];
+        for case in cases {
+            assert!(
+                matches!(extract(&headers(&case)), Err(AuthError::ConflictingCredentials)),
+                "{case:?}"
+            );
+        }
+        // The same token as bearer and cookie is one credential.
+        let same = headers(&[("authorization", "Bearer a.b.c"), ("cookie", "access_token=a.b.c")]);
+        assert_eq!(extract(&same).unwrap().unwrap().method, AuthMethod::Jwt);
+    }
+
+    #[test]
+    fn csrf_rules() {
+        let allowed = vec!["https://app.example.com".to_string()];
+        let ok = |pairs: &[(&str, &str)]| check_csrf(&Method::POST, &headers(pairs), &allowed).is_ok();
+        assert!(check_csrf(&Method::GET, &HeaderMap::new(), &allowed).is_ok());
+        assert!(!ok(&[]));
+        assert!(ok(&[("sec-fetch-site", "same-origin")]));
+        assert!(!ok(&[("sec-fetch-site", "cross-site")]));
+        assert!(ok(&[("origin", "https://app.example.com")]));
+        assert!(ok(&[("origin", "http://api.local:8080"), ("host", "api.local:8080")]));
+        assert!(!ok(&[("origin", "https://evil.example"), ("host", "api.local")]));
+        assert!(!ok(&[("origin", "null"), ("host", "api.local")]));
+        assert!(!ok(&[("sec-fetch-site", "same-site"), ("origin", "https://evil.example")]));
+    }
+}

@@ -1,0 +1,199 @@
+//! Access tokens: issuing and verifying JWTs with the one configured algorithm. Verification
+//! pins the algorithm, requires a known `kid`, and checks `exp`, `nbf`, `iss` and `aud`.
+//! It is the expensive step the identity cache exists to skip.
+
+use std::collections::HashSet;
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use super::Role;
+use super::keys::KeyMaterial;
+use crate::config::TokenConfig;
+
+/// The claims of a Portcullis access token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub aud: String,
+    pub sub: String,
+    pub email: String,
+    pub role: Role,
+    pub sid: String,
+    pub iat: i64,
+    pub nbf: i64,
+    pub exp: i64,
+    pub jti: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("token signing failed: {0}")]
+pub struct SignError(#[from] jsonwebtoken::errors::Error);
+
+pub struct JwtKeys {
+    material: KeyMaterial,
+    validation: Validation,
+    issuer: String,
+    audience: String,
+    access_ttl_secs: i64,
+    leeway_secs: i64,
+}
+
+impl JwtKeys {
+    pub fn new(material: KeyMaterial, cfg: &TokenConfig) -> JwtKeys {
+        let mut validation = Validation::new(material.algorithm);
+        validation.algorithms = vec![material.algorithm];
+        validation.leeway = cfg.leeway.as_secs();
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.validate_aud = true;
+        validation.set_issuer(&[&cfg.issuer]);
+        validation.set_audience(&[&cfg.audience]);
+        validation.required_spec_claims = ["exp", "nbf", "iss", "aud", "sub"]
+            .into_iter()
+            .map(String::from)
+            .collect::<HashSet<_>>();
+        JwtKeys {
+            material,
+            validation,
+            issuer: cfg.issuer.clone(),
+            audience: cfg.audience.clone(),
+            access_ttl_secs: i64::try_from(cfg.access_ttl.as_secs()).unwrap_or(i64::MAX),
+            leeway_secs: i64::try_from(cfg.leeway.as_secs()).unwrap_or(0),
+        }
+    }
+
+    pub fn algorithm(&self) -> Algorithm {
+        self.material.algorithm
+    }
+
+    pub fn leeway_secs(&self) -> i64 {
+        self.leeway_secs
+    }
+
+    pub fn access_ttl_secs(&self) -> i64 {
+        self.access_ttl_secs
+    }
+
+    pub fn jwks(&self) -> serde_json::Value {
+        self.material.jwks()
+    }
+
+    /// Signs an access token for a session; returns the token and its `exp`.
+    pub fn issue(
+        &self,
+        user_id: &str,
+        email: &str,
+        role: Role,
+        session_id: &str,
+        now: i64,
+    ) -> Result<(String, i64), SignError> {
+        let exp = now.saturating_add(self.access_ttl_secs);
+        let claims = AccessClaims {
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            sub: user_id.to_string(),
+            email: email.to_string(),
+            role,
+            sid: session_id.to_string(),
+            iat: now,
+            nbf: now,
+            exp,
+            jti: super::api_key::random_hex(16),
+        };
+        let mut header = Header::new(self.material.algorithm);
+        header.kid = Some(self.material.kid.clone());
+        let token = jsonwebtoken::encode(&header, &claims, &self.material.encoding)?;
+        Ok((token, exp))
+    }
+
+    fn key_for(&self, kid: &str) -> Option<&DecodingKey> {
+        self.material
+            .verifying
+            .iter()
+            .find(|k| k.kid == kid)
+            .map(|k| &k.key)
+    }
+
+    /// Verifies signature and claims. The error is a message safe to show the client.
+    pub fn verify(&self, token: &str) -> Result<AccessClaims, &'static str> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| "Invalid token")?;
+        if header.alg != self.material.algorithm {
+            return Err("Invalid token algorithm");
+        }
+        let kid = header.kid.as_deref().ok_or("Token has no key id")?;
+        let key = self.key_for(kid).ok_or("Token signed by an unknown key")?;
+        jsonwebtoken::decode::<AccessClaims>(token, key, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => "Token has expired",
+                ErrorKind::ImmatureSignature => "Token is not yet valid",
+                ErrorKind::InvalidIssuer => "Invalid token issuer",
+                ErrorKind::InvalidAudience => "Invalid token audience",
+                ErrorKind::InvalidAlgorithm => "Invalid token algorithm",
+                _ => "Invalid token",
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn keys_in(dir: &std::path::Path, extra: &str) -> JwtKeys {
+        let text = format!("[tokens]\nkey_dir = \"{}\"\n{extra}", dir.display());
+        let cfg = Config::from_toml(&text, Vec::new()).unwrap().tokens;
+        let material = super::super::keys::load(&cfg).unwrap();
+        JwtKeys::new(material, &cfg)
+    }
+
+    fn keys(extra: &str) -> (JwtKeys, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        (keys_in(dir.path(), extra), dir)
+    }
+
+    fn now() -> i64 {
+        chrono::Utc::now().timestamp()
+    }
+
+    #[test]
+    fn issued_token_verifies_with_all_claims() {
+        let (k, _d) = keys("");
+        let (token, exp) = k.issue("user_1", "a@b.co", Role::Admin, "ses_1", now()).unwrap();
+        let c = k.verify(&token).unwrap();
+        assert_eq!((c.sub.as_str(), c.sid.as_str(), c.role), ("user_1", "ses_1", Role::Admin));
+        assert_eq!(c.exp, exp);
+        assert_eq!(c.exp - c.iat, 900);
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.alg, Algorithm::EdDSA);
+        assert!(header.kid.is_some());
+    }
+
+    #[test]
+    fn expired_and_future_tokens_are_refused() {
+        let (k, _d) = keys("leeway = \"5s\"\n");
+        let (old, _) = k.issue("u", "a@b.co", Role::User, "s", now() - 3600).unwrap();
+        assert_eq!(k.verify(&old).unwrap_err(), "Token has expired");
+        let (future, _) = k.issue("u", "a@b.co", Role::User, "s", now() + 3600).unwrap();
+        assert_eq!(k.verify(&future).unwrap_err(), "Token is not yet valid");
+    }
+
+    #[test]
+    fn other_keys_issuers_and_audiences_are_refused() {
+        let (a, _d1) = keys("");
+        let (b, _d2) = keys("");
+        let (token, _) = b.issue("u", "a@b.co", Role::User, "s", now()).unwrap();
+        assert_eq!(a.verify(&token).unwrap_err(), "Token signed by an unknown key");
+        let dir = tempfile::tempdir().unwrap();
+        let iss1 = keys_in(dir.path(), "issuer = \"one\"\n");
+        let iss2 = keys_in(dir.path(), "issuer = \"two\"\n");
+        let (token, _) = iss2.issue("u", "a@b.co", Role::User, "s", now()).unwrap();
+        assert_eq!(iss1.verify(&token).unwrap_err(), "Invalid token issuer");
+        let aud1 = keys_in(dir.path(), "audience = \"mine\"\n");
+        let aud2 = keys_in(dir.path(), "audience = \"other\"\n");
+        let (token, _) = aud2.issue("u", "a@b.co", Role::User, "s", now()).unwrap();
+        assert_eq!(aud1.verify(&token).unwrap_err(), "Invalid token audience");
+    }
+}

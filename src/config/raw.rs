@@ -1,0 +1,134 @@
+//! The TOML file as written, field for field. Unknown keys are errors. No validation here:
+//! `validate.rs` turns this into typed values.
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    pub server: RawServer,
+    pub store: RawStore,
+    pub tokens: RawTokens,
+    pub accounts: RawAccounts,
+    pub password_hashing: RawPasswordHashing,
+    pub cookies: RawCookies,
+    pub csrf: RawCsrf,
+    pub identity_headers: RawIdentityHeaders,
+    pub cache: RawCache,
+    pub log: RawLog,
+    pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    pub listen: Option<String>,
+    pub admin_listen: Option<String>,
+    pub max_connections: Option<usize>,
+    pub header_read_timeout: Option<String>,
+    pub shutdown_grace: Option<String>,
+    pub trusted_proxies: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawStore {
+    pub database_url: Option<String>,
+    pub max_connections: Option<u32>,
+    pub acquire_timeout: Option<String>,
+    pub migrate_on_start: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTokens {
+    pub algorithm: Option<String>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub access_ttl: Option<String>,
+    pub refresh_ttl: Option<String>,
+    pub leeway: Option<String>,
+    pub refresh_reuse_grace: Option<String>,
+    pub signing_key_path: Option<String>,
+    pub verification_key_paths: Vec<String>,
+    pub hmac_secret: Option<String>,
+    pub key_dir: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAccounts {
+    pub mount: Option<String>,
+    pub allow_registration: Option<bool>,
+    pub password_min_length: Option<usize>,
+    pub password_max_length: Option<usize>,
+    pub password_require_mixed: Option<bool>,
+    pub max_body_bytes: Option<usize>,
+    pub admin_page_size_max: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawPasswordHashing {
+    pub memory_kib: Option<u32>,
+    pub iterations: Option<u32>,
+    pub parallelism: Option<u32>,
+    pub max_concurrent: Option<usize>,
+    pub max_queued: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCookies {
+    pub secure: Option<bool>,
+    pub domain: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCsrf {
+    pub allowed_origins: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawIdentityHeaders {
+    pub user_id: Option<String>,
+    pub email: Option<String>,
+    pub role: Option<String>,
+    pub auth_method: Option<String>,
+    pub key_id: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCache {
+    pub max_entries: Option<u64>,
+    pub ttl: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLog {
+    pub level: Option<String>,
+    pub format: Option<String>,
+    pub access_log: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRoute {
+    pub name: Option<String>,
+    pub prefix: Option<String>,
+    pub methods: Option<Vec<String>>,
+    pub host: Option<String>,
+    pub upstream: Option<String>,
+    pub auth: Option<String>,
+    pub roles: Option<Vec<String>>,
+    pub strip_prefix: Option<bool>,
+    pub forward_credentials: Option<bool>,
+    pub preserve_host: Option<bool>,
+    pub websocket: Option<bool>,
+    pub connect_timeout: Option<String>,
+    pub response_timeout: Option<String>,
+}

@@ -1,0 +1,630 @@
+//! Raw TOML values -> typed `Config`. Every error names the key it is about.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::{HeaderName, Method};
+use ipnet::IpNet;
+use jsonwebtoken::Algorithm;
+
+use super::raw::*;
+use super::*;
+use crate::auth::Role;
+use crate::telemetry::Secret;
+
+type Result<T> = std::result::Result<T, ConfigError>;
+
+pub(super) fn validate(raw: RawConfig) -> Result<Config> {
+    let store = store(raw.store)?;
+    let tokens = tokens(raw.tokens, &store)?;
+    let accounts = accounts(raw.accounts)?;
+    let routes = raw
+        .routes
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| route(i, r))
+        .collect::<Result<Vec<_>>>()?;
+    for (i, r) in routes.iter().enumerate() {
+        if routes[..i].iter().any(|other| other.name == r.name) {
+            return Err(ConfigError::invalid(
+                format!("routes[{i}].name"),
+                format!("{:?} is used by an earlier route", r.name),
+            ));
+        }
+    }
+    Ok(Config {
+        server: server(raw.server)?,
+        store,
+        tokens,
+        accounts,
+        hashing: hashing(raw.password_hashing)?,
+        cookies: CookieConfig {
+            secure: raw.cookies.secure.unwrap_or(true),
+            domain: raw.cookies.domain.filter(|d| !d.is_empty()),
+        },
+        csrf: csrf(raw.csrf)?,
+        identity_headers: identity_headers(raw.identity_headers)?,
+        cache: cache(raw.cache)?,
+        log: log(raw.log)?,
+        routes,
+    })
+}
+
+fn duration(key: &str, value: Option<String>, default: Duration) -> Result<Duration> {
+    match value {
+        None => Ok(default),
+        Some(text) => humantime::parse_duration(&text).map_err(|e| {
+            ConfigError::invalid(key, format!("{text:?} is not a duration like \"15m\" ({e})"))
+        }),
+    }
+}
+
+fn positive<T: PartialOrd + Default + std::fmt::Display>(key: &str, value: T) -> Result<T> {
+    if value > T::default() {
+        Ok(value)
+    } else {
+        Err(ConfigError::invalid(key, format!("{value} must be greater than 0")))
+    }
+}
+
+fn socket_addr(key: &str, text: &str) -> Result<SocketAddr> {
+    text.parse().map_err(|_| {
+        ConfigError::invalid(key, format!("{text:?} is not an address like \"127.0.0.1:8080\""))
+    })
+}
+
+fn server(raw: RawServer) -> Result<ServerConfig> {
+    let listen = socket_addr(
+        "server.listen",
+        raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN),
+    )?;
+    let admin_listen = raw
+        .admin_listen
+        .as_deref()
+        .map(|a| socket_addr("server.admin_listen", a))
+        .transpose()?;
+    let trusted_proxies = raw
+        .trusted_proxies
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            text.parse::<IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    ConfigError::invalid(
+                        format!("server.trusted_proxies[{i}]"),
+                        format!("{text:?} is not an IP address or CIDR block"),
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(ServerConfig {
+        listen,
+        admin_listen,
+        max_connections: positive(
+            "server.max_connections",
+            raw.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+        )?,
+        header_read_timeout: duration(
+            "server.header_read_timeout",
+            raw.header_read_timeout,
+            DEFAULT_HEADER_READ_TIMEOUT,
+        )?,
+        shutdown_grace: duration(
+            "server.shutdown_grace",
+            raw.shutdown_grace,
+            DEFAULT_SHUTDOWN_GRACE,
+        )?,
+        trusted_proxies,
+    })
+}
+
+fn store(raw: RawStore) -> Result<StoreConfig> {
+    let database_url = raw
+        .database_url
+        .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string());
+    if sqlite_path(&database_url).is_none() {
+        return Err(ConfigError::invalid(
+            "store.database_url",
+            "must be a sqlite:// URL (PostgreSQL support is not in this build)",
+        ));
+    }
+    Ok(StoreConfig {
+        database_url,
+        max_connections: positive(
+            "store.max_connections",
+            raw.max_connections.unwrap_or(DEFAULT_DB_MAX_CONNECTIONS),
+        )?,
+        acquire_timeout: duration(
+            "store.acquire_timeout",
+            raw.acquire_timeout,
+            DEFAULT_DB_ACQUIRE_TIMEOUT,
+        )?,
+        migrate_on_start: raw.migrate_on_start.unwrap_or(true),
+    })
+}
+
+/// The file path of a `sqlite://path` or `sqlite:path` URL, without query parameters.
+pub fn sqlite_path(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return None;
+    }
+    Some(PathBuf::from(path))
+}
+
+fn tokens(raw: RawTokens, store: &StoreConfig) -> Result<TokenConfig> {
+    let algorithm = match raw.algorithm.as_deref().unwrap_or("EdDSA") {
+        "EdDSA" => Algorithm::EdDSA,
+        "RS256" => Algorithm::RS256,
+        "ES256" => Algorithm::ES256,
+        "HS256" => Algorithm::HS256,
+        other => {
+            return Err(ConfigError::invalid(
+                "tokens.algorithm",
+                format!("{other:?} is not one of \"EdDSA\", \"RS256\", \"ES256\", \"HS256\""),
+            ));
+        }
+    };
+    let nonempty = |key: &str, value: Option<String>, default: &str| -> Result<String> {
+        let v = value.unwrap_or_else(|| default.to_string());
+        if v.trim().is_empty() {
+            return Err(ConfigError::invalid(key, "must not be empty"));
+        }
+        Ok(v)
+    };
+    let hmac_secret = raw.hmac_secret.map(Secret::new);
+    if algorithm == Algorithm::HS256 {
+        match &hmac_secret {
+            Some(s) if s.expose().len() >= 32 => {}
+            _ => {
+                return Err(ConfigError::invalid(
+                    "tokens.hmac_secret",
+                    "HS256 needs a secret of at least 32 bytes (set it with PORTCULLIS_TOKENS__HMAC_SECRET_FILE)",
+                ));
+            }
+        }
+    } else if hmac_secret.is_some() {
+        return Err(ConfigError::invalid(
+            "tokens.hmac_secret",
+            "is only used with algorithm = \"HS256\"",
+        ));
+    }
+    if algorithm == Algorithm::HS256
+        && (raw.signing_key_path.is_some() || !raw.verification_key_paths.is_empty())
+    {
+        return Err(ConfigError::invalid(
+            "tokens.signing_key_path",
+            "HS256 uses tokens.hmac_secret, not key files",
+        ));
+    }
+    let key_dir = match raw.key_dir {
+        Some(dir) => PathBuf::from(dir),
+        None => sqlite_path(&store.database_url)
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from(".")),
+    };
+    let access_ttl = duration("tokens.access_ttl", raw.access_ttl, DEFAULT_ACCESS_TTL)?;
+    let refresh_ttl = duration("tokens.refresh_ttl", raw.refresh_ttl, DEFAULT_REFRESH_TTL)?;
+    if access_ttl.is_zero() || refresh_ttl < access_ttl {
+        return Err(ConfigError::invalid(
+            "tokens.refresh_ttl",
+            "access_ttl must be positive and refresh_ttl at least as long as access_ttl",
+        ));
+    }
+    Ok(TokenConfig {
+        algorithm,
+        issuer: nonempty("tokens.issuer", raw.issuer, DEFAULT_ISSUER)?,
+        audience: nonempty("tokens.audience", raw.audience, DEFAULT_AUDIENCE)?,
+        access_ttl,
+        refresh_ttl,
+        leeway: duration("tokens.leeway", raw.leeway, DEFAULT_LEEWAY)?,
+        refresh_reuse_grace: duration(
+            "tokens.refresh_reuse_grace",
+            raw.refresh_reuse_grace,
+            DEFAULT_REFRESH_REUSE_GRACE,
+        )?,
+        signing_key_path: raw.signing_key_path.map(PathBuf::from),
+        verification_key_paths: raw
+            .verification_key_paths
+            .into_iter()
+            .map(PathBuf::from)
+            .collect(),
+        hmac_secret,
+        key_dir,
+    })
+}
+
+fn accounts(raw: RawAccounts) -> Result<AccountsConfig> {
+    let mount = raw.mount.unwrap_or_else(|| DEFAULT_MOUNT.to_string());
+    if !mount.starts_with('/')
+        || mount.len() < 2
+        || mount.ends_with('/')
+        || crate::http::path::normalize(&mount).ok().as_deref() != Some(mount.as_str())
+    {
+        return Err(ConfigError::invalid(
+            "accounts.mount",
+            format!("{mount:?} must be a normalized absolute path like \"/api/v1/auth\""),
+        ));
+    }
+    let min_length = raw.password_min_length.unwrap_or(DEFAULT_PASSWORD_MIN);
+    let max_length = raw.password_max_length.unwrap_or(DEFAULT_PASSWORD_MAX);
+    if min_length < 8 {
+        return Err(ConfigError::invalid(
+            "accounts.password_min_length",
+            "must be at least 8 (NIST SP 800-63B)",
+        ));
+    }
+    if max_length < min_length || max_length > 1024 {
+        return Err(ConfigError::invalid(
+            "accounts.password_max_length",
+            "must be between password_min_length and 1024",
+        ));
+    }
+    Ok(AccountsConfig {
+        mount,
+        allow_registration: raw.allow_registration.unwrap_or(true),
+        password: PasswordPolicy {
+            min_length,
+            max_length,
+            require_mixed: raw.password_require_mixed.unwrap_or(false),
+        },
+        max_body_bytes: positive(
+            "accounts.max_body_bytes",
+            raw.max_body_bytes.unwrap_or(DEFAULT_ACCOUNT_BODY_LIMIT),
+        )?,
+        admin_page_size_max: positive(
+            "accounts.admin_page_size_max",
+            raw.admin_page_size_max.unwrap_or(DEFAULT_ADMIN_PAGE_SIZE_MAX),
+        )?,
+    })
+}
+
+fn hashing(raw: RawPasswordHashing) -> Result<HashingConfig> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let memory_kib = raw.memory_kib.unwrap_or(DEFAULT_ARGON2_MEMORY_KIB);
+    if memory_kib < 8 {
+        return Err(ConfigError::invalid(
+            "password_hashing.memory_kib",
+            "must be at least 8",
+        ));
+    }
+    Ok(HashingConfig {
+        memory_kib,
+        iterations: positive(
+            "password_hashing.iterations",
+            raw.iterations.unwrap_or(DEFAULT_ARGON2_ITERATIONS),
+        )?,
+        parallelism: positive(
+            "password_hashing.parallelism",
+            raw.parallelism.unwrap_or(DEFAULT_ARGON2_PARALLELISM),
+        )?,
+        max_concurrent: positive(
+            "password_hashing.max_concurrent",
+            raw.max_concurrent.unwrap_or(cores),
+        )?,
+        max_queued: raw.max_queued.unwrap_or(DEFAULT_HASH_QUEUE),
+    })
+}
+
+fn csrf(raw: RawCsrf) -> Result<CsrfConfig> {
+    let allowed_origins = raw
+        .allowed_origins
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            let lower = o.trim_end_matches('/').to_ascii_lowercase();
+            let ok = (lower.starts_with("http://") || lower.starts_with("https://"))
+                && lower.parse::<http::Uri>().is_ok_and(|u| {
+                    u.authority().is_some() && u.path_and_query().is_none_or(|p| p == "/")
+                });
+            if ok {
+                Ok(lower)
+            } else {
+                Err(ConfigError::invalid(
+                    format!("csrf.allowed_origins[{i}]"),
+                    format!("{o:?} is not an origin like \"https://app.example.com\""),
+                ))
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(CsrfConfig { allowed_origins })
+}
+
+fn identity_headers(raw: RawIdentityHeaders) -> Result<IdentityHeaderNames> {
+    let name = |key: &str, value: Option<String>, default: &'static str| -> Result<HeaderName> {
+        match value {
+            None => Ok(HeaderName::from_static(default)),
+            Some(v) => HeaderName::try_from(v.as_str()).map_err(|_| {
+                ConfigError::invalid(key, format!("{v:?} is not a valid header name"))
+            }),
+        }
+    };
+    let names = IdentityHeaderNames {
+        user_id: name("identity_headers.user_id", raw.user_id, "x-user-id")?,
+        email: name("identity_headers.email", raw.email, "x-user-email")?,
+        role: name("identity_headers.role", raw.role, "x-user-role")?,
+        auth_method: name("identity_headers.auth_method", raw.auth_method, "x-auth-method")?,
+        key_id: name("identity_headers.key_id", raw.key_id, "x-auth-key-id")?,
+    };
+    Ok(names)
+}
+
+fn cache(raw: RawCache) -> Result<CacheConfig> {
+    Ok(CacheConfig {
+        max_entries: positive(
+            "cache.max_entries",
+            raw.max_entries.unwrap_or(DEFAULT_CACHE_MAX_ENTRIES),
+        )?,
+        ttl: duration("cache.ttl", raw.ttl, DEFAULT_CACHE_TTL)?,
+    })
+}
+
+fn log(raw: RawLog) -> Result<LogConfig> {
+    let format = match raw.format.as_deref().unwrap_or("text") {
+        "text" => LogFormat::Text,
+        "json" => LogFormat::Json,
+        other => {
+            return Err(ConfigError::invalid(
+                "log.format",
+                format!("{other:?} is not \"text\" or \"json\""),
+            ));
+        }
+    };
+    let level = raw.level.unwrap_or_else(|| "info".to_string());
+    if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
+        return Err(ConfigError::invalid(
+            "log.level",
+            format!("{level:?} is not a level or filter like \"info\""),
+        ));
+    }
+    Ok(LogConfig {
+        level,
+        format,
+        access_log: raw.access_log.unwrap_or(true),
+    })
+}
+
+fn route(i: usize, raw: RawRoute) -> Result<RouteConfig> {
+    let key = |field: &str| format!("routes[{i}].{field}");
+    let name = raw
+        .name
+        .filter(|n| !n.trim().is_empty())
+        .ok_or_else(|| ConfigError::invalid(key("name"), "is required"))?;
+    let prefix = raw
+        .prefix
+        .ok_or_else(|| ConfigError::invalid(key("prefix"), "is required"))?;
+    let normalized = crate::http::path::normalize(&prefix).ok();
+    if !prefix.starts_with('/')
+        || normalized.as_deref() != Some(prefix.as_str())
+        || (prefix.len() > 1 && prefix.ends_with('/'))
+    {
+        return Err(ConfigError::invalid(
+            key("prefix"),
+            format!("{prefix:?} must be a normalized absolute path without a trailing slash, like \"/api\""),
+        ));
+    }
+    let methods = raw
+        .methods
+        .map(|list| {
+            list.iter()
+                .enumerate()
+                .map(|(j, m)| {
+                    Method::from_bytes(m.to_ascii_uppercase().as_bytes()).map_err(|_| {
+                        ConfigError::invalid(
+                            format!("routes[{i}].methods[{j}]"),
+                            format!("{m:?} is not an HTTP method"),
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>>>()
+        })
+        .transpose()?;
+    let upstream_text = raw
+        .upstream
+        .ok_or_else(|| ConfigError::invalid(key("upstream"), "is required"))?;
+    let upstream = upstream(&key("upstream"), &upstream_text)?;
+    let policy = policy(i, raw.auth.as_deref(), raw.roles)?;
+    let host = raw.host.map(|h| h.to_ascii_lowercase());
+    if let Some(h) = &host
+        && (h.is_empty() || h.parse::<http::uri::Authority>().is_err())
+    {
+        return Err(ConfigError::invalid(
+            key("host"),
+            format!("{h:?} is not a host name"),
+        ));
+    }
+    Ok(RouteConfig {
+        name,
+        prefix,
+        methods,
+        host,
+        upstream,
+        policy,
+        strip_prefix: raw.strip_prefix.unwrap_or(false),
+        forward_credentials: raw.forward_credentials.unwrap_or(false),
+        preserve_host: raw.preserve_host.unwrap_or(true),
+        websocket: raw.websocket.unwrap_or(true),
+        connect_timeout: duration(
+            &key("connect_timeout"),
+            raw.connect_timeout,
+            DEFAULT_CONNECT_TIMEOUT,
+        )?,
+        response_timeout: duration(
+            &key("response_timeout"),
+            raw.response_timeout,
+            DEFAULT_RESPONSE_TIMEOUT,
+        )?,
+    })
+}
+
+fn upstream(key: &str, text: &str) -> Result<UpstreamConfig> {
+    let bad = || ConfigError::invalid(key, format!("{text:?} is not an http(s) URL"));
+    let uri: http::Uri = text.parse().map_err(|_| bad())?;
+    let scheme = uri.scheme().cloned().ok_or_else(bad)?;
+    if scheme != http::uri::Scheme::HTTP && scheme != http::uri::Scheme::HTTPS {
+        return Err(bad());
+    }
+    let authority = uri.authority().cloned().ok_or_else(bad)?;
+    if authority.host().is_empty() || authority.as_str().contains('@') {
+        return Err(bad());
+    }
+    if uri.query().is_some() {
+        return Err(ConfigError::invalid(key, "must not have a query string"));
+    }
+    let path = uri.path();
+    let base_path = if path == "/" {
+        String::new()
+    } else {
+        let trimmed = path.trim_end_matches('/');
+        if crate::http::path::normalize(trimmed).ok().as_deref() != Some(trimmed) {
+            return Err(ConfigError::invalid(
+                key,
+                format!("{text:?} has a path that is not normalized"),
+            ));
+        }
+        trimmed.to_string()
+    };
+    Ok(UpstreamConfig {
+        scheme,
+        authority,
+        base_path,
+    })
+}
+
+fn policy(i: usize, auth: Option<&str>, roles: Option<Vec<String>>) -> Result<Policy> {
+    if let Some(roles) = roles {
+        if auth.is_some_and(|a| a != "authenticated") {
+            return Err(ConfigError::invalid(
+                format!("routes[{i}].roles"),
+                "can only be combined with auth = \"authenticated\" (or no auth key)",
+            ));
+        }
+        if roles.is_empty() {
+            return Err(ConfigError::invalid(
+                format!("routes[{i}].roles"),
+                "must list at least one role",
+            ));
+        }
+        let parsed = roles
+            .iter()
+            .enumerate()
+            .map(|(j, r)| {
+                Role::parse(r).ok_or_else(|| {
+                    ConfigError::invalid(
+                        format!("routes[{i}].roles[{j}]"),
+                        format!("{r:?} is not a role (user, admin, researcher)"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        return Ok(Policy::Roles(parsed));
+    }
+    match auth.unwrap_or("authenticated") {
+        "public" => Ok(Policy::Public),
+        "optional" => Ok(Policy::Optional),
+        "authenticated" => Ok(Policy::Authenticated),
+        other => Err(ConfigError::invalid(
+            format!("routes[{i}].auth"),
+            format!("{other:?} is not one of \"public\", \"optional\", \"authenticated\""),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    fn load(text: &str) -> Result<Config, String> {
+        Config::from_toml(text, Vec::new()).map_err(|e| e.to_string())
+    }
+
+    const ROUTE: &str = "[[routes]]\nname = \"api\"\nprefix = \"/api\"\nupstream = \"http://127.0.0.1:9000\"\n";
+
+    #[test]
+    fn defaults_apply_when_file_is_empty() {
+        let c = load("").unwrap();
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.accounts.mount, "/api/v1/auth");
+        assert_eq!(c.tokens.access_ttl.as_secs(), 900);
+        assert_eq!(c.tokens.refresh_ttl.as_secs(), 30 * 86400);
+        assert_eq!(c.tokens.key_dir, std::path::PathBuf::from("portcullis-data"));
+        assert!(c.routes.is_empty());
+    }
+
+    #[test]
+    fn route_defaults_to_authenticated() {
+        let c = load(ROUTE).unwrap();
+        assert_eq!(c.routes[0].policy, super::Policy::Authenticated);
+        assert!(!c.routes[0].strip_prefix);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let bad_upstream = format!("{ROUTE}{}", ROUTE.replace("api", "b").replace("http://127.0.0.1:9000", "htp://x"));
+        assert_eq!(
+            load(&bad_upstream).unwrap_err(),
+            "routes[1].upstream: \"htp://x\" is not an http(s) URL"
+        );
+        let unknown = format!("{ROUTE}colour = \"red\"\n");
+        let err = load(&unknown).unwrap_err();
+        assert!(err.starts_with("routes[0].colour: unknown field `colour`"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+        let err = load("[server]\nlisten = \"nope\"\n").unwrap_err();
+        assert!(err.starts_with("server.listen: "), "{err}");
+        let err = load("[tokens]\naccess_ttl = \"soon\"\n").unwrap_err();
+        assert!(err.starts_with("tokens.access_ttl: "), "{err}");
+        let err = load(&format!("{ROUTE}roles = [\"admn\"]\n")).unwrap_err();
+        assert!(err.starts_with("routes[0].roles[0]: "), "{err}");
+        let err = load(&format!("{ROUTE}{ROUTE}")).unwrap_err();
+        assert!(err.starts_with("routes[1].name: "), "{err}");
+        let err = load("[server]\nmax_connections = \"many\"\n").unwrap_err();
+        assert!(err.starts_with("server.max_connections: "), "{err}");
+    }
+
+    #[test]
+    fn prefixes_must_be_normalized() {
+        for p in ["/api/", "api", "/a//b", "/a/../b", "/a%2Fb"] {
+            let text = ROUTE.replace("\"/api\"", &format!("{p:?}"));
+            let err = load(&text).unwrap_err();
+            assert!(err.starts_with("routes[0].prefix: "), "{p}: {err}");
+        }
+    }
+
+    #[test]
+    fn roles_policy_parses() {
+        let c = load(&format!("{ROUTE}roles = [\"admin\", \"researcher\"]\n")).unwrap();
+        assert_eq!(
+            c.routes[0].policy,
+            super::Policy::Roles(vec![crate::auth::Role::Admin, crate::auth::Role::Researcher])
+        );
+        let err = load(&format!("{ROUTE}auth = \"public\"\nroles = [\"admin\"]\n")).unwrap_err();
+        assert!(err.starts_with("routes[0].roles: "), "{err}");
+    }
+
+    #[test]
+    fn hs256_requires_a_long_secret() {
+        let err = load("[tokens]\nalgorithm = \"HS256\"\nhmac_secret = \"short\"\n").unwrap_err();
+        assert!(err.starts_with("tokens.hmac_secret: "), "{err}");
+        let ok = load(&format!(
+            "[tokens]\nalgorithm = \"HS256\"\nhmac_secret = \"{}\"\n",
+            "k".repeat(32)
+        ));
+        assert!(ok.is_ok());
+    }
+
+    #[test]
+    fn env_override_reaches_validation() {
+        let c = Config::from_toml(
+            "",
+            vec![("PORTCULLIS_ACCOUNTS__MOUNT".to_string(), "/auth".to_string())],
+        )
+        .unwrap();
+        assert_eq!(c.accounts.mount, "/auth");
+    }
+}

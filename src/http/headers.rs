@@ -1,0 +1,306 @@
+//! Header hygiene for forwarded requests and returned responses: hop-by-hop headers out
+//! (including every header `Connection` names), every client copy of an identity or
+//! forwarding header out (under any spelling that a backend might fold into the same name),
+//! then the verified values in. Injection always comes last, so nothing a client sends can
+//! remove or replace what Portcullis sets.
+
+use std::net::{IpAddr, SocketAddr};
+
+use http::header::{CONNECTION, COOKIE, HOST, UPGRADE};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use ipnet::IpNet;
+
+use crate::auth::credentials::{ACCESS_COOKIE, REFRESH_COOKIE};
+use crate::auth::{AuthMethod, Identity};
+use crate::config::IdentityHeaderNames;
+
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-authenticate",
+];
+
+/// Forwarding headers that Portcullis sets itself and a client must not smuggle in.
+const FORWARDING: [&str; 6] = [
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-real-ip",
+    "forwarded",
+    "x-request-id",
+];
+
+/// Credential headers, removed unless the route forwards credentials.
+const CREDENTIAL_HEADERS: [&str; 2] = ["authorization", "x-api-key"];
+
+/// Facts about the client connection, computed once per connection.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub peer_ip: HeaderValue,
+    /// The peer is a trusted proxy: its `X-Forwarded-*` values are believed.
+    pub trusted: bool,
+}
+
+impl ConnInfo {
+    pub fn new(peer: SocketAddr, trusted_proxies: &[IpNet]) -> ConnInfo {
+        let ip = canonical_ip(peer.ip());
+        ConnInfo {
+            peer,
+            peer_ip: HeaderValue::from_str(&ip.to_string())
+                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+            trusted: trusted_proxies.iter().any(|net| net.contains(&ip)),
+        }
+    }
+}
+
+fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// Compares a (lower-case) header name with a canonical one, treating `_` and `.` as `-`.
+fn same_folded(name: &[u8], canonical: &[u8]) -> bool {
+    name.len() == canonical.len()
+        && name.iter().zip(canonical).all(|(a, b)| {
+            let a = match a {
+                b'_' | b'.' => b'-',
+                other => other.to_ascii_lowercase(),
+            };
+            a == *b
+        })
+}
+
+/// The header-name lists a route needs, prepared once at start-up.
+pub struct HeaderPolicy {
+    names: IdentityHeaderNames,
+    /// Canonical spellings of every protected name (identity + forwarding).
+    protected: Vec<Vec<u8>>,
+}
+
+impl HeaderPolicy {
+    pub fn new(names: IdentityHeaderNames) -> HeaderPolicy {
+        let mut protected: Vec<Vec<u8>> = [
+            &names.user_id,
+            &names.email,
+            &names.role,
+            &names.auth_method,
+            &names.key_id,
+        ]
+        .iter()
+        .map(|n| n.as_str().replace(['_', '.'], "-").into_bytes())
+        .collect();
+        protected.extend(FORWARDING.iter().map(|n| n.as_bytes().to_vec()));
+        HeaderPolicy { names, protected }
+    }
+
+    /// True if `name` is, under folding, one of the names Portcullis sets.
+    pub fn is_protected(&self, name: &HeaderName) -> bool {
+        let bytes = name.as_str().as_bytes();
+        self.protected.iter().any(|p| same_folded(bytes, p))
+    }
+
+    /// Rewrites a request's headers for the upstream.
+    pub fn prepare_request(&self, headers: &mut HeaderMap, ctx: &Forwarding<'_>) {
+        let conn = ctx.conn;
+        // Values a trusted proxy set, read before everything client-supplied is dropped.
+        let prior_for = conn.trusted.then(|| joined(headers, &X_FORWARDED_FOR)).flatten();
+        let prior_proto = conn
+            .trusted
+            .then(|| headers.get(&X_FORWARDED_PROTO).cloned())
+            .flatten();
+        let prior_host = conn
+            .trusted
+            .then(|| headers.get(&X_FORWARDED_HOST).cloned())
+            .flatten();
+        let host = headers.get(HOST).cloned();
+
+        strip_hop_by_hop(headers, ctx.upgrade);
+        remove_matching(headers, |name| self.is_protected(name));
+        if !ctx.forward_credentials {
+            remove_matching(headers, |name| {
+                CREDENTIAL_HEADERS
+                    .iter()
+                    .any(|c| same_folded(name.as_str().as_bytes(), c.as_bytes()))
+            });
+            strip_credential_cookies(headers);
+        }
+
+        if let Some((identity, method)) = ctx.identity {
+            headers.insert(self.names.user_id.clone(), identity.header_user_id.clone());
+            headers.insert(self.names.email.clone(), identity.header_email.clone());
+            headers.insert(self.names.role.clone(), identity.header_role.clone());
+            headers.insert(self.names.auth_method.clone(), method.header_value());
+            if let Some(key_id) = &identity.header_key_id {
+                headers.insert(self.names.key_id.clone(), key_id.clone());
+            }
+        }
+        let forwarded_for = match prior_for {
+            Some(prior) => append_hop(&prior, &conn.peer_ip),
+            None => conn.peer_ip.clone(),
+        };
+        headers.insert(X_FORWARDED_FOR.clone(), forwarded_for);
+        headers.insert(
+            X_FORWARDED_PROTO.clone(),
+            prior_proto.unwrap_or_else(|| HeaderValue::from_static("http")),
+        );
+        if let Some(h) = prior_host.or(host) {
+            headers.insert(X_FORWARDED_HOST.clone(), h);
+        }
+        headers.insert(X_REQUEST_ID.clone(), ctx.request_id.clone());
+    }
+}
+
+/// What `prepare_request` needs to know about this request.
+pub struct Forwarding<'a> {
+    pub conn: &'a ConnInfo,
+    pub identity: Option<(&'a Identity, AuthMethod)>,
+    pub request_id: &'a HeaderValue,
+    pub forward_credentials: bool,
+    /// A WebSocket upgrade the route allows: keep `Upgrade` and `Connection: upgrade`.
+    pub upgrade: bool,
+}
+
+fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<HeaderValue> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next()?.clone();
+    let mut rest = values.peekable();
+    if rest.peek().is_none() {
+        return Some(first);
+    }
+    let mut all = first.as_bytes().to_vec();
+    for v in rest {
+        all.extend_from_slice(b", ");
+        all.extend_from_slice(v.as_bytes());
+    }
+    HeaderValue::from_bytes(&all).ok()
+}
+
+fn append_hop(prior: &HeaderValue, hop: &HeaderValue) -> HeaderValue {
+    let mut all = Vec::with_capacity(prior.len() + 2 + hop.len());
+    all.extend_from_slice(prior.as_bytes());
+    all.extend_from_slice(b", ");
+    all.extend_from_slice(hop.as_bytes());
+    HeaderValue::from_bytes(&all).unwrap_or_else(|_| hop.clone())
+}
+
+fn remove_matching(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
+    // Vec::new does not allocate; the common case finds nothing.
+    let mut found: Vec<HeaderName> = Vec::new();
+    for name in headers.keys() {
+        if doomed(name) {
+            found.push(name.clone());
+        }
+    }
+    for name in found {
+        headers.remove(name);
+    }
+}
+
+/// Whether the request asks to switch protocols (WebSocket).
+pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
+    headers.contains_key(UPGRADE)
+        && headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// Removes hop-by-hop headers and every header `Connection` names. With `upgrade`, keeps
+/// `Upgrade` and sets `Connection: upgrade`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    let mut named: Vec<HeaderName> = Vec::new();
+    for value in headers.get_all(CONNECTION) {
+        let Ok(text) = value.to_str() else { continue };
+        for token in text.split(',').map(str::trim) {
+            if upgrade && token.eq_ignore_ascii_case("upgrade") {
+                continue;
+            }
+            if let Ok(name) = HeaderName::from_bytes(token.to_ascii_lowercase().as_bytes()) {
+                named.push(name);
+            }
+        }
+    }
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        if upgrade && name == "upgrade" {
+            continue;
+        }
+        headers.remove(name);
+    }
+    if upgrade {
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// Drops the `access_token` and `refresh_token` cookies, keeping the rest.
+fn strip_credential_cookies(headers: &mut HeaderMap) {
+    let has_credential = crate::auth::credentials::cookies(headers)
+        .any(|(n, _)| n == ACCESS_COOKIE || n == REFRESH_COOKIE);
+    if !has_credential {
+        return;
+    }
+    let kept: Vec<String> = crate::auth::credentials::cookies(headers)
+        .filter(|(n, _)| *n != ACCESS_COOKIE && *n != REFRESH_COOKIE)
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect();
+    headers.remove(COOKIE);
+    if !kept.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&kept.join("; "))
+    {
+        headers.insert(COOKIE, v);
+    }
+}
+
+/// The client's `X-Request-Id` if it is well-formed, else a new one.
+pub fn request_id(headers: &HeaderMap) -> HeaderValue {
+    if let Some(v) = headers.get(&X_REQUEST_ID) {
+        let b = v.as_bytes();
+        if !b.is_empty()
+            && b.len() <= 128
+            && b.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.:+/=@".contains(c))
+        {
+            return v.clone();
+        }
+    }
+    HeaderValue::from_str(&crate::auth::api_key::random_hex(16))
+        .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
+/// The client address for records (sessions): the peer, or for a trusted proxy the
+/// right-most `X-Forwarded-For` entry that is not itself a trusted proxy.
+pub fn client_ip(conn: &ConnInfo, headers: &HeaderMap, trusted: &[IpNet]) -> String {
+    if conn.trusted
+        && let Some(xff) = joined(headers, &X_FORWARDED_FOR)
+        && let Ok(text) = xff.to_str()
+    {
+        for hop in text.rsplit(',').map(str::trim) {
+            match hop.parse::<IpAddr>() {
+                Ok(ip) if trusted.iter().any(|n| n.contains(&canonical_ip(ip))) => continue,
+                Ok(ip) => return canonical_ip(ip).to_string(),
+                Err(_) => break,
+            }
+        }
+    }
+    canonical_ip(conn.peer.ip()).to_string()
+}
+
+#[cfg(test)]
+mod tests;

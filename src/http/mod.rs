@@ -1,0 +1,225 @@
+//! The request path: `handle()` normalizes, routes, authenticates, authorizes, prepares
+//! headers and forwards; `respond` turns any failure into a response. Owns the order of the
+//! stages, not their rules.
+
+pub mod body;
+pub mod headers;
+pub mod path;
+pub mod respond;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{HOST, USER_AGENT};
+use http::{Method, Request, Response, StatusCode, Uri};
+use hyper::body::Incoming;
+use tower::ServiceExt as _;
+
+use self::body::Body;
+use self::headers::{ConnInfo, Forwarding, X_REQUEST_ID};
+use self::respond::ProxyError;
+use crate::app::AppState;
+use crate::auth::credentials::{self, check_csrf};
+use crate::auth::sessions::ClientMeta;
+use crate::auth::{AuthError, AuthMethod, Identity};
+use crate::authz::{self, Decision};
+use crate::routes::{forwarded_path, under_prefix};
+use crate::telemetry::{AuthOutcome, RouteSlot};
+
+pub const JWKS_PATH: &str = "/.well-known/jwks.json";
+
+/// The entry point for every client request.
+pub async fn handle(
+    state: Arc<AppState>,
+    conn: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let started = Instant::now();
+    let request_id = headers::request_id(req.headers());
+    let method = state.access_log.then(|| req.method().clone());
+    let (slot, result) = route_request(&state, &conn, &request_id, req).await;
+    let mut resp = result.unwrap_or_else(respond::proxy_error);
+    resp.headers_mut().insert(X_REQUEST_ID.clone(), request_id);
+    let elapsed = started.elapsed();
+    state
+        .metrics
+        .record_request(slot, resp.status().as_u16(), elapsed);
+    if let Some(method) = method {
+        tracing::info!(
+            target: "portcullis::access",
+            method = %method,
+            status = resp.status().as_u16(),
+            route = ?slot,
+            micros = elapsed.as_micros() as u64,
+            request_id = ?resp.headers().get(&X_REQUEST_ID),
+            "request"
+        );
+    }
+    Ok(resp)
+}
+
+type Routed = (RouteSlot, Result<Response<Body>, ProxyError>);
+
+async fn route_request(
+    state: &AppState,
+    conn: &ConnInfo,
+    request_id: &http::HeaderValue,
+    req: Request<Incoming>,
+) -> Routed {
+    let normalized = match path::normalize(req.uri().path()) {
+        Ok(p) => p,
+        Err(e) => return (RouteSlot::Rejected, Err(e.into())),
+    };
+    if normalized == JWKS_PATH && matches!(*req.method(), Method::GET | Method::HEAD) {
+        let resp = respond::json(StatusCode::OK, state.jwks.clone(), "public, max-age=300");
+        return (RouteSlot::Account, Ok(resp));
+    }
+    if under_prefix(&normalized, &state.mount) {
+        let rest = normalized[state.mount.len()..].to_owned();
+        return (RouteSlot::Account, account(state, conn, req, &rest).await);
+    }
+    let host = req
+        .headers()
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()));
+    let Some((index, route)) = state.routes.match_route(req.method(), host, &normalized) else {
+        return (RouteSlot::Unmatched, Err(ProxyError::NotFound));
+    };
+    let slot = RouteSlot::Route(index);
+    let identity = if authz::wants_identity(&route.policy) {
+        match authenticate(state, &req) {
+            Ok(fut) => match fut.await {
+                Ok(found) => found,
+                Err(e) => return (slot, Err(e)),
+            },
+            Err(e) => return (slot, Err(e)),
+        }
+    } else {
+        None
+    };
+    match authz::decide(&route.policy, identity.as_ref().map(|(i, _)| &**i)) {
+        Decision::Allow => {}
+        Decision::Unauthenticated => {
+            state.metrics.record_auth(AuthOutcome::Missing);
+            return (slot, Err(AuthError::Missing.into()));
+        }
+        Decision::Forbidden => {
+            state.metrics.record_auth(AuthOutcome::Forbidden);
+            return (slot, Err(ProxyError::Forbidden));
+        }
+    }
+    let uri = match crate::proxy::upstream_uri(
+        &route.upstream,
+        forwarded_path(route, &normalized),
+        req.uri().query(),
+    ) {
+        Ok(uri) => uri,
+        Err(e) => return (slot, Err(e.into())),
+    };
+    drop(normalized);
+    let (mut parts, body) = req.into_parts();
+    let upgrade = route.websocket && headers::is_upgrade_request(&parts.headers);
+    state.header_policy.prepare_request(
+        &mut parts.headers,
+        &Forwarding {
+            conn,
+            identity: identity.as_ref().map(|(i, m)| (&**i, *m)),
+            request_id,
+            forward_credentials: route.forward_credentials,
+            upgrade,
+        },
+    );
+    parts.uri = uri;
+    let req = Request::from_parts(parts, body);
+    match state.proxy.forward(index, route, req, upgrade).await {
+        Ok(resp) => (slot, Ok(resp.map(Body::from))),
+        Err(e) => {
+            state.metrics.record_upstream_failure(match e {
+                crate::proxy::UpstreamError::Connect(_) => crate::telemetry::UpstreamFailure::Connect,
+                crate::proxy::UpstreamError::Timeout => crate::telemetry::UpstreamFailure::Timeout,
+                crate::proxy::UpstreamError::Other(_) => crate::telemetry::UpstreamFailure::Other,
+            });
+            (slot, Err(e.into()))
+        }
+    }
+}
+
+type Authenticated = Option<(Arc<Identity>, AuthMethod)>;
+
+/// Extracts and resolves the credential. The synchronous part (extraction, CSRF) runs
+/// before the future is created, so the future borrows nothing from the request.
+fn authenticate<'a>(
+    state: &'a AppState,
+    req: &'a Request<Incoming>,
+) -> Result<impl Future<Output = Result<Authenticated, ProxyError>> + 'a, ProxyError> {
+    let record = |outcome| state.metrics.record_auth(outcome);
+    let cred = match credentials::extract(req.headers()) {
+        Ok(c) => c,
+        Err(e) => {
+            record(AuthOutcome::Invalid);
+            return Err(e.into());
+        }
+    };
+    if let Some(c) = &cred
+        && c.method == AuthMethod::Cookie
+        && let Err(e) = check_csrf(req.method(), req.headers(), &state.csrf_origins)
+    {
+        record(AuthOutcome::Forbidden);
+        return Err(e.into());
+    }
+    Ok(async move {
+        let Some(cred) = cred else {
+            return Ok(None);
+        };
+        match state.resolver.resolve(&cred).await {
+            Ok(identity) => {
+                record(AuthOutcome::Ok);
+                Ok(Some((identity, cred.method)))
+            }
+            Err(e) => {
+                record(match e {
+                    AuthError::Disabled | AuthError::CsrfRejected => AuthOutcome::Forbidden,
+                    AuthError::Store(_) | AuthError::BadStoredIdentity => AuthOutcome::Unavailable,
+                    AuthError::Missing
+                    | AuthError::InvalidToken(_)
+                    | AuthError::ConflictingCredentials
+                    | AuthError::Malformed(_) => AuthOutcome::Invalid,
+                });
+                Err(e.into())
+            }
+        }
+    })
+}
+
+/// Hands a request under the mount to the account API, with the mount removed from the path.
+async fn account(
+    state: &AppState,
+    conn: &ConnInfo,
+    req: Request<Incoming>,
+    rest: &str,
+) -> Result<Response<Body>, ProxyError> {
+    let (mut parts, body) = req.into_parts();
+    let path = if rest.is_empty() { "/" } else { rest };
+    let pq = match parts.uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
+    };
+    parts.uri = Uri::try_from(pq).map_err(|_| ProxyError::BadRequest("Invalid request target"))?;
+    let meta = ClientMeta {
+        user_agent: parts
+            .headers
+            .get(USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        ip_address: Some(headers::client_ip(conn, &parts.headers, &state.trusted_proxies)),
+    };
+    parts.extensions.insert(meta);
+    let req = Request::from_parts(parts, axum::body::Body::new(body));
+    let resp = match state.account.clone().oneshot(req).await {
+        Ok(resp) => resp,
+        Err(never) => match never {},
+    };
+    Ok(resp.map(Body::from))
+}

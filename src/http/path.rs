@@ -1,0 +1,205 @@
+//! One canonical spelling of a request path. Routing, authorization and forwarding all use the
+//! output of `normalize`, so the upstream receives exactly the path that was authorized.
+//! Paths that cannot be normalized unambiguously are errors, never guesses.
+
+use std::borrow::Cow;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("the request path must start with '/'")]
+    NotAbsolute,
+    #[error("the request path has a malformed percent-encoding")]
+    BadPercentEncoding,
+    #[error("the request path has an encoded '/' or '\\'")]
+    EncodedSeparator,
+    #[error("the request path has a backslash")]
+    Backslash,
+    #[error("the request path has a NUL or control character")]
+    ControlByte,
+    #[error("the request path has a ';' path parameter")]
+    PathParameter,
+    #[error("the request path has a raw non-ASCII byte")]
+    NonAscii,
+    #[error("the request path climbs above the root")]
+    AboveRoot,
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// Checks one raw byte (outside percent-encodings).
+fn check_raw(b: u8) -> Result<(), PathError> {
+    match b {
+        b'\\' => Err(PathError::Backslash),
+        b';' => Err(PathError::PathParameter),
+        0..=0x1f | 0x7f => Err(PathError::ControlByte),
+        0x80..=0xff => Err(PathError::NonAscii),
+        _ => Ok(()),
+    }
+}
+
+/// Whether `path` is already canonical: then no allocation is needed.
+fn is_canonical(path: &[u8]) -> Result<bool, PathError> {
+    let mut canonical = true;
+    let mut segment_start = 1;
+    for (i, &b) in path.iter().enumerate().skip(1) {
+        check_raw(b)?;
+        if b == b'%' {
+            canonical = false;
+        }
+        if b == b'/' {
+            let seg = &path[segment_start..i];
+            if seg.is_empty() || seg == b"." || seg == b".." {
+                canonical = false;
+            }
+            segment_start = i + 1;
+        }
+    }
+    let last = &path[segment_start.min(path.len())..];
+    if last == b"." || last == b".." {
+        canonical = false;
+    }
+    Ok(canonical)
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Decodes percent-encoded unreserved characters, upper-cases the hex of the rest, and
+/// refuses encodings that would change the path's structure.
+fn decode_unreserved(path: &[u8]) -> Result<String, PathError> {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < path.len() {
+        let b = path[i];
+        if b != b'%' {
+            check_raw(b)?;
+            out.push(b as char);
+            i += 1;
+            continue;
+        }
+        let (Some(hi), Some(lo)) = (
+            path.get(i + 1).copied().and_then(hex_value),
+            path.get(i + 2).copied().and_then(hex_value),
+        ) else {
+            return Err(PathError::BadPercentEncoding);
+        };
+        let v = hi << 4 | lo;
+        match v {
+            b'/' | b'\\' => return Err(PathError::EncodedSeparator),
+            b';' => return Err(PathError::PathParameter),
+            0..=0x1f | 0x7f => return Err(PathError::ControlByte),
+            _ if is_unreserved(v) => out.push(v as char),
+            _ => {
+                out.push('%');
+                out.push(HEX[usize::from(hi)] as char);
+                out.push(HEX[usize::from(lo)] as char);
+            }
+        }
+        i += 3;
+    }
+    Ok(out)
+}
+
+/// Returns the canonical form of an origin-form request path (no query string): dot
+/// segments resolved, duplicate slashes merged, encoded unreserved characters decoded.
+pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathError> {
+    let bytes = path.as_bytes();
+    if bytes.first() != Some(&b'/') {
+        return Err(PathError::NotAbsolute);
+    }
+    if is_canonical(bytes)? {
+        return Ok(Cow::Borrowed(path));
+    }
+    let decoded = decode_unreserved(bytes)?;
+    let mut segments: Vec<&str> = Vec::new();
+    let mut trailing_slash = false;
+    for seg in decoded[1..].split('/') {
+        trailing_slash = false;
+        match seg {
+            "" | "." => trailing_slash = true,
+            ".." => {
+                if segments.pop().is_none() {
+                    return Err(PathError::AboveRoot);
+                }
+                trailing_slash = true;
+            }
+            s => segments.push(s),
+        }
+    }
+    let mut out = String::with_capacity(decoded.len());
+    for s in &segments {
+        out.push('/');
+        out.push_str(s);
+    }
+    if trailing_slash || segments.is_empty() {
+        out.push('/');
+    }
+    Ok(Cow::Owned(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(p: &str) -> Result<String, PathError> {
+        normalize(p).map(Cow::into_owned)
+    }
+
+    #[test]
+    fn canonical_paths_are_borrowed() {
+        for p in ["/", "/api", "/api/x/", "/a.b/c..d/.e"] {
+            assert!(matches!(normalize(p), Ok(Cow::Borrowed(_))), "{p}");
+        }
+    }
+
+    #[test]
+    fn resolves_dots_and_merges_slashes() {
+        assert_eq!(n("//api//x").unwrap(), "/api/x");
+        assert_eq!(n("/api/./x").unwrap(), "/api/x");
+        assert_eq!(n("/a/../api/x").unwrap(), "/api/x");
+        assert_eq!(n("/api/x/..").unwrap(), "/api/");
+        assert_eq!(n("/api/.").unwrap(), "/api/");
+        assert_eq!(n("/a/b/../../").unwrap(), "/");
+        assert_eq!(n("/api//").unwrap(), "/api/");
+    }
+
+    #[test]
+    fn decodes_unreserved_only() {
+        assert_eq!(n("/%61pi/%7e%2D").unwrap(), "/api/~-");
+        assert_eq!(n("/a%20b/%c3%a9").unwrap(), "/a%20b/%C3%A9");
+        assert_eq!(n("/a/%2e%2e/b").unwrap(), "/b");
+        assert_eq!(n("/%25").unwrap(), "/%25");
+        // idempotent
+        assert_eq!(n(&n("/a%20b/%c3%a9").unwrap()).unwrap(), "/a%20b/%C3%A9");
+    }
+
+    #[test]
+    fn rejects_ambiguous_paths() {
+        assert_eq!(n("/a%2Fb"), Err(PathError::EncodedSeparator));
+        assert_eq!(n("/a%2fb"), Err(PathError::EncodedSeparator));
+        assert_eq!(n("/a%5cb"), Err(PathError::EncodedSeparator));
+        assert_eq!(n("/a\\b"), Err(PathError::Backslash));
+        assert_eq!(n("/a%00"), Err(PathError::ControlByte));
+        assert_eq!(n("/a%0a"), Err(PathError::ControlByte));
+        assert_eq!(n("/a\tb"), Err(PathError::ControlByte));
+        assert_eq!(n("/a;jsessionid=1"), Err(PathError::PathParameter));
+        assert_eq!(n("/a%3bb"), Err(PathError::PathParameter));
+        assert_eq!(n("/%2e%2e/etc"), Err(PathError::AboveRoot));
+        assert_eq!(n("/api/%2e%2e/%2e%2e/x"), Err(PathError::AboveRoot));
+        assert_eq!(n("/../x"), Err(PathError::AboveRoot));
+        assert_eq!(n("/a%zz"), Err(PathError::BadPercentEncoding));
+        assert_eq!(n("/a%4"), Err(PathError::BadPercentEncoding));
+        assert_eq!(n("/é"), Err(PathError::NonAscii));
+        assert_eq!(n("api"), Err(PathError::NotAbsolute));
+        assert_eq!(n(""), Err(PathError::NotAbsolute));
+    }
+}

@@ -1,0 +1,202 @@
+//! The one place where an error becomes a response. Every error enum is matched here
+//! exhaustively, so a new variant cannot silently become a 500. 4xx bodies carry the
+//! origin's `{"detail": ...}` plus a stable `code`; 5xx bodies are generic and the cause is
+//! logged once.
+
+use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{HeaderValue, Response, StatusCode};
+
+use super::body::Body;
+use super::path::PathError;
+use crate::account::AccountError;
+use crate::auth::AuthError;
+use crate::auth::password::HashError;
+use crate::auth::sessions::SessionError;
+use crate::proxy::UpstreamError;
+use crate::store::StoreError;
+
+/// Errors on the proxy path.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error(transparent)]
+    BadPath(#[from] PathError),
+    #[error("{0}")]
+    BadRequest(&'static str),
+    #[error("Not Found")]
+    NotFound,
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("Insufficient permissions")]
+    Forbidden,
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+}
+
+/// A response's parts before it is built.
+struct ErrorReply {
+    status: StatusCode,
+    code: &'static str,
+    detail: String,
+    www_authenticate: Option<&'static str>,
+    retry_after: Option<&'static str>,
+}
+
+fn reply(status: StatusCode, code: &'static str, detail: impl Into<String>) -> ErrorReply {
+    ErrorReply {
+        status,
+        code,
+        detail: detail.into(),
+        www_authenticate: None,
+        retry_after: None,
+    }
+}
+
+fn unavailable(cause: &dyn std::fmt::Display) -> ErrorReply {
+    tracing::error!(error = %cause, "dependency unavailable");
+    ErrorReply {
+        retry_after: Some("5"),
+        ..reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Service temporarily unavailable",
+        )
+    }
+}
+
+fn internal(cause: &dyn std::fmt::Display) -> ErrorReply {
+    tracing::error!(error = %cause, "internal error");
+    reply(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "Internal server error",
+    )
+}
+
+fn store_reply(e: StoreError) -> ErrorReply {
+    match e {
+        StoreError::EmailTaken => reply(StatusCode::BAD_REQUEST, "email_taken", "Email already registered"),
+        StoreError::Database(ref inner) => unavailable(inner),
+        StoreError::Migrate(ref inner) => internal(inner),
+        StoreError::Corrupt(ref what) => internal(what),
+    }
+}
+
+fn auth_reply(e: AuthError) -> ErrorReply {
+    match e {
+        AuthError::Missing => ErrorReply {
+            www_authenticate: Some("Bearer"),
+            ..reply(StatusCode::UNAUTHORIZED, "not_authenticated", "Not authenticated")
+        },
+        AuthError::InvalidToken(detail) => ErrorReply {
+            www_authenticate: Some("Bearer error=\"invalid_token\""),
+            ..reply(StatusCode::UNAUTHORIZED, "invalid_token", detail)
+        },
+        AuthError::ConflictingCredentials | AuthError::Malformed(_) => ErrorReply {
+            www_authenticate: Some("Bearer error=\"invalid_request\""),
+            ..reply(StatusCode::BAD_REQUEST, "invalid_request", e.to_string())
+        },
+        AuthError::Disabled => reply(StatusCode::FORBIDDEN, "user_disabled", "User account is disabled"),
+        AuthError::CsrfRejected => reply(StatusCode::FORBIDDEN, "csrf", "Cross-site request refused"),
+        AuthError::BadStoredIdentity => internal(&e),
+        AuthError::Store(inner) => store_reply(inner),
+    }
+}
+
+fn hash_reply(e: HashError) -> ErrorReply {
+    match e {
+        HashError::Busy => ErrorReply {
+            retry_after: Some("1"),
+            ..reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "Too many sign-in attempts in progress; retry shortly",
+            )
+        },
+        HashError::Internal(ref cause) => internal(cause),
+    }
+}
+
+fn session_reply(e: SessionError) -> ErrorReply {
+    match e {
+        SessionError::InvalidRefreshToken | SessionError::RefreshTokenReused => ErrorReply {
+            www_authenticate: Some("Bearer error=\"invalid_token\""),
+            ..reply(StatusCode::UNAUTHORIZED, "invalid_refresh_token", e.to_string())
+        },
+        SessionError::Disabled => reply(StatusCode::FORBIDDEN, "user_disabled", "User account is disabled"),
+        SessionError::Store(inner) => store_reply(inner),
+        SessionError::Sign(ref inner) => internal(inner),
+    }
+}
+
+fn build(r: ErrorReply) -> Response<Body> {
+    let body = serde_json::json!({ "detail": r.detail, "code": r.code });
+    let mut resp = Response::new(Body::full(body.to_string()));
+    *resp.status_mut() = r.status;
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Some(v) = r.www_authenticate {
+        h.insert(WWW_AUTHENTICATE, HeaderValue::from_static(v));
+    }
+    if let Some(v) = r.retry_after {
+        h.insert(RETRY_AFTER, HeaderValue::from_static(v));
+    }
+    resp
+}
+
+pub fn proxy_error(e: ProxyError) -> Response<Body> {
+    build(match e {
+        ProxyError::BadPath(p) => reply(StatusCode::BAD_REQUEST, "bad_path", p.to_string()),
+        ProxyError::BadRequest(detail) => reply(StatusCode::BAD_REQUEST, "bad_request", detail),
+        ProxyError::NotFound => reply(StatusCode::NOT_FOUND, "not_found", "Not Found"),
+        ProxyError::Auth(a) => auth_reply(a),
+        ProxyError::Forbidden => reply(StatusCode::FORBIDDEN, "forbidden", "Insufficient permissions"),
+        ProxyError::Upstream(u) => match u {
+            UpstreamError::Connect(ref cause) => {
+                tracing::warn!(error = %cause, "upstream connect failed");
+                reply(StatusCode::BAD_GATEWAY, "upstream_unavailable", "Upstream unavailable")
+            }
+            UpstreamError::Timeout => {
+                tracing::warn!("upstream timed out");
+                reply(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", "Upstream timed out")
+            }
+            UpstreamError::Other(ref cause) => {
+                tracing::warn!(error = %cause, "upstream request failed");
+                reply(StatusCode::BAD_GATEWAY, "upstream_error", "Upstream request failed")
+            }
+        },
+    })
+}
+
+pub fn account_error(e: AccountError) -> Response<Body> {
+    build(match e {
+        AccountError::Auth(a) => auth_reply(a),
+        AccountError::Validation(detail) => {
+            reply(StatusCode::UNPROCESSABLE_ENTITY, "validation", detail)
+        }
+        AccountError::BadRequest(detail) => reply(StatusCode::BAD_REQUEST, "bad_request", detail),
+        AccountError::InvalidCredentials => ErrorReply {
+            www_authenticate: Some("Bearer"),
+            ..reply(
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                "Incorrect email or password",
+            )
+        },
+        AccountError::Forbidden(detail) => reply(StatusCode::FORBIDDEN, "forbidden", detail),
+        AccountError::NotFound(detail) => reply(StatusCode::NOT_FOUND, "not_found", detail),
+        AccountError::Body(status, detail) => reply(status, "invalid_body", detail),
+        AccountError::Session(s) => session_reply(s),
+        AccountError::Store(s) => store_reply(s),
+        AccountError::Hash(h) => hash_reply(h),
+    })
+}
+
+/// A small JSON response that is not an error (the JWKS document).
+pub fn json(status: StatusCode, body: bytes::Bytes, cache_control: &'static str) -> Response<Body> {
+    let mut resp = Response::new(Body::full(body));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(http::header::CACHE_CONTROL, HeaderValue::from_static(cache_control));
+    resp
+}

@@ -1,0 +1,32 @@
+//! Portcullis: an authenticating reverse proxy with its own account API.
+//!
+//! Crate map, in request order:
+//! - [`server`]: accept loop, connection limit, graceful shutdown.
+//! - [`http`]: `handle()`, path normalization, header hygiene, error responses.
+//! - [`routes`]: the route table; first match wins.
+//! - [`auth`]: credentials -> identity (JWT, API keys, passwords, sessions, the resolver).
+//! - [`cache`]: the in-process identity cache and revocation.
+//! - [`authz`]: route policy decisions.
+//! - [`proxy`]: pooled upstream clients, streaming, WebSocket tunnels.
+//! - [`account`]: the account API (register, login, ..., admin).
+//! - [`store`]: the `Store` trait and its SQLite implementation.
+//! - [`config`], [`app`], [`admin`], [`telemetry`]: configuration, wiring, operator
+//!   endpoints, logs and metrics. [`echo`] is the demo upstream.
+
+pub mod account;
+pub mod admin;
+pub mod app;
+pub mod auth;
+pub mod authz;
+pub mod cache;
+pub mod config;
+pub mod echo;
+pub mod http;
+pub mod proxy;
+pub mod routes;
+pub mod server;
+pub mod store;
+pub mod telemetry;
+
+pub use app::App;
+pub use config::Config;

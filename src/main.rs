@@ -1,0 +1,225 @@
+//! The `portcullis` command: parses arguments, loads configuration, starts logging, runs the
+//! chosen subcommand and maps failures to exit codes (64 for bad configuration).
+
+use std::io::BufRead as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use portcullis::auth::Role;
+use portcullis::{App, Config};
+
+/// sysexits.h EX_USAGE: the configuration (or command line) is wrong.
+const EXIT_CONFIG: u8 = 64;
+
+#[derive(Parser)]
+#[command(name = "portcullis", version, about = "An authenticating reverse proxy")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy.
+    Serve {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a configuration file without binding ports.
+    CheckConfig { file: PathBuf },
+    /// Create or upgrade the database schema.
+    Migrate {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Manage signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user; the password is read from the first line of stdin.
+    Create {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value = "user")]
+        role: String,
+        #[arg(long, default_value = "Administrator")]
+        full_name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Write a new private signing key (PKCS#8 PEM; a random secret for HS256).
+    Generate {
+        #[arg(long, default_value = "EdDSA")]
+        algorithm: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn load_config(path: &Path) -> Result<Config, ExitCode> {
+    Config::load_file(path, std::env::vars()).map_err(|e| {
+        eprintln!("portcullis: configuration error: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+fn fail(context: &str, e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("portcullis: {context}: {e:#}");
+    ExitCode::FAILURE
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail("cannot start the runtime", e),
+    };
+    runtime.block_on(run(cli.command))
+}
+
+async fn run(command: Command) -> ExitCode {
+    match command {
+        Command::Serve { config } => serve(&config).await,
+        Command::CheckConfig { file } => match load_config(&file) {
+            Ok(cfg) => {
+                println!("{}: ok ({} routes)", file.display(), cfg.routes.len());
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Migrate { config } => {
+            let cfg = match load_config(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match portcullis::app::open_store(&cfg, true).await {
+                Ok(_) => {
+                    println!("database is up to date");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail("migration failed", e),
+            }
+        }
+        Command::User {
+            command: UserCommand::Create { config, email, role, full_name },
+        } => create_user(&config, &email, &role, &full_name).await,
+        Command::Keys {
+            command: KeysCommand::Generate { algorithm, out },
+        } => generate_key(&algorithm, &out),
+    }
+}
+
+async fn serve(path: &Path) -> ExitCode {
+    let cfg = match load_config(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    portcullis::telemetry::init_logging(&cfg.log);
+    let listener = match tokio::net::TcpListener::bind(cfg.server.listen).await {
+        Ok(l) => l,
+        Err(e) => return fail(&format!("cannot listen on {}", cfg.server.listen), e),
+    };
+    let admin = match cfg.server.admin_listen {
+        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => Some(l),
+            Err(e) => return fail(&format!("cannot listen on {addr}"), e),
+        },
+        None => None,
+    };
+    let listen = cfg.server.listen;
+    let app = match App::build(cfg).await {
+        Ok(app) => app,
+        Err(e) => return fail("start-up failed", e),
+    };
+    tracing::info!(%listen, "portcullis listening");
+    match app.run(listener, admin, shutdown_signal()).await {
+        Ok(()) => {
+            tracing::info!("shut down cleanly");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail("server failed", e),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    tracing::info!("shutdown signal received; draining connections");
+}
+
+async fn create_user(config: &Path, email: &str, role: &str, full_name: &str) -> ExitCode {
+    let cfg = match load_config(config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let Some(role) = Role::parse(role) else {
+        eprintln!("portcullis: --role must be one of user, admin, researcher");
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let mut line = String::new();
+    if std::io::stdin().lock().read_line(&mut line).is_err() {
+        return fail("cannot read the password from stdin", "read failed");
+    }
+    let password = line.trim_end_matches(['\r', '\n']).to_string();
+    match portcullis::account::create_user_offline(&cfg, email, &password, full_name, role).await {
+        Ok(user_id) => {
+            println!("{user_id}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail("cannot create the user", e),
+    }
+}
+
+fn generate_key(algorithm: &str, out: &Path) -> ExitCode {
+    let alg = match algorithm {
+        "EdDSA" => jsonwebtoken::Algorithm::EdDSA,
+        "ES256" => jsonwebtoken::Algorithm::ES256,
+        "RS256" => jsonwebtoken::Algorithm::RS256,
+        "HS256" => jsonwebtoken::Algorithm::HS256,
+        _ => {
+            eprintln!("portcullis: --algorithm must be one of EdDSA, ES256, RS256, HS256");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let result = portcullis::auth::keys::generate_pem(alg)
+        .and_then(|pem| portcullis::auth::keys::write_private_file(out, pem.as_bytes()));
+    match result {
+        Ok(()) => {
+            println!("wrote {} key to {}", algorithm, out.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail("key generation failed", e),
+    }
+}

@@ -1,0 +1,124 @@
+//! The route table compiled from `[[routes]]`: first match wins on method, host and a path
+//! prefix matched on whole segments. No match is a 404 (default deny). Never looks at
+//! credentials.
+
+use http::Method;
+
+use crate::config::RouteConfig;
+
+pub struct RouteTable {
+    routes: Vec<RouteConfig>,
+}
+
+/// Whether `path` is `prefix` or lies below it on a segment boundary.
+pub fn under_prefix(path: &str, prefix: &str) -> bool {
+    if prefix == "/" {
+        return true;
+    }
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
+/// The host part of a `Host` header value, without the port.
+fn host_without_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        // IPv6 literal: keep the brackets, drop a port after them.
+        return host.find(']').map_or(host, |end| &host[..=end]);
+    }
+    host.rsplit_once(':').map_or(host, |(h, _)| h)
+}
+
+impl RouteTable {
+    pub fn new(routes: Vec<RouteConfig>) -> RouteTable {
+        RouteTable { routes }
+    }
+
+    pub fn routes(&self) -> &[RouteConfig] {
+        &self.routes
+    }
+
+    /// The first route matching the request, with its index.
+    pub fn match_route(
+        &self,
+        method: &Method,
+        host: Option<&str>,
+        path: &str,
+    ) -> Option<(usize, &RouteConfig)> {
+        let host = host.map(host_without_port);
+        self.routes.iter().enumerate().find(|(_, r)| {
+            under_prefix(path, &r.prefix)
+                && r.methods.as_ref().is_none_or(|m| m.contains(method))
+                && r.host
+                    .as_deref()
+                    .is_none_or(|want| host.is_some_and(|h| h.eq_ignore_ascii_case(want)))
+        })
+    }
+}
+
+/// The path to forward: with the route prefix removed when `strip_prefix` is set.
+pub fn forwarded_path<'a>(route: &RouteConfig, path: &'a str) -> &'a str {
+    if !route.strip_prefix || route.prefix == "/" {
+        return path;
+    }
+    match &path[route.prefix.len()..] {
+        "" => "/",
+        rest => rest,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn table(extra: &str) -> RouteTable {
+        let text = format!(
+            "[[routes]]\nname = \"admin\"\nprefix = \"/api/admin\"\nmethods = [\"GET\"]\nupstream = \"http://127.0.0.1:1\"\n\
+             [[routes]]\nname = \"api\"\nprefix = \"/api\"\nupstream = \"http://127.0.0.1:2\"\nstrip_prefix = true\n\
+             [[routes]]\nname = \"hosted\"\nprefix = \"/\"\nhost = \"docs.example.com\"\nupstream = \"http://127.0.0.1:3\"\n{extra}"
+        );
+        RouteTable::new(Config::from_toml(&text, Vec::new()).unwrap().routes)
+    }
+
+    fn name(t: &RouteTable, method: Method, host: Option<&str>, path: &str) -> Option<String> {
+        t.match_route(&method, host, path).map(|(_, r)| r.name.clone())
+    }
+
+    #[test]
+    fn prefixes_match_whole_segments() {
+        let t = table("");
+        assert_eq!(name(&t, Method::GET, None, "/api").as_deref(), Some("api"));
+        assert_eq!(name(&t, Method::GET, None, "/api/x").as_deref(), Some("api"));
+        assert_eq!(name(&t, Method::GET, None, "/apix"), None);
+        assert_eq!(name(&t, Method::GET, None, "/ap"), None);
+    }
+
+    #[test]
+    fn first_match_wins_with_methods_and_hosts() {
+        let t = table("");
+        assert_eq!(name(&t, Method::GET, None, "/api/admin/u").as_deref(), Some("admin"));
+        assert_eq!(name(&t, Method::POST, None, "/api/admin/u").as_deref(), Some("api"));
+        assert_eq!(name(&t, Method::GET, Some("DOCS.example.com:8443"), "/x").as_deref(), Some("hosted"));
+        assert_eq!(name(&t, Method::GET, Some("other.example.com"), "/x"), None);
+        assert_eq!(name(&t, Method::GET, None, "/x"), None);
+    }
+
+    #[test]
+    fn strip_prefix_keeps_a_leading_slash() {
+        let t = table("");
+        let api = &t.routes()[1];
+        assert_eq!(forwarded_path(api, "/api"), "/");
+        assert_eq!(forwarded_path(api, "/api/v1/x"), "/v1/x");
+        let admin = &t.routes()[0];
+        assert_eq!(forwarded_path(admin, "/api/admin/x"), "/api/admin/x");
+    }
+
+    #[test]
+    fn host_ports_and_ipv6() {
+        assert_eq!(host_without_port("a.b:80"), "a.b");
+        assert_eq!(host_without_port("[::1]:80"), "[::1]");
+        assert_eq!(host_without_port("a.b"), "a.b");
+    }
+}

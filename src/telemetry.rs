@@ -1,0 +1,288 @@
+//! Logs and metrics: the tracing subscriber, a lock-free metrics registry rendered in the
+//! Prometheus text format, and `Secret`, the newtype that keeps secrets out of logs.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::config::{LogConfig, LogFormat};
+
+/// A secret value (password, token, key). `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Secret {
+        Secret(value)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret)
+    }
+}
+
+/// Installs the global tracing subscriber. Called once, by the binary.
+pub fn init_logging(cfg: &LogConfig) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cfg.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match cfg.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+const STATUS_CLASSES: usize = 5;
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Outcome of authenticating a request, for `portcullis_auth_total`.
+#[derive(Debug, Clone, Copy)]
+pub enum AuthOutcome {
+    Ok,
+    Missing,
+    Invalid,
+    Forbidden,
+    Unavailable,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum UpstreamFailure {
+    Connect,
+    Timeout,
+    Other,
+}
+
+/// Counters shared by every request. Updates are relaxed atomic adds; nothing locks.
+pub struct Metrics {
+    /// One slot per configured route, then `account`, `unmatched`, `rejected`.
+    route_names: Vec<String>,
+    requests: Vec<[AtomicU64; STATUS_CLASSES]>,
+    auth: [AtomicU64; 5],
+    cache: [AtomicU64; 2],
+    upstream_failures: [AtomicU64; 3],
+    hash_rejections: AtomicU64,
+    connections_open: AtomicU64,
+    duration_buckets: [AtomicU64; BUCKETS.len()],
+    duration_count: AtomicU64,
+    duration_sum_micros: AtomicU64,
+}
+
+/// Where a request ended up, for the per-route counters.
+#[derive(Debug, Clone, Copy)]
+pub enum RouteSlot {
+    Route(usize),
+    Account,
+    Unmatched,
+    Rejected,
+}
+
+impl Metrics {
+    pub fn new(route_names: Vec<String>) -> Metrics {
+        let slots = route_names.len() + 3;
+        Metrics {
+            route_names,
+            requests: (0..slots).map(|_| Default::default()).collect(),
+            auth: Default::default(),
+            cache: Default::default(),
+            upstream_failures: Default::default(),
+            hash_rejections: AtomicU64::new(0),
+            connections_open: AtomicU64::new(0),
+            duration_buckets: Default::default(),
+            duration_count: AtomicU64::new(0),
+            duration_sum_micros: AtomicU64::new(0),
+        }
+    }
+
+    fn slot_index(&self, slot: RouteSlot) -> usize {
+        let n = self.route_names.len();
+        match slot {
+            RouteSlot::Route(i) => i.min(n),
+            RouteSlot::Account => n,
+            RouteSlot::Unmatched => n + 1,
+            RouteSlot::Rejected => n + 2,
+        }
+    }
+
+    pub fn record_request(&self, slot: RouteSlot, status: u16, elapsed: Duration) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        if let Some(counters) = self.requests.get(self.slot_index(slot)) {
+            counters[class].fetch_add(1, Ordering::Relaxed);
+        }
+        let secs = elapsed.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            self.duration_buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.duration_count.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        self.duration_sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    pub fn record_auth(&self, outcome: AuthOutcome) {
+        self.auth[outcome as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn record_cache(&self, hit: bool) {
+        self.cache[usize::from(!hit)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn record_upstream_failure(&self, kind: UpstreamFailure) {
+        self.upstream_failures[kind as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn record_hash_rejection(&self) {
+        self.hash_rejections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn connection_opened(&self) {
+        self.connections_open.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn connection_closed(&self) {
+        self.connections_open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn cache_hits(&self) -> u64 {
+        self.cache[0].load(Ordering::Relaxed)
+    }
+
+    pub fn cache_misses(&self) -> u64 {
+        self.cache[1].load(Ordering::Relaxed)
+    }
+
+    /// The registry in the Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let _ = self.render_into(&mut out);
+        out
+    }
+
+    fn render_into(&self, out: &mut String) -> std::fmt::Result {
+        writeln!(out, "# HELP portcullis_requests_total Requests by route and status class.")?;
+        writeln!(out, "# TYPE portcullis_requests_total counter")?;
+        let n = self.route_names.len();
+        for (i, counters) in self.requests.iter().enumerate() {
+            let route = match i {
+                _ if i < n => escape_label(&self.route_names[i]),
+                _ if i == n => "(account)".to_string(),
+                _ if i == n + 1 => "(unmatched)".to_string(),
+                _ => "(rejected)".to_string(),
+            };
+            for (class, c) in counters.iter().enumerate() {
+                writeln!(
+                    out,
+                    "portcullis_requests_total{{route=\"{route}\",status=\"{}xx\"}} {}",
+                    class + 1,
+                    c.load(Ordering::Relaxed)
+                )?;
+            }
+        }
+        let labelled = |out: &mut String, name: &str, help: &str, label: &str, pairs: &[(&str, &AtomicU64)]| -> std::fmt::Result {
+            writeln!(out, "# HELP {name} {help}")?;
+            writeln!(out, "# TYPE {name} counter")?;
+            for (value, c) in pairs {
+                writeln!(out, "{name}{{{label}=\"{value}\"}} {}", c.load(Ordering::Relaxed))?;
+            }
+            Ok(())
+        };
+        labelled(
+            out,
+            "portcullis_auth_total",
+            "Authentication outcomes on proxied routes.",
+            "result",
+            &[
+                ("ok", &self.auth[0]),
+                ("missing", &self.auth[1]),
+                ("invalid", &self.auth[2]),
+                ("forbidden", &self.auth[3]),
+                ("unavailable", &self.auth[4]),
+            ],
+        )?;
+        labelled(
+            out,
+            "portcullis_identity_cache_total",
+            "In-process identity cache lookups.",
+            "result",
+            &[("hit", &self.cache[0]), ("miss", &self.cache[1])],
+        )?;
+        labelled(
+            out,
+            "portcullis_upstream_failures_total",
+            "Upstream requests that failed.",
+            "kind",
+            &[
+                ("connect", &self.upstream_failures[0]),
+                ("timeout", &self.upstream_failures[1]),
+                ("other", &self.upstream_failures[2]),
+            ],
+        )?;
+        writeln!(out, "# HELP portcullis_password_hash_rejections_total Password hashing requests refused because the queue was full.")?;
+        writeln!(out, "# TYPE portcullis_password_hash_rejections_total counter")?;
+        writeln!(out, "portcullis_password_hash_rejections_total {}", self.hash_rejections.load(Ordering::Relaxed))?;
+        writeln!(out, "# HELP portcullis_connections_open Client connections currently open.")?;
+        writeln!(out, "# TYPE portcullis_connections_open gauge")?;
+        writeln!(out, "portcullis_connections_open {}", self.connections_open.load(Ordering::Relaxed))?;
+        writeln!(out, "# HELP portcullis_request_duration_seconds Time from request to response headers.")?;
+        writeln!(out, "# TYPE portcullis_request_duration_seconds histogram")?;
+        let mut cumulative = 0;
+        for (bound, c) in BUCKETS.iter().zip(&self.duration_buckets) {
+            cumulative += c.load(Ordering::Relaxed);
+            writeln!(out, "portcullis_request_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}")?;
+        }
+        let count = self.duration_count.load(Ordering::Relaxed);
+        writeln!(out, "portcullis_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}")?;
+        let sum = self.duration_sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        writeln!(out, "portcullis_request_duration_seconds_sum {sum}")?;
+        writeln!(out, "portcullis_request_duration_seconds_count {count}")
+    }
+}
+
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_is_redacted_in_debug() {
+        let s = Secret::new("hunter22".into());
+        assert_eq!(format!("{s:?}"), "Secret(<redacted>)");
+        assert_eq!(s.expose(), "hunter22");
+    }
+
+    #[test]
+    fn render_counts_requests_by_route_and_class() {
+        let m = Metrics::new(vec!["api".into(), "we\"ird".into()]);
+        m.record_request(RouteSlot::Route(0), 200, Duration::from_micros(300));
+        m.record_request(RouteSlot::Route(0), 404, Duration::from_millis(3));
+        m.record_request(RouteSlot::Unmatched, 404, Duration::from_millis(3));
+        let text = m.render();
+        assert!(text.contains("portcullis_requests_total{route=\"api\",status=\"2xx\"} 1"));
+        assert!(text.contains("portcullis_requests_total{route=\"api\",status=\"4xx\"} 1"));
+        assert!(text.contains("portcullis_requests_total{route=\"(unmatched)\",status=\"4xx\"} 1"));
+        assert!(text.contains("route=\"we\\\"ird\""));
+        assert!(text.contains("portcullis_request_duration_seconds_bucket{le=\"0.0005\"} 1"));
+        assert!(text.contains("portcullis_request_duration_seconds_count 3"));
+    }
+}
