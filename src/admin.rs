@@ -21,21 +21,34 @@ const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
     let mut resp = Response::new(Body::full(body));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type),
+    );
     resp
 }
 
-async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+async fn handle(
+    state: Arc<AppState>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
     Ok(match req.uri().path() {
         "/healthz" => text(StatusCode::OK, "text/plain", "ok\n".into()),
         "/readyz" => match tokio::time::timeout(READY_TIMEOUT, state.store.ping()).await {
             Ok(Ok(())) => text(StatusCode::OK, "text/plain", "ready\n".into()),
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "readiness check failed");
-                text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "store unavailable\n".into())
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    "store unavailable\n".into(),
+                )
             }
-            Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "store timed out\n".into()),
+            Err(_) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                "store timed out\n".into(),
+            ),
         },
         "/metrics" => text(
             StatusCode::OK,
@@ -46,7 +59,11 @@ async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Response
     })
 }
 
-pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: impl Future<Output = ()>) {
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     loop {
         let (stream, _) = tokio::select! {

@@ -96,7 +96,8 @@ impl App {
             accounts: config.accounts.clone(),
             cookies: config.cookies.clone(),
             csrf_origins: config.csrf.allowed_origins.clone(),
-            refresh_ttl_secs: i64::try_from(config.tokens.refresh_ttl.as_secs()).unwrap_or(i64::MAX),
+            refresh_ttl_secs: i64::try_from(config.tokens.refresh_ttl.as_secs())
+                .unwrap_or(i64::MAX),
         });
         let state = AppState {
             routes: RouteTable::new(config.routes.clone()),
@@ -146,9 +147,14 @@ impl App {
             let _ = stop_tx.send(true);
         });
         let mut stop = stop_rx;
-        crate::server::serve(listener, self.state.clone(), &self.config.server, async move {
-            let _ = stop.wait_for(|s| *s).await;
-        })
+        crate::server::serve(
+            listener,
+            self.state.clone(),
+            &self.config.server,
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            },
+        )
         .await;
         Ok(())
     }

@@ -40,7 +40,10 @@ mod tests {
         let admins = Policy::Roles(vec![Role::Admin]);
         assert_eq!(decide(&Policy::Public, None), Decision::Allow);
         assert_eq!(decide(&Policy::Optional, None), Decision::Allow);
-        assert_eq!(decide(&Policy::Authenticated, None), Decision::Unauthenticated);
+        assert_eq!(
+            decide(&Policy::Authenticated, None),
+            Decision::Unauthenticated
+        );
         assert_eq!(decide(&Policy::Authenticated, Some(&user)), Decision::Allow);
         assert_eq!(decide(&admins, None), Decision::Unauthenticated);
         assert_eq!(decide(&admins, Some(&user)), Decision::Forbidden);

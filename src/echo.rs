@@ -103,7 +103,9 @@ async fn answer(
         .and_then(|s| StatusCode::from_u16(s).ok())
         .unwrap_or(StatusCode::OK);
     let websocket_key = header_str(&req, "sec-websocket-key").map(str::to_owned);
-    let upgrade = websocket_key.is_some().then(|| hyper::upgrade::on(&mut req));
+    let upgrade = websocket_key
+        .is_some()
+        .then(|| hyper::upgrade::on(&mut req));
     let method = req.method().to_string();
     let target = req
         .uri()
@@ -112,13 +114,23 @@ async fn answer(
     let headers: Vec<(String, String)> = req
         .headers()
         .iter()
-        .map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(n, v)| {
+            (
+                n.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     let body_len = match req.into_body().collect().await {
         Ok(b) => b.to_bytes().len(),
         Err(_) => 0,
     };
-    let record = Recorded { method, target, headers, body_len };
+    let record = Recorded {
+        method,
+        target,
+        headers,
+        body_len,
+    };
     if let Ok(mut r) = received.lock() {
         r.push(record.clone());
     }
@@ -145,8 +157,10 @@ async fn answer(
     });
     let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     Ok(resp)
 }
 
@@ -170,7 +184,10 @@ fn switch_protocols(key: &str, on_upgrade: hyper::upgrade::OnUpgrade) -> Respons
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = resp.headers_mut();
     h.insert(http::header::UPGRADE, HeaderValue::from_static("websocket"));
-    h.insert(http::header::CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(
+        http::header::CONNECTION,
+        HeaderValue::from_static("upgrade"),
+    );
     if let Ok(v) = HeaderValue::from_str(&accept) {
         h.insert("sec-websocket-accept", v);
     }

@@ -13,7 +13,11 @@ use portcullis::{App, Config};
 const EXIT_CONFIG: u8 = 64;
 
 #[derive(Parser)]
-#[command(name = "portcullis", version, about = "An authenticating reverse proxy")]
+#[command(
+    name = "portcullis",
+    version,
+    about = "An authenticating reverse proxy"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -85,7 +89,10 @@ fn fail(context: &str, e: impl std::fmt::Display) -> ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => return fail("cannot start the runtime", e),
     };
@@ -116,7 +123,13 @@ async fn run(command: Command) -> ExitCode {
             }
         }
         Command::User {
-            command: UserCommand::Create { config, email, role, full_name },
+            command:
+                UserCommand::Create {
+                    config,
+                    email,
+                    role,
+                    full_name,
+                },
         } => create_user(&config, &email, &role, &full_name).await,
         Command::Keys {
             command: KeysCommand::Generate { algorithm, out },
@@ -160,13 +173,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},

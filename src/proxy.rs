@@ -59,7 +59,9 @@ pub fn upstream_uri(
     path: &str,
     query: Option<&str>,
 ) -> Result<Uri, UpstreamError> {
-    let mut pq = String::with_capacity(upstream.base_path.len() + path.len() + 1 + query.map_or(0, str::len));
+    let mut pq = String::with_capacity(
+        upstream.base_path.len() + path.len() + 1 + query.map_or(0, str::len),
+    );
     pq.push_str(&upstream.base_path);
     pq.push_str(path);
     if let Some(q) = query {
@@ -150,10 +152,22 @@ mod tests {
     #[test]
     fn builds_upstream_uris() {
         let plain = upstream("http://127.0.0.1:9000");
-        assert_eq!(upstream_uri(&plain, "/a/b", Some("x=1&y")).unwrap(), "http://127.0.0.1:9000/a/b?x=1&y");
-        assert_eq!(upstream_uri(&plain, "/", None).unwrap(), "http://127.0.0.1:9000/");
+        assert_eq!(
+            upstream_uri(&plain, "/a/b", Some("x=1&y")).unwrap(),
+            "http://127.0.0.1:9000/a/b?x=1&y"
+        );
+        assert_eq!(
+            upstream_uri(&plain, "/", None).unwrap(),
+            "http://127.0.0.1:9000/"
+        );
         let based = upstream("https://api.internal/v2/");
-        assert_eq!(upstream_uri(&based, "/users", None).unwrap(), "https://api.internal/v2/users");
-        assert_eq!(upstream_uri(&based, "/", None).unwrap(), "https://api.internal/v2/");
+        assert_eq!(
+            upstream_uri(&based, "/users", None).unwrap(),
+            "https://api.internal/v2/users"
+        );
+        assert_eq!(
+            upstream_uri(&based, "/", None).unwrap(),
+            "https://api.internal/v2/"
+        );
     }
 }

@@ -83,14 +83,18 @@ mod tests {
     }
 
     fn name(t: &RouteTable, method: Method, host: Option<&str>, path: &str) -> Option<String> {
-        t.match_route(&method, host, path).map(|(_, r)| r.name.clone())
+        t.match_route(&method, host, path)
+            .map(|(_, r)| r.name.clone())
     }
 
     #[test]
     fn prefixes_match_whole_segments() {
         let t = table("");
         assert_eq!(name(&t, Method::GET, None, "/api").as_deref(), Some("api"));
-        assert_eq!(name(&t, Method::GET, None, "/api/x").as_deref(), Some("api"));
+        assert_eq!(
+            name(&t, Method::GET, None, "/api/x").as_deref(),
+            Some("api")
+        );
         assert_eq!(name(&t, Method::GET, None, "/apix"), None);
         assert_eq!(name(&t, Method::GET, None, "/ap"), None);
     }
@@ -98,9 +102,18 @@ mod tests {
     #[test]
     fn first_match_wins_with_methods_and_hosts() {
         let t = table("");
-        assert_eq!(name(&t, Method::GET, None, "/api/admin/u").as_deref(), Some("admin"));
-        assert_eq!(name(&t, Method::POST, None, "/api/admin/u").as_deref(), Some("api"));
-        assert_eq!(name(&t, Method::GET, Some("DOCS.example.com:8443"), "/x").as_deref(), Some("hosted"));
+        assert_eq!(
+            name(&t, Method::GET, None, "/api/admin/u").as_deref(),
+            Some("admin")
+        );
+        assert_eq!(
+            name(&t, Method::POST, None, "/api/admin/u").as_deref(),
+            Some("api")
+        );
+        assert_eq!(
+            name(&t, Method::GET, Some("DOCS.example.com:8443"), "/x").as_deref(),
+            Some("hosted")
+        );
         assert_eq!(name(&t, Method::GET, Some("other.example.com"), "/x"), None);
         assert_eq!(name(&t, Method::GET, None, "/x"), None);
     }

@@ -131,7 +131,8 @@ impl Metrics {
         }
         self.duration_count.fetch_add(1, Ordering::Relaxed);
         let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        self.duration_sum_micros.fetch_add(micros, Ordering::Relaxed);
+        self.duration_sum_micros
+            .fetch_add(micros, Ordering::Relaxed);
     }
 
     pub fn record_auth(&self, outcome: AuthOutcome) {
@@ -174,7 +175,10 @@ impl Metrics {
     }
 
     fn render_into(&self, out: &mut String) -> std::fmt::Result {
-        writeln!(out, "# HELP portcullis_requests_total Requests by route and status class.")?;
+        writeln!(
+            out,
+            "# HELP portcullis_requests_total Requests by route and status class."
+        )?;
         writeln!(out, "# TYPE portcullis_requests_total counter")?;
         let n = self.route_names.len();
         for (i, counters) in self.requests.iter().enumerate() {
@@ -193,11 +197,20 @@ impl Metrics {
                 )?;
             }
         }
-        let labelled = |out: &mut String, name: &str, help: &str, label: &str, pairs: &[(&str, &AtomicU64)]| -> std::fmt::Result {
+        let labelled = |out: &mut String,
+                        name: &str,
+                        help: &str,
+                        label: &str,
+                        pairs: &[(&str, &AtomicU64)]|
+         -> std::fmt::Result {
             writeln!(out, "# HELP {name} {help}")?;
             writeln!(out, "# TYPE {name} counter")?;
             for (value, c) in pairs {
-                writeln!(out, "{name}{{{label}=\"{value}\"}} {}", c.load(Ordering::Relaxed))?;
+                writeln!(
+                    out,
+                    "{name}{{{label}=\"{value}\"}} {}",
+                    c.load(Ordering::Relaxed)
+                )?;
             }
             Ok(())
         };
@@ -232,21 +245,47 @@ impl Metrics {
                 ("other", &self.upstream_failures[2]),
             ],
         )?;
-        writeln!(out, "# HELP portcullis_password_hash_rejections_total Password hashing requests refused because the queue was full.")?;
-        writeln!(out, "# TYPE portcullis_password_hash_rejections_total counter")?;
-        writeln!(out, "portcullis_password_hash_rejections_total {}", self.hash_rejections.load(Ordering::Relaxed))?;
-        writeln!(out, "# HELP portcullis_connections_open Client connections currently open.")?;
+        writeln!(
+            out,
+            "# HELP portcullis_password_hash_rejections_total Password hashing requests refused because the queue was full."
+        )?;
+        writeln!(
+            out,
+            "# TYPE portcullis_password_hash_rejections_total counter"
+        )?;
+        writeln!(
+            out,
+            "portcullis_password_hash_rejections_total {}",
+            self.hash_rejections.load(Ordering::Relaxed)
+        )?;
+        writeln!(
+            out,
+            "# HELP portcullis_connections_open Client connections currently open."
+        )?;
         writeln!(out, "# TYPE portcullis_connections_open gauge")?;
-        writeln!(out, "portcullis_connections_open {}", self.connections_open.load(Ordering::Relaxed))?;
-        writeln!(out, "# HELP portcullis_request_duration_seconds Time from request to response headers.")?;
+        writeln!(
+            out,
+            "portcullis_connections_open {}",
+            self.connections_open.load(Ordering::Relaxed)
+        )?;
+        writeln!(
+            out,
+            "# HELP portcullis_request_duration_seconds Time from request to response headers."
+        )?;
         writeln!(out, "# TYPE portcullis_request_duration_seconds histogram")?;
         let mut cumulative = 0;
         for (bound, c) in BUCKETS.iter().zip(&self.duration_buckets) {
             cumulative += c.load(Ordering::Relaxed);
-            writeln!(out, "portcullis_request_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}")?;
+            writeln!(
+                out,
+                "portcullis_request_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
+            )?;
         }
         let count = self.duration_count.load(Ordering::Relaxed);
-        writeln!(out, "portcullis_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}")?;
+        writeln!(
+            out,
+            "portcullis_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        )?;
         let sum = self.duration_sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
         writeln!(out, "portcullis_request_duration_seconds_sum {sum}")?;
         writeln!(out, "portcullis_request_duration_seconds_count {count}")

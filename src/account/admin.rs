@@ -76,7 +76,14 @@ pub async fn create(
         body.organization.as_deref(),
     )?;
     let role = body.role.unwrap_or(Role::User);
-    let user = insert_user(&ctx, input, &body.password, role, body.disabled.unwrap_or(false)).await?;
+    let user = insert_user(
+        &ctx,
+        input,
+        &body.password,
+        role,
+        body.disabled.unwrap_or(false),
+    )
+    .await?;
     tracing::info!(admin = %admin.identity.user_id, user_id = %user.user_id, "user created by admin");
     Ok((StatusCode::CREATED, Json(UserOut::from(user))).into_response())
 }

@@ -58,7 +58,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AccountError> {
         match Query::<T>::from_request_parts(parts, state).await {
             Ok(Query(v)) => Ok(QueryParams(v)),
-            Err(r) => Err(AccountError::Body(StatusCode::UNPROCESSABLE_ENTITY, r.body_text())),
+            Err(r) => Err(AccountError::Body(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                r.body_text(),
+            )),
         }
     }
 }

@@ -62,7 +62,9 @@ pub async fn create(
         user_id: caller.identity.user_id.clone(),
         name,
         created_at: now,
-        expires_at: body.expires_in_days.map(|d| now + chrono::Duration::days(d)),
+        expires_at: body
+            .expires_in_days
+            .map(|d| now + chrono::Duration::days(d)),
         last_used: None,
         revoked: false,
     };

@@ -122,7 +122,8 @@ struct TokenOut {
 }
 
 fn cookie(ctx: &AccountCtx, name: &str, value: &str, max_age: i64, path: &str) -> HeaderValue {
-    let mut text = format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax");
+    let mut text =
+        format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax");
     if ctx.cookies.secure {
         text.push_str("; Secure");
     }
@@ -139,7 +140,13 @@ fn cookie(ctx: &AccountCtx, name: &str, value: &str, max_age: i64, path: &str) -
 /// is scoped to the mount so it only travels to the account API.
 fn token_response(ctx: &AccountCtx, status: StatusCode, tokens: IssuedTokens) -> Response {
     use crate::auth::credentials::{ACCESS_COOKIE, REFRESH_COOKIE};
-    let access = cookie(ctx, ACCESS_COOKIE, &tokens.access_token, tokens.expires_in, "/");
+    let access = cookie(
+        ctx,
+        ACCESS_COOKIE,
+        &tokens.access_token,
+        tokens.expires_in,
+        "/",
+    );
     let refresh = cookie(
         ctx,
         REFRESH_COOKIE,
@@ -157,14 +164,20 @@ fn token_response(ctx: &AccountCtx, status: StatusCode, tokens: IssuedTokens) ->
     let h = resp.headers_mut();
     h.append(http::header::SET_COOKIE, access);
     h.append(http::header::SET_COOKIE, refresh);
-    h.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
     resp
 }
 
 fn clear_cookies(ctx: &AccountCtx, resp: &mut Response) {
     use crate::auth::credentials::{ACCESS_COOKIE, REFRESH_COOKIE};
     let h = resp.headers_mut();
-    h.append(http::header::SET_COOKIE, cookie(ctx, ACCESS_COOKIE, "", 0, "/"));
+    h.append(
+        http::header::SET_COOKIE,
+        cookie(ctx, ACCESS_COOKIE, "", 0, "/"),
+    );
     h.append(
         http::header::SET_COOKIE,
         cookie(ctx, REFRESH_COOKIE, "", 0, &ctx.accounts.mount),

@@ -115,7 +115,10 @@ pub async fn login(
     let user = ctx.store.user_by_email(&email).await?;
     let verified = ctx
         .hasher
-        .verify(&body.password, user.as_ref().map(|u| u.password_hash.as_str()))
+        .verify(
+            &body.password,
+            user.as_ref().map(|u| u.password_hash.as_str()),
+        )
         .await?;
     let Some(user) = user.filter(|_| verified.ok) else {
         return Err(AccountError::InvalidCredentials);
@@ -128,7 +131,9 @@ pub async fn login(
         ctx.store.set_password_hash(&user.user_id, &fresh).await?;
         tracing::info!(user_id = %user.user_id, "password hash upgraded to argon2id");
     }
-    ctx.store.record_login(&user.user_id, chrono::Utc::now()).await?;
+    ctx.store
+        .record_login(&user.user_id, chrono::Utc::now())
+        .await?;
     let tokens = ctx.sessions.start(&user, &client_meta(meta)).await?;
     Ok(token_response(&ctx, StatusCode::OK, tokens))
 }

@@ -18,9 +18,9 @@ pub fn email(raw: &str) -> Result<String, Invalid> {
         && !local.starts_with('.')
         && !local.ends_with('.')
         && !local.contains("..")
-        && local.chars().all(|c| {
-            c.is_alphanumeric() || "!#$%&'*+/=?^_`{|}~.-".contains(c)
-        });
+        && local
+            .chars()
+            .all(|c| c.is_alphanumeric() || "!#$%&'*+/=?^_`{|}~.-".contains(c));
     let labels: Vec<&str> = domain.split('.').collect();
     let domain_ok = domain.len() <= 253
         && labels.len() >= 2
@@ -79,7 +79,11 @@ pub fn text(field: &str, value: &str, max: usize) -> Result<String, Invalid> {
 }
 
 /// An optional text field; empty means absent.
-pub fn optional_text(field: &str, value: Option<&str>, max: usize) -> Result<Option<String>, Invalid> {
+pub fn optional_text(
+    field: &str,
+    value: Option<&str>,
+    max: usize,
+) -> Result<Option<String>, Invalid> {
     match value.map(str::trim) {
         None | Some("") => Ok(None),
         Some(v) => text(field, v, max).map(Some),
@@ -92,11 +96,28 @@ mod tests {
 
     #[test]
     fn emails() {
-        assert_eq!(email(" Alice.Smith+x@Example.COM ").unwrap(), "alice.smith+x@example.com");
+        assert_eq!(
+            email(" Alice.Smith+x@Example.COM ").unwrap(),
+            "alice.smith+x@example.com"
+        );
         assert!(email("josé@exämple.de").is_ok());
         for bad in [
-            "", "plain", "@x.io", "a@", "a@b", "a@.io", "a@b..io", "a b@x.io", ".a@x.io",
-            "a.@x.io", "a..b@x.io", "a@-x.io", "a@x-.io", "a@x.123", "a@b@c.io", "a\n@x.io",
+            "",
+            "plain",
+            "@x.io",
+            "a@",
+            "a@b",
+            "a@.io",
+            "a@b..io",
+            "a b@x.io",
+            ".a@x.io",
+            "a.@x.io",
+            "a..b@x.io",
+            "a@-x.io",
+            "a@x-.io",
+            "a@x.123",
+            "a@b@c.io",
+            "a\n@x.io",
         ] {
             assert!(email(bad).is_err(), "{bad:?}");
         }
@@ -105,13 +126,20 @@ mod tests {
 
     #[test]
     fn passwords_by_length_by_default() {
-        let p = PasswordPolicy { min_length: 8, max_length: 128, require_mixed: false };
+        let p = PasswordPolicy {
+            min_length: 8,
+            max_length: 128,
+            require_mixed: false,
+        };
         assert!(password(&p, "correct horse battery staple").is_ok());
         assert!(password(&p, "ünïcødé✓").is_ok(), "8 unicode characters");
         assert!(password(&p, "short").is_err());
         assert!(password(&p, &"x".repeat(129)).is_err());
         assert!(password(&p, "abc\u{0}defgh").is_err());
-        let mixed = PasswordPolicy { require_mixed: true, ..p };
+        let mixed = PasswordPolicy {
+            require_mixed: true,
+            ..p
+        };
         assert!(password(&mixed, "alllowercase1").is_err());
         assert!(password(&mixed, "Mixed1case").is_ok());
     }

@@ -188,17 +188,27 @@ mod tests {
         let key = api_key::generate().key;
         let h = headers(&[("authorization", "Bearer abc.def.ghi")]);
         let c = extract(&h).unwrap().unwrap();
-        assert_eq!((c.secret, c.kind, c.method), ("abc.def.ghi", CredentialKind::AccessToken, AuthMethod::Jwt));
+        assert_eq!(
+            (c.secret, c.kind, c.method),
+            ("abc.def.ghi", CredentialKind::AccessToken, AuthMethod::Jwt)
+        );
         let auth = format!("bearer {key}");
         let h = headers(&[("authorization", &auth)]);
         let c = extract(&h).unwrap().unwrap();
-        assert_eq!((c.kind, c.method), (CredentialKind::ApiKey, AuthMethod::ApiKey));
+        assert_eq!(
+            (c.kind, c.method),
+            (CredentialKind::ApiKey, AuthMethod::ApiKey)
+        );
         let h = headers(&[("x-api-key", &key)]);
         assert_eq!(extract(&h).unwrap().unwrap().method, AuthMethod::ApiKey);
         let h = headers(&[("cookie", "theme=dark; access_token=t.o.k; other=1")]);
         let c = extract(&h).unwrap().unwrap();
         assert_eq!((c.secret, c.method), ("t.o.k", AuthMethod::Cookie));
-        assert!(extract(&headers(&[("authorization", "Basic dXM6cHc=")])).unwrap().is_none());
+        assert!(
+            extract(&headers(&[("authorization", "Basic dXM6cHc=")]))
+                .unwrap()
+                .is_none()
+        );
         assert!(extract(&HeaderMap::new()).unwrap().is_none());
     }
 
@@ -207,34 +217,56 @@ mod tests {
         let key = api_key::generate().key;
         let cases: Vec<Vec<(&str, &str)>> = vec![
             vec![("authorization", "Bearer a.b.c"), ("x-api-key", &key)],
-            vec![("authorization", "Bearer a.b.c"), ("cookie", "access_token=x.y.z")],
-            vec![("authorization", "Bearer a.b.c"), ("authorization", "Bearer a.b.c")],
+            vec![
+                ("authorization", "Bearer a.b.c"),
+                ("cookie", "access_token=x.y.z"),
+            ],
+            vec![
+                ("authorization", "Bearer a.b.c"),
+                ("authorization", "Bearer a.b.c"),
+            ],
             vec![("cookie", "access_token=a"), ("cookie", "access_token=b")],
             vec![("x-api-key", "a"), ("x-api-key", "b")],
         ];
         for case in cases {
             assert!(
-                matches!(extract(&headers(&case)), Err(AuthError::ConflictingCredentials)),
+                matches!(
+                    extract(&headers(&case)),
+                    Err(AuthError::ConflictingCredentials)
+                ),
                 "{case:?}"
             );
         }
         // The same token as bearer and cookie is one credential.
-        let same = headers(&[("authorization", "Bearer a.b.c"), ("cookie", "access_token=a.b.c")]);
+        let same = headers(&[
+            ("authorization", "Bearer a.b.c"),
+            ("cookie", "access_token=a.b.c"),
+        ]);
         assert_eq!(extract(&same).unwrap().unwrap().method, AuthMethod::Jwt);
     }
 
     #[test]
     fn csrf_rules() {
         let allowed = vec!["https://app.example.com".to_string()];
-        let ok = |pairs: &[(&str, &str)]| check_csrf(&Method::POST, &headers(pairs), &allowed).is_ok();
+        let ok =
+            |pairs: &[(&str, &str)]| check_csrf(&Method::POST, &headers(pairs), &allowed).is_ok();
         assert!(check_csrf(&Method::GET, &HeaderMap::new(), &allowed).is_ok());
         assert!(!ok(&[]));
         assert!(ok(&[("sec-fetch-site", "same-origin")]));
         assert!(!ok(&[("sec-fetch-site", "cross-site")]));
         assert!(ok(&[("origin", "https://app.example.com")]));
-        assert!(ok(&[("origin", "http://api.local:8080"), ("host", "api.local:8080")]));
-        assert!(!ok(&[("origin", "https://evil.example"), ("host", "api.local")]));
+        assert!(ok(&[
+            ("origin", "http://api.local:8080"),
+            ("host", "api.local:8080")
+        ]));
+        assert!(!ok(&[
+            ("origin", "https://evil.example"),
+            ("host", "api.local")
+        ]));
         assert!(!ok(&[("origin", "null"), ("host", "api.local")]));
-        assert!(!ok(&[("sec-fetch-site", "same-site"), ("origin", "https://evil.example")]));
+        assert!(!ok(&[
+            ("sec-fetch-site", "same-site"),
+            ("origin", "https://evil.example")
+        ]));
     }
 }

@@ -161,9 +161,14 @@ mod tests {
     #[test]
     fn issued_token_verifies_with_all_claims() {
         let (k, _d) = keys("");
-        let (token, exp) = k.issue("user_1", "a@b.co", Role::Admin, "ses_1", now()).unwrap();
+        let (token, exp) = k
+            .issue("user_1", "a@b.co", Role::Admin, "ses_1", now())
+            .unwrap();
         let c = k.verify(&token).unwrap();
-        assert_eq!((c.sub.as_str(), c.sid.as_str(), c.role), ("user_1", "ses_1", Role::Admin));
+        assert_eq!(
+            (c.sub.as_str(), c.sid.as_str(), c.role),
+            ("user_1", "ses_1", Role::Admin)
+        );
         assert_eq!(c.exp, exp);
         assert_eq!(c.exp - c.iat, 900);
         let header = jsonwebtoken::decode_header(&token).unwrap();
@@ -174,9 +179,13 @@ mod tests {
     #[test]
     fn expired_and_future_tokens_are_refused() {
         let (k, _d) = keys("leeway = \"5s\"\n");
-        let (old, _) = k.issue("u", "a@b.co", Role::User, "s", now() - 3600).unwrap();
+        let (old, _) = k
+            .issue("u", "a@b.co", Role::User, "s", now() - 3600)
+            .unwrap();
         assert_eq!(k.verify(&old).unwrap_err(), "Token has expired");
-        let (future, _) = k.issue("u", "a@b.co", Role::User, "s", now() + 3600).unwrap();
+        let (future, _) = k
+            .issue("u", "a@b.co", Role::User, "s", now() + 3600)
+            .unwrap();
         assert_eq!(k.verify(&future).unwrap_err(), "Token is not yet valid");
     }
 
@@ -185,7 +194,10 @@ mod tests {
         let (a, _d1) = keys("");
         let (b, _d2) = keys("");
         let (token, _) = b.issue("u", "a@b.co", Role::User, "s", now()).unwrap();
-        assert_eq!(a.verify(&token).unwrap_err(), "Token signed by an unknown key");
+        assert_eq!(
+            a.verify(&token).unwrap_err(),
+            "Token signed by an unknown key"
+        );
         let dir = tempfile::tempdir().unwrap();
         let iss1 = keys_in(dir.path(), "issuer = \"one\"\n");
         let iss2 = keys_in(dir.path(), "issuer = \"two\"\n");

@@ -61,7 +61,11 @@ impl KeyMaterial {
     /// The JWK Set served at `/.well-known/jwks.json` (empty for HS256: a shared secret is
     /// never published).
     pub fn jwks(&self) -> Value {
-        let keys: Vec<Value> = self.verifying.iter().filter_map(|k| k.jwk.clone()).collect();
+        let keys: Vec<Value> = self
+            .verifying
+            .iter()
+            .filter_map(|k| k.jwk.clone())
+            .collect();
         json!({ "keys": keys })
     }
 }
@@ -102,7 +106,8 @@ pub fn load(cfg: &TokenConfig) -> Result<KeyMaterial, KeyError> {
         None => ensure_generated_key(cfg)?,
     };
     let pem_text = std::fs::read(&path).map_err(|e| file_err(&path, e.to_string()))?;
-    let (encoding, public) = private_key(cfg.algorithm, &pem_text).map_err(|m| file_err(&path, m))?;
+    let (encoding, public) =
+        private_key(cfg.algorithm, &pem_text).map_err(|m| file_err(&path, m))?;
     let signing = verifying_key(cfg.algorithm, &public);
     let kid = signing.kid.clone();
     let mut verifying = vec![signing];
@@ -120,7 +125,10 @@ pub fn load(cfg: &TokenConfig) -> Result<KeyMaterial, KeyError> {
 }
 
 fn ensure_generated_key(cfg: &TokenConfig) -> Result<PathBuf, KeyError> {
-    let name = format!("jwt-signing-{}.pem", alg_name(cfg.algorithm).to_ascii_lowercase());
+    let name = format!(
+        "jwt-signing-{}.pem",
+        alg_name(cfg.algorithm).to_ascii_lowercase()
+    );
     let path = cfg.key_dir.join(name);
     if path.exists() {
         return Ok(path);
@@ -146,7 +154,9 @@ pub fn write_private_file(path: &Path, contents: &[u8]) -> Result<(), KeyError> 
         use std::os::unix::fs::OpenOptionsExt as _;
         options.mode(0o600);
     }
-    let mut file = options.open(path).map_err(|e| file_err(path, e.to_string()))?;
+    let mut file = options
+        .open(path)
+        .map_err(|e| file_err(path, e.to_string()))?;
     file.write_all(contents)
         .and_then(|()| file.sync_all())
         .map_err(|e| file_err(path, e.to_string()))
@@ -168,7 +178,8 @@ pub fn generate_pem(alg: Algorithm) -> Result<String, KeyError> {
             use aws_lc_rs::encoding::AsDer as _;
             let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
                 .map_err(|_| KeyError::Generate)?;
-            let der: aws_lc_rs::encoding::Pkcs8V1Der = pair.as_der().map_err(|_| KeyError::Generate)?;
+            let der: aws_lc_rs::encoding::Pkcs8V1Der =
+                pair.as_der().map_err(|_| KeyError::Generate)?;
             der.as_ref().to_vec()
         }
         _ => {
@@ -240,7 +251,10 @@ fn verifying_key(alg: Algorithm, public: &PublicKey) -> VerifyingKey {
             json!({"crv": "Ed25519", "kty": "OKP", "x": B64.encode(raw)}),
         ),
         PublicKey::Ec(point) => {
-            let (x, y) = point.get(1..).unwrap_or_default().split_at(point.len().saturating_sub(1) / 2);
+            let (x, y) = point
+                .get(1..)
+                .unwrap_or_default()
+                .split_at(point.len().saturating_sub(1) / 2);
             (
                 DecodingKey::from_ec_der(point),
                 json!({"crv": "P-256", "kty": "EC", "x": B64.encode(x), "y": B64.encode(y)}),
@@ -288,7 +302,9 @@ fn rsa_components(der: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
             }
             let (len_bytes, after) = rest.split_at(n);
             rest = after;
-            len_bytes.iter().fold(0usize, |acc, b| acc << 8 | usize::from(*b))
+            len_bytes
+                .iter()
+                .fold(0usize, |acc, b| acc << 8 | usize::from(*b))
         };
         if rest.len() < len {
             return None;
@@ -296,7 +312,10 @@ fn rsa_components(der: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
         Some(rest.split_at(len))
     }
     let strip = |v: &[u8]| {
-        let start = v.iter().position(|b| *b != 0).unwrap_or(v.len().saturating_sub(1));
+        let start = v
+            .iter()
+            .position(|b| *b != 0)
+            .unwrap_or(v.len().saturating_sub(1));
         v[start..].to_vec()
     };
     let (seq, _) = read_tlv(der, 0x30)?;
@@ -315,7 +334,9 @@ mod tests {
             alg_name(alg),
             dir.display()
         );
-        crate::config::Config::from_toml(&text, Vec::new()).unwrap().tokens
+        crate::config::Config::from_toml(&text, Vec::new())
+            .unwrap()
+            .tokens
     }
 
     #[test]
@@ -329,7 +350,10 @@ mod tests {
             let jwks = first.jwks();
             assert_eq!(jwks["keys"][0]["kid"], Value::String(first.kid.clone()));
             assert_eq!(jwks["keys"][0]["alg"], Value::String(alg_name(alg).into()));
-            assert!(jwks["keys"][0].get("d").is_none(), "no private member in the JWK");
+            assert!(
+                jwks["keys"][0].get("d").is_none(),
+                "no private member in the JWK"
+            );
         }
     }
 

@@ -54,9 +54,7 @@ impl<'de> serde::Deserialize<'de> for Role {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         Role::parse(&text).ok_or_else(|| {
-            serde::de::Error::custom(format!(
-                "{text:?} is not a role (user, admin, researcher)"
-            ))
+            serde::de::Error::custom(format!("{text:?} is not a role (user, admin, researcher)"))
         })
     }
 }
@@ -109,7 +107,9 @@ impl Identity {
         session_id: Option<String>,
         key_id: Option<String>,
     ) -> Result<Arc<Identity>, AuthError> {
-        let value = |s: &str| HeaderValue::from_bytes(s.as_bytes()).map_err(|_| AuthError::BadStoredIdentity);
+        let value = |s: &str| {
+            HeaderValue::from_bytes(s.as_bytes()).map_err(|_| AuthError::BadStoredIdentity)
+        };
         Ok(Arc::new(Identity {
             header_user_id: value(&user_id)?,
             header_email: value(&email)?,

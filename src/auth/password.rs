@@ -54,7 +54,10 @@ fn hash_now(params: &Params, password: &str) -> Result<String, HashError> {
 fn verify_now(params: &Params, password: &str, stored: &str) -> Verified {
     if stored.starts_with("$argon2") {
         let Ok(parsed) = PasswordHash::new(stored) else {
-            return Verified { ok: false, needs_rehash: false };
+            return Verified {
+                ok: false,
+                needs_rehash: false,
+            };
         };
         let ok = Argon2::default()
             .verify_password(password.as_bytes(), &parsed)
@@ -66,12 +69,22 @@ fn verify_now(params: &Params, password: &str, stored: &str) -> Verified {
                     || p.t_cost() < params.t_cost()
                     || p.p_cost() != params.p_cost()
             });
-        Verified { ok, needs_rehash: ok && needs_rehash }
-    } else if stored.starts_with("$2a$") || stored.starts_with("$2b$") || stored.starts_with("$2y$") {
+        Verified {
+            ok,
+            needs_rehash: ok && needs_rehash,
+        }
+    } else if stored.starts_with("$2a$") || stored.starts_with("$2b$") || stored.starts_with("$2y$")
+    {
         let ok = bcrypt::verify(password, stored).unwrap_or(false);
-        Verified { ok, needs_rehash: ok }
+        Verified {
+            ok,
+            needs_rehash: ok,
+        }
     } else {
-        Verified { ok: false, needs_rehash: false }
+        Verified {
+            ok: false,
+            needs_rehash: false,
+        }
     }
 }
 
@@ -122,7 +135,11 @@ impl PasswordHasher {
 
     /// Checks `password` against `stored`, or against a dummy hash when there is no user, so
     /// that an unknown email costs the same as a wrong password.
-    pub async fn verify(&self, password: &Secret, stored: Option<&str>) -> Result<Verified, HashError> {
+    pub async fn verify(
+        &self,
+        password: &Secret,
+        stored: Option<&str>,
+    ) -> Result<Verified, HashError> {
         let known = stored.is_some();
         let stored = stored.unwrap_or(&self.dummy_hash).to_string();
         let password = password.clone();
@@ -132,7 +149,10 @@ impl PasswordHasher {
         Ok(if known {
             verified
         } else {
-            Verified { ok: false, needs_rehash: false }
+            Verified {
+                ok: false,
+                needs_rehash: false,
+            }
         })
     }
 }
@@ -169,9 +189,21 @@ mod tests {
         let h = hasher(2, 4);
         let stored = h.hash(&secret("correct horse")).await.unwrap();
         assert!(stored.starts_with("$argon2id$v=19$m=256,t=1,p=1$"));
-        let good = h.verify(&secret("correct horse"), Some(&stored)).await.unwrap();
-        assert_eq!(good, Verified { ok: true, needs_rehash: false });
-        let bad = h.verify(&secret("wrong horse"), Some(&stored)).await.unwrap();
+        let good = h
+            .verify(&secret("correct horse"), Some(&stored))
+            .await
+            .unwrap();
+        assert_eq!(
+            good,
+            Verified {
+                ok: true,
+                needs_rehash: false
+            }
+        );
+        let bad = h
+            .verify(&secret("wrong horse"), Some(&stored))
+            .await
+            .unwrap();
         assert!(!bad.ok);
     }
 
@@ -179,10 +211,25 @@ mod tests {
     async fn bcrypt_verifies_and_asks_for_rehash() {
         let h = hasher(2, 4);
         let legacy = bcrypt::hash("old-password", 4).unwrap();
-        let v = h.verify(&secret("old-password"), Some(&legacy)).await.unwrap();
-        assert_eq!(v, Verified { ok: true, needs_rehash: true });
+        let v = h
+            .verify(&secret("old-password"), Some(&legacy))
+            .await
+            .unwrap();
+        assert_eq!(
+            v,
+            Verified {
+                ok: true,
+                needs_rehash: true
+            }
+        );
         let v = h.verify(&secret("other"), Some(&legacy)).await.unwrap();
-        assert_eq!(v, Verified { ok: false, needs_rehash: false });
+        assert_eq!(
+            v,
+            Verified {
+                ok: false,
+                needs_rehash: false
+            }
+        );
     }
 
     #[tokio::test]
@@ -196,8 +243,17 @@ mod tests {
             max_queued: 1,
         };
         let strong = PasswordHasher::new(&cfg, Arc::new(Metrics::new(vec![]))).unwrap();
-        let v = strong.verify(&secret("pw-123456"), Some(&weak)).await.unwrap();
-        assert_eq!(v, Verified { ok: true, needs_rehash: true });
+        let v = strong
+            .verify(&secret("pw-123456"), Some(&weak))
+            .await
+            .unwrap();
+        assert_eq!(
+            v,
+            Verified {
+                ok: true,
+                needs_rehash: true
+            }
+        );
     }
 
     #[tokio::test]
@@ -219,7 +275,10 @@ mod tests {
         while h.in_flight.load(Ordering::Acquire) == 0 {
             tokio::task::yield_now().await;
         }
-        assert!(matches!(h.hash(&secret("second")).await, Err(HashError::Busy)));
+        assert!(matches!(
+            h.hash(&secret("second")).await,
+            Err(HashError::Busy)
+        ));
         drop(permit);
         assert!(waiting.await.unwrap().is_ok());
     }

@@ -119,7 +119,10 @@ impl Resolver {
     ) -> Result<Arc<CredentialEntry>, AuthError> {
         let entry = match cred.kind {
             CredentialKind::AccessToken => {
-                let claims = self.jwt.verify(cred.secret).map_err(AuthError::InvalidToken)?;
+                let claims = self
+                    .jwt
+                    .verify(cred.secret)
+                    .map_err(AuthError::InvalidToken)?;
                 CredentialEntry {
                     principal: claims.sid,
                     subject: Some(claims.sub),
@@ -133,7 +136,8 @@ impl Resolver {
                 let hash_hex = hex::encode(hash);
                 let epoch = self.cache.epoch();
                 let found = self.store.api_key_by_hash(&hash_hex).await?;
-                let Some(kp) = found.filter(|kp| api_key::hashes_equal(&kp.key.key_hash, &hash_hex))
+                let Some(kp) =
+                    found.filter(|kp| api_key::hashes_equal(&kp.key.key_hash, &hash_hex))
                 else {
                     return Err(AuthError::InvalidToken("Invalid API key"));
                 };
@@ -160,10 +164,12 @@ impl Resolver {
     ) -> Result<Principal, AuthError> {
         let epoch = self.cache.epoch();
         let principal = match kind {
-            CredentialKind::AccessToken => match self.store.session_principal(&entry.principal).await? {
-                Some(sp) => session_principal(sp, entry.subject.as_deref())?,
-                None => Principal::Revoked,
-            },
+            CredentialKind::AccessToken => {
+                match self.store.session_principal(&entry.principal).await? {
+                    Some(sp) => session_principal(sp, entry.subject.as_deref())?,
+                    None => Principal::Revoked,
+                }
+            }
             CredentialKind::ApiKey => match self.store.api_key_by_id(&entry.principal).await? {
                 Some(kp) => key_principal(kp)?,
                 None => Principal::Revoked,

@@ -104,9 +104,13 @@ impl Sessions {
         refresh_token: String,
         now: DateTime<Utc>,
     ) -> Result<IssuedTokens, SessionError> {
-        let (access_token, _exp) =
-            self.jwt
-                .issue(&user.user_id, &user.email, user.role, &session_id, now.timestamp())?;
+        let (access_token, _exp) = self.jwt.issue(
+            &user.user_id,
+            &user.email,
+            user.role,
+            &session_id,
+            now.timestamp(),
+        )?;
         Ok(IssuedTokens {
             access_token,
             refresh_token,
@@ -116,7 +120,11 @@ impl Sessions {
     }
 
     /// Starts a session for a user who just proved who they are.
-    pub async fn start(&self, user: &User, meta: &ClientMeta) -> Result<IssuedTokens, SessionError> {
+    pub async fn start(
+        &self,
+        user: &User,
+        meta: &ClientMeta,
+    ) -> Result<IssuedTokens, SessionError> {
         let now = Utc::now();
         let session_id = format!("ses_{}", random_hex(16));
         let (refresh_token, record) = self.new_refresh(meta, now);
@@ -133,7 +141,11 @@ impl Sessions {
 
     /// Spends a refresh token for a new pair. A token presented again after its grace window
     /// ends its whole session (the family): someone has a copy.
-    pub async fn refresh(&self, presented: &str, meta: &ClientMeta) -> Result<IssuedTokens, SessionError> {
+    pub async fn refresh(
+        &self,
+        presented: &str,
+        meta: &ClientMeta,
+    ) -> Result<IssuedTokens, SessionError> {
         if !presented.starts_with(REFRESH_PREFIX) || presented.len() > 128 {
             return Err(SessionError::InvalidRefreshToken);
         }
@@ -169,7 +181,8 @@ impl Sessions {
     /// Ends one session; its access tokens stop working on the next request.
     pub async fn end(&self, session_id: &str) -> Result<(), SessionError> {
         self.store.revoke_session(session_id, Utc::now()).await?;
-        self.revocations.principals_changed(&[session_id.to_string()]);
+        self.revocations
+            .principals_changed(&[session_id.to_string()]);
         Ok(())
     }
 
@@ -184,7 +197,10 @@ impl Sessions {
     }
 
     /// The session and owner of a refresh token, if it is one of ours.
-    pub async fn session_of(&self, refresh_token: &str) -> Result<Option<(String, String)>, SessionError> {
+    pub async fn session_of(
+        &self,
+        refresh_token: &str,
+    ) -> Result<Option<(String, String)>, SessionError> {
         if !refresh_token.starts_with(REFRESH_PREFIX) {
             return Ok(None);
         }

@@ -53,7 +53,9 @@ where
 fn parse_scalar(raw: &str) -> toml::Value {
     let doc = format!("v = {raw}");
     match doc.parse::<toml::Table>() {
-        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.to_string())),
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.to_string())),
         Err(_) => toml::Value::String(raw.to_string()),
     }
 }
@@ -108,6 +110,9 @@ mod tests {
     #[test]
     fn routes_cannot_be_overridden() {
         let err = apply("", &[("PORTCULLIS_ROUTES__X", "1")]).unwrap_err();
-        assert!(err.to_string().starts_with("PORTCULLIS_ROUTES__X:"), "{err}");
+        assert!(
+            err.to_string().starts_with("PORTCULLIS_ROUTES__X:"),
+            "{err}"
+        );
     }
 }

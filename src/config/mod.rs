@@ -246,8 +246,8 @@ impl Config {
             .parse()
             .map_err(|e: toml::de::Error| ConfigError::Syntax(e.to_string()))?;
         env::apply_overrides(&mut value, env)?;
-        let raw: raw::RawConfig =
-            serde_path_to_error::deserialize(toml::Value::Table(value)).map_err(|e| {
+        let raw: raw::RawConfig = serde_path_to_error::deserialize(toml::Value::Table(value))
+            .map_err(|e| {
                 let message = e.inner().to_string();
                 let first_line = message.lines().next().unwrap_or_default().to_string();
                 ConfigError::invalid(e.path().to_string(), first_line)

@@ -55,7 +55,10 @@ fn duration(key: &str, value: Option<String>, default: Duration) -> Result<Durat
     match value {
         None => Ok(default),
         Some(text) => humantime::parse_duration(&text).map_err(|e| {
-            ConfigError::invalid(key, format!("{text:?} is not a duration like \"15m\" ({e})"))
+            ConfigError::invalid(
+                key,
+                format!("{text:?} is not a duration like \"15m\" ({e})"),
+            )
         }),
     }
 }
@@ -64,13 +67,19 @@ fn positive<T: PartialOrd + Default + std::fmt::Display>(key: &str, value: T) ->
     if value > T::default() {
         Ok(value)
     } else {
-        Err(ConfigError::invalid(key, format!("{value} must be greater than 0")))
+        Err(ConfigError::invalid(
+            key,
+            format!("{value} must be greater than 0"),
+        ))
     }
 }
 
 fn socket_addr(key: &str, text: &str) -> Result<SocketAddr> {
     text.parse().map_err(|_| {
-        ConfigError::invalid(key, format!("{text:?} is not an address like \"127.0.0.1:8080\""))
+        ConfigError::invalid(
+            key,
+            format!("{text:?} is not an address like \"127.0.0.1:8080\""),
+        )
     })
 }
 
@@ -280,7 +289,8 @@ fn accounts(raw: RawAccounts) -> Result<AccountsConfig> {
         )?,
         admin_page_size_max: positive(
             "accounts.admin_page_size_max",
-            raw.admin_page_size_max.unwrap_or(DEFAULT_ADMIN_PAGE_SIZE_MAX),
+            raw.admin_page_size_max
+                .unwrap_or(DEFAULT_ADMIN_PAGE_SIZE_MAX),
         )?,
     })
 }
@@ -349,7 +359,11 @@ fn identity_headers(raw: RawIdentityHeaders) -> Result<IdentityHeaderNames> {
         user_id: name("identity_headers.user_id", raw.user_id, "x-user-id")?,
         email: name("identity_headers.email", raw.email, "x-user-email")?,
         role: name("identity_headers.role", raw.role, "x-user-role")?,
-        auth_method: name("identity_headers.auth_method", raw.auth_method, "x-auth-method")?,
+        auth_method: name(
+            "identity_headers.auth_method",
+            raw.auth_method,
+            "x-auth-method",
+        )?,
         key_id: name("identity_headers.key_id", raw.key_id, "x-auth-key-id")?,
     };
     Ok(names)
@@ -406,7 +420,9 @@ fn route(i: usize, raw: RawRoute) -> Result<RouteConfig> {
     {
         return Err(ConfigError::invalid(
             key("prefix"),
-            format!("{prefix:?} must be a normalized absolute path without a trailing slash, like \"/api\""),
+            format!(
+                "{prefix:?} must be a normalized absolute path without a trailing slash, like \"/api\""
+            ),
         ));
     }
     let methods = raw
@@ -544,7 +560,8 @@ mod tests {
         Config::from_toml(text, Vec::new()).map_err(|e| e.to_string())
     }
 
-    const ROUTE: &str = "[[routes]]\nname = \"api\"\nprefix = \"/api\"\nupstream = \"http://127.0.0.1:9000\"\n";
+    const ROUTE: &str =
+        "[[routes]]\nname = \"api\"\nprefix = \"/api\"\nupstream = \"http://127.0.0.1:9000\"\n";
 
     #[test]
     fn defaults_apply_when_file_is_empty() {
@@ -553,7 +570,10 @@ mod tests {
         assert_eq!(c.accounts.mount, "/api/v1/auth");
         assert_eq!(c.tokens.access_ttl.as_secs(), 900);
         assert_eq!(c.tokens.refresh_ttl.as_secs(), 30 * 86400);
-        assert_eq!(c.tokens.key_dir, std::path::PathBuf::from("portcullis-data"));
+        assert_eq!(
+            c.tokens.key_dir,
+            std::path::PathBuf::from("portcullis-data")
+        );
         assert!(c.routes.is_empty());
     }
 
@@ -566,14 +586,22 @@ mod tests {
 
     #[test]
     fn errors_name_the_key() {
-        let bad_upstream = format!("{ROUTE}{}", ROUTE.replace("api", "b").replace("http://127.0.0.1:9000", "htp://x"));
+        let bad_upstream = format!(
+            "{ROUTE}{}",
+            ROUTE
+                .replace("api", "b")
+                .replace("http://127.0.0.1:9000", "htp://x")
+        );
         assert_eq!(
             load(&bad_upstream).unwrap_err(),
             "routes[1].upstream: \"htp://x\" is not an http(s) URL"
         );
         let unknown = format!("{ROUTE}colour = \"red\"\n");
         let err = load(&unknown).unwrap_err();
-        assert!(err.starts_with("routes[0].colour: unknown field `colour`"), "{err}");
+        assert!(
+            err.starts_with("routes[0].colour: unknown field `colour`"),
+            "{err}"
+        );
         assert!(!err.contains('\n'), "{err}");
         let err = load("[server]\nlisten = \"nope\"\n").unwrap_err();
         assert!(err.starts_with("server.listen: "), "{err}");
@@ -601,7 +629,10 @@ mod tests {
         let c = load(&format!("{ROUTE}roles = [\"admin\", \"researcher\"]\n")).unwrap();
         assert_eq!(
             c.routes[0].policy,
-            super::Policy::Roles(vec![crate::auth::Role::Admin, crate::auth::Role::Researcher])
+            super::Policy::Roles(vec![
+                crate::auth::Role::Admin,
+                crate::auth::Role::Researcher
+            ])
         );
         let err = load(&format!("{ROUTE}auth = \"public\"\nroles = [\"admin\"]\n")).unwrap_err();
         assert!(err.starts_with("routes[0].roles: "), "{err}");
@@ -622,7 +653,10 @@ mod tests {
     fn env_override_reaches_validation() {
         let c = Config::from_toml(
             "",
-            vec![("PORTCULLIS_ACCOUNTS__MOUNT".to_string(), "/auth".to_string())],
+            vec![(
+                "PORTCULLIS_ACCOUNTS__MOUNT".to_string(),
+                "/auth".to_string(),
+            )],
         )
         .unwrap();
         assert_eq!(c.accounts.mount, "/auth");

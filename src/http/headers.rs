@@ -117,7 +117,10 @@ impl HeaderPolicy {
     pub fn prepare_request(&self, headers: &mut HeaderMap, ctx: &Forwarding<'_>) {
         let conn = ctx.conn;
         // Values a trusted proxy set, read before everything client-supplied is dropped.
-        let prior_for = conn.trusted.then(|| joined(headers, &X_FORWARDED_FOR)).flatten();
+        let prior_for = conn
+            .trusted
+            .then(|| joined(headers, &X_FORWARDED_FOR))
+            .flatten();
         let prior_proto = conn
             .trusted
             .then(|| headers.get(&X_FORWARDED_PROTO).cloned())
@@ -275,7 +278,8 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
         let b = v.as_bytes();
         if !b.is_empty()
             && b.len() <= 128
-            && b.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.:+/=@".contains(c))
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || b"-_.:+/=@".contains(c))
         {
             return v.clone();
         }

@@ -37,7 +37,9 @@ pub async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
     let request_id = headers::request_id(req.headers());
-    let method = state.access_log.then(|| req.method().clone());
+    let logged = state
+        .access_log
+        .then(|| (req.method().clone(), req.uri().path().to_owned()));
     let (slot, result) = route_request(&state, &conn, &request_id, req).await;
     let mut resp = result.unwrap_or_else(respond::proxy_error);
     resp.headers_mut().insert(X_REQUEST_ID.clone(), request_id);
@@ -45,10 +47,11 @@ pub async fn handle(
     state
         .metrics
         .record_request(slot, resp.status().as_u16(), elapsed);
-    if let Some(method) = method {
+    if let Some((method, path)) = logged {
         tracing::info!(
             target: "portcullis::access",
             method = %method,
+            path,
             status = resp.status().as_u16(),
             route = ?slot,
             micros = elapsed.as_micros() as u64,
@@ -137,7 +140,9 @@ async fn route_request(
         Ok(resp) => (slot, Ok(resp.map(Body::from))),
         Err(e) => {
             state.metrics.record_upstream_failure(match e {
-                crate::proxy::UpstreamError::Connect(_) => crate::telemetry::UpstreamFailure::Connect,
+                crate::proxy::UpstreamError::Connect(_) => {
+                    crate::telemetry::UpstreamFailure::Connect
+                }
                 crate::proxy::UpstreamError::Timeout => crate::telemetry::UpstreamFailure::Timeout,
                 crate::proxy::UpstreamError::Other(_) => crate::telemetry::UpstreamFailure::Other,
             });
@@ -213,7 +218,11 @@ async fn account(
             .get(USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
-        ip_address: Some(headers::client_ip(conn, &parts.headers, &state.trusted_proxies)),
+        ip_address: Some(headers::client_ip(
+            conn,
+            &parts.headers,
+            &state.trusted_proxies,
+        )),
     };
     parts.extensions.insert(meta);
     let req = Request::from_parts(parts, axum::body::Body::new(body));

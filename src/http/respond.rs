@@ -74,7 +74,11 @@ fn internal(cause: &dyn std::fmt::Display) -> ErrorReply {
 
 fn store_reply(e: StoreError) -> ErrorReply {
     match e {
-        StoreError::EmailTaken => reply(StatusCode::BAD_REQUEST, "email_taken", "Email already registered"),
+        StoreError::EmailTaken => reply(
+            StatusCode::BAD_REQUEST,
+            "email_taken",
+            "Email already registered",
+        ),
         StoreError::Database(ref inner) => unavailable(inner),
         StoreError::Migrate(ref inner) => internal(inner),
         StoreError::Corrupt(ref what) => internal(what),
@@ -85,7 +89,11 @@ fn auth_reply(e: AuthError) -> ErrorReply {
     match e {
         AuthError::Missing => ErrorReply {
             www_authenticate: Some("Bearer"),
-            ..reply(StatusCode::UNAUTHORIZED, "not_authenticated", "Not authenticated")
+            ..reply(
+                StatusCode::UNAUTHORIZED,
+                "not_authenticated",
+                "Not authenticated",
+            )
         },
         AuthError::InvalidToken(detail) => ErrorReply {
             www_authenticate: Some("Bearer error=\"invalid_token\""),
@@ -95,8 +103,14 @@ fn auth_reply(e: AuthError) -> ErrorReply {
             www_authenticate: Some("Bearer error=\"invalid_request\""),
             ..reply(StatusCode::BAD_REQUEST, "invalid_request", e.to_string())
         },
-        AuthError::Disabled => reply(StatusCode::FORBIDDEN, "user_disabled", "User account is disabled"),
-        AuthError::CsrfRejected => reply(StatusCode::FORBIDDEN, "csrf", "Cross-site request refused"),
+        AuthError::Disabled => reply(
+            StatusCode::FORBIDDEN,
+            "user_disabled",
+            "User account is disabled",
+        ),
+        AuthError::CsrfRejected => {
+            reply(StatusCode::FORBIDDEN, "csrf", "Cross-site request refused")
+        }
         AuthError::BadStoredIdentity => internal(&e),
         AuthError::Store(inner) => store_reply(inner),
     }
@@ -120,9 +134,17 @@ fn session_reply(e: SessionError) -> ErrorReply {
     match e {
         SessionError::InvalidRefreshToken | SessionError::RefreshTokenReused => ErrorReply {
             www_authenticate: Some("Bearer error=\"invalid_token\""),
-            ..reply(StatusCode::UNAUTHORIZED, "invalid_refresh_token", e.to_string())
+            ..reply(
+                StatusCode::UNAUTHORIZED,
+                "invalid_refresh_token",
+                e.to_string(),
+            )
         },
-        SessionError::Disabled => reply(StatusCode::FORBIDDEN, "user_disabled", "User account is disabled"),
+        SessionError::Disabled => reply(
+            StatusCode::FORBIDDEN,
+            "user_disabled",
+            "User account is disabled",
+        ),
         SessionError::Store(inner) => store_reply(inner),
         SessionError::Sign(ref inner) => internal(inner),
     }
@@ -149,19 +171,35 @@ pub fn proxy_error(e: ProxyError) -> Response<Body> {
         ProxyError::BadRequest(detail) => reply(StatusCode::BAD_REQUEST, "bad_request", detail),
         ProxyError::NotFound => reply(StatusCode::NOT_FOUND, "not_found", "Not Found"),
         ProxyError::Auth(a) => auth_reply(a),
-        ProxyError::Forbidden => reply(StatusCode::FORBIDDEN, "forbidden", "Insufficient permissions"),
+        ProxyError::Forbidden => reply(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Insufficient permissions",
+        ),
         ProxyError::Upstream(u) => match u {
             UpstreamError::Connect(ref cause) => {
                 tracing::warn!(error = %cause, "upstream connect failed");
-                reply(StatusCode::BAD_GATEWAY, "upstream_unavailable", "Upstream unavailable")
+                reply(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_unavailable",
+                    "Upstream unavailable",
+                )
             }
             UpstreamError::Timeout => {
                 tracing::warn!("upstream timed out");
-                reply(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", "Upstream timed out")
+                reply(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream_timeout",
+                    "Upstream timed out",
+                )
             }
             UpstreamError::Other(ref cause) => {
                 tracing::warn!(error = %cause, "upstream request failed");
-                reply(StatusCode::BAD_GATEWAY, "upstream_error", "Upstream request failed")
+                reply(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_error",
+                    "Upstream request failed",
+                )
             }
         },
     })
@@ -197,6 +235,9 @@ pub fn json(status: StatusCode, body: bytes::Bytes, cache_control: &'static str)
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    h.insert(http::header::CACHE_CONTROL, HeaderValue::from_static(cache_control));
+    h.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static(cache_control),
+    );
     resp
 }

@@ -59,9 +59,8 @@ pub async fn serve(
         let conn_info = Arc::new(ConnInfo::new(peer, &cfg.trusted_proxies));
         let state = state.clone();
         let metrics = state.metrics.clone();
-        let service = service_fn(move |req| {
-            crate::http::handle(state.clone(), conn_info.clone(), req)
-        });
+        let service =
+            service_fn(move |req| crate::http::handle(state.clone(), conn_info.clone(), req));
         let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();

@@ -136,8 +136,11 @@ pub trait Store: Send + Sync + 'static {
     /// A page of users ordered by creation, and the total count.
     async fn list_users(&self, offset: i64, limit: i64) -> Result<(Vec<User>, i64), StoreError>;
     /// `None` if no such user. Fails with `EmailTaken` on an email collision.
-    async fn update_user(&self, user_id: &str, patch: &UserPatch)
-    -> Result<Option<User>, StoreError>;
+    async fn update_user(
+        &self,
+        user_id: &str,
+        patch: &UserPatch,
+    ) -> Result<Option<User>, StoreError>;
     async fn set_password_hash(&self, user_id: &str, hash: &str) -> Result<(), StoreError>;
     async fn record_login(&self, user_id: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
 
@@ -165,8 +168,11 @@ pub trait Store: Send + Sync + 'static {
         token_hash: &str,
     ) -> Result<Option<(String, String)>, StoreError>;
     /// Ends a session and its refresh tokens; true if it was live.
-    async fn revoke_session(&self, session_id: &str, now: DateTime<Utc>)
-    -> Result<bool, StoreError>;
+    async fn revoke_session(
+        &self,
+        session_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
     /// Ends all of a user's live sessions except `except`; returns the ids it ended.
     async fn revoke_user_sessions(
         &self,

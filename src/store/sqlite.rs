@@ -18,8 +18,10 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 
 const USER_COLS: &str = "u.user_id, u.email, u.password_hash, u.full_name, u.organization, \
      u.role, u.disabled, u.email_verified, u.created_at, u.updated_at, u.last_login";
-const KEY_COLS: &str = "k.key_id, k.key_hash, k.key_hint, k.user_id, k.name, k.created_at, \
-     k.expires_at, k.last_used, k.disabled";
+/// Aliased, because key and user rows are read from one joined row with shared column names.
+const KEY_COLS: &str = "k.key_id AS k_key_id, k.key_hash AS k_key_hash, k.key_hint AS k_key_hint, \
+     k.user_id AS k_user_id, k.name AS k_name, k.created_at AS k_created_at, \
+     k.expires_at AS k_expires_at, k.last_used AS k_last_used, k.disabled AS k_disabled";
 
 /// Fixed-width UTC text, so that SQL string comparison orders timestamps correctly.
 fn ts(t: DateTime<Utc>) -> String {
@@ -58,15 +60,15 @@ fn user_from_row(row: &SqliteRow) -> Result<User, StoreError> {
 
 fn key_from_row(row: &SqliteRow) -> Result<ApiKeyRecord, StoreError> {
     Ok(ApiKeyRecord {
-        key_id: row.try_get("key_id")?,
-        key_hash: row.try_get("key_hash")?,
-        key_hint: row.try_get("key_hint")?,
-        user_id: row.try_get("user_id")?,
-        name: row.try_get("name")?,
-        created_at: parse_ts(&row.try_get::<String, _>("created_at")?)?,
-        expires_at: opt_ts(row, "expires_at")?,
-        last_used: opt_ts(row, "last_used")?,
-        revoked: row.try_get("disabled")?,
+        key_id: row.try_get("k_key_id")?,
+        key_hash: row.try_get("k_key_hash")?,
+        key_hint: row.try_get("k_key_hint")?,
+        user_id: row.try_get("k_user_id")?,
+        name: row.try_get("k_name")?,
+        created_at: parse_ts(&row.try_get::<String, _>("k_created_at")?)?,
+        expires_at: opt_ts(row, "k_expires_at")?,
+        last_used: opt_ts(row, "k_last_used")?,
+        revoked: row.try_get("k_disabled")?,
     })
 }
 
@@ -123,7 +125,11 @@ impl SqliteStore {
         row.as_ref().map(user_from_row).transpose()
     }
 
-    async fn fetch_key(&self, clause: &str, value: &str) -> Result<Option<KeyPrincipal>, StoreError> {
+    async fn fetch_key(
+        &self,
+        clause: &str,
+        value: &str,
+    ) -> Result<Option<KeyPrincipal>, StoreError> {
         let sql = format!(
             "SELECT {KEY_COLS}, {USER_COLS} FROM api_keys k JOIN users u ON u.user_id = k.user_id \
              WHERE {clause}"
@@ -347,10 +353,7 @@ impl Store for SqliteStore {
         let user_id: String = spent.try_get("user_id")?;
         Self::insert_refresh(&mut tx, &session_id, &user_id, next, now).await?;
         let sql = format!("SELECT {USER_COLS} FROM users u WHERE u.user_id = ?");
-        let user_row = sqlx::query(&sql)
-            .bind(&user_id)
-            .fetch_one(&mut *tx)
-            .await?;
+        let user_row = sqlx::query(&sql).bind(&user_id).fetch_one(&mut *tx).await?;
         let user = user_from_row(&user_row)?;
         tx.commit().await?;
         Ok(Rotation::Rotated { session_id, user })
@@ -384,12 +387,15 @@ impl Store for SqliteStore {
         &self,
         token_hash: &str,
     ) -> Result<Option<(String, String)>, StoreError> {
-        let row = sqlx::query("SELECT session_id, user_id FROM refresh_tokens WHERE token_hash = ?")
-            .bind(token_hash)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT session_id, user_id FROM refresh_tokens WHERE token_hash = ?")
+                .bind(token_hash)
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(row
-            .map(|r| -> Result<_, sqlx::Error> { Ok((r.try_get("session_id")?, r.try_get("user_id")?)) })
+            .map(|r| -> Result<_, sqlx::Error> {
+                Ok((r.try_get("session_id")?, r.try_get("user_id")?))
+            })
             .transpose()?)
     }
 
@@ -501,10 +507,12 @@ impl Store for SqliteStore {
     }
 
     async fn api_key_ids(&self, user_id: &str) -> Result<Vec<String>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT key_id FROM api_keys WHERE user_id = ?")
-            .bind(user_id)
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT key_id FROM api_keys WHERE user_id = ?")
+                .bind(user_id)
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     async fn touch_api_keys(&self, used: &[(String, DateTime<Utc>)]) -> Result<(), StoreError> {

@@ -19,11 +19,20 @@ fn map(pairs: &[(&str, &str)]) -> HeaderMap {
 
 fn conn(trusted: bool) -> ConnInfo {
     let peer: SocketAddr = "10.1.2.3:5555".parse().unwrap();
-    let nets: Vec<IpNet> = if trusted { vec!["10.0.0.0/8".parse().unwrap()] } else { vec![] };
+    let nets: Vec<IpNet> = if trusted {
+        vec!["10.0.0.0/8".parse().unwrap()]
+    } else {
+        vec![]
+    };
     ConnInfo::new(peer, &nets)
 }
 
-fn prepare(h: &mut HeaderMap, identity: Option<&Identity>, trusted: bool, forward_credentials: bool) {
+fn prepare(
+    h: &mut HeaderMap,
+    identity: Option<&Identity>,
+    trusted: bool,
+    forward_credentials: bool,
+) {
     let c = conn(trusted);
     let rid = HeaderValue::from_static("rid-1");
     policy().prepare_request(
@@ -41,8 +50,17 @@ fn prepare(h: &mut HeaderMap, identity: Option<&Identity>, trusted: bool, forwar
 #[test]
 fn spoofed_identity_headers_are_removed_under_every_spelling() {
     let spoofs = [
-        "x-user-id", "X_User_Id", "x.user.id", "x-user_id", "X-USER-EMAIL", "x_user_role",
-        "x-auth-method", "x.auth.key.id", "x-forwarded-for", "x_forwarded_host", "forwarded",
+        "x-user-id",
+        "X_User_Id",
+        "x.user.id",
+        "x-user_id",
+        "X-USER-EMAIL",
+        "x_user_role",
+        "x-auth-method",
+        "x.auth.key.id",
+        "x-forwarded-for",
+        "x_forwarded_host",
+        "forwarded",
         "x-real-ip",
     ];
     let pairs: Vec<(&str, &str)> = spoofs.iter().map(|s| (*s, "evil")).collect();
@@ -54,17 +72,34 @@ fn spoofed_identity_headers_are_removed_under_every_spelling() {
         assert!(h.get_all(&name).iter().all(|v| v != "evil"), "{s} survived");
     }
     assert_eq!(h.get("x-user-idx").unwrap(), "kept");
-    assert!(h.get("x-user-id").is_none(), "no identity injected on an anonymous request");
+    assert!(
+        h.get("x-user-id").is_none(),
+        "no identity injected on an anonymous request"
+    );
     assert_eq!(h.get("x-forwarded-for").unwrap(), "10.1.2.3");
     assert_eq!(h.get("x-request-id").unwrap(), "rid-1");
 }
 
 #[test]
 fn identity_is_injected_after_stripping() {
-    let id = Identity::new("user_1".into(), "a@b.io".into(), Role::Admin, Some("s".into()), None).unwrap();
-    let mut h = map(&[("x-user-id", "evil"), ("x-user-role", "admin"), ("connection", "X-User-Id, x-user-role")]);
+    let id = Identity::new(
+        "user_1".into(),
+        "a@b.io".into(),
+        Role::Admin,
+        Some("s".into()),
+        None,
+    )
+    .unwrap();
+    let mut h = map(&[
+        ("x-user-id", "evil"),
+        ("x-user-role", "admin"),
+        ("connection", "X-User-Id, x-user-role"),
+    ]);
     prepare(&mut h, Some(&id), false, false);
-    assert_eq!(h.get_all("x-user-id").iter().collect::<Vec<_>>(), vec!["user_1"]);
+    assert_eq!(
+        h.get_all("x-user-id").iter().collect::<Vec<_>>(),
+        vec!["user_1"]
+    );
     assert_eq!(h.get("x-user-email").unwrap(), "a@b.io");
     assert_eq!(h.get("x-user-role").unwrap(), "admin");
     assert_eq!(h.get("x-auth-method").unwrap(), "jwt");
@@ -100,7 +135,12 @@ fn websocket_upgrade_keeps_upgrade() {
 #[test]
 fn credentials_are_not_forwarded_unless_the_route_opts_in() {
     let cookies = "theme=dark; access_token=abc; refresh_token=def; lang=en";
-    let mut h = map(&[("authorization", "Bearer x"), ("x-api-key", "k"), ("x_api_key", "k"), ("cookie", cookies)]);
+    let mut h = map(&[
+        ("authorization", "Bearer x"),
+        ("x-api-key", "k"),
+        ("x_api_key", "k"),
+        ("cookie", cookies),
+    ]);
     prepare(&mut h, None, false, false);
     assert!(h.get("authorization").is_none());
     assert!(h.get("x-api-key").is_none());
@@ -114,12 +154,21 @@ fn credentials_are_not_forwarded_unless_the_route_opts_in() {
 
 #[test]
 fn forwarded_for_is_trusted_only_from_trusted_proxies() {
-    let mut h = map(&[("x-forwarded-for", "1.1.1.1"), ("x-forwarded-proto", "https"), ("x-forwarded-host", "a.io"), ("host", "inner")]);
+    let mut h = map(&[
+        ("x-forwarded-for", "1.1.1.1"),
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", "a.io"),
+        ("host", "inner"),
+    ]);
     prepare(&mut h, None, true, false);
     assert_eq!(h.get("x-forwarded-for").unwrap(), "1.1.1.1, 10.1.2.3");
     assert_eq!(h.get("x-forwarded-proto").unwrap(), "https");
     assert_eq!(h.get("x-forwarded-host").unwrap(), "a.io");
-    let mut h = map(&[("x-forwarded-for", "1.1.1.1"), ("x-forwarded-proto", "https"), ("host", "inner")]);
+    let mut h = map(&[
+        ("x-forwarded-for", "1.1.1.1"),
+        ("x-forwarded-proto", "https"),
+        ("host", "inner"),
+    ]);
     prepare(&mut h, None, false, false);
     assert_eq!(h.get("x-forwarded-for").unwrap(), "10.1.2.3");
     assert_eq!(h.get("x-forwarded-proto").unwrap(), "http");

@@ -1,0 +1,538 @@
+//! The account API: register, login, me, change-password, refresh rotation and reuse,
+//! logout, cookies and CSRF, and bad request bodies.
+
+use serde_json::json;
+
+use crate::harness::{PASSWORD, TestServer, Tokens};
+
+#[tokio::test]
+async fn register_login_me_round_trip() {
+    let srv = TestServer::start().await;
+    let r = srv
+        .post(&srv.auth_path("/register"))
+        .json(json!({"email": "Ada@Example.com", "password": PASSWORD, "full_name": "Ada L", "organization": "Engines"}))
+        .send()
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["token_type"], "bearer");
+    assert_eq!(v["expires_in"], 900);
+    assert!(v["refresh_token"].as_str().unwrap().starts_with("pcr_"));
+    let access_cookie = r.set_cookie("access_token").unwrap();
+    assert!(access_cookie.contains("HttpOnly") && access_cookie.contains("SameSite=Lax"));
+    assert!(
+        r.set_cookie("refresh_token")
+            .unwrap()
+            .contains("Path=/api/v1/auth")
+    );
+
+    let r = srv.login("ADA@example.COM", PASSWORD).await;
+    assert_eq!(r.status, 200);
+    let t = Tokens::from(&r);
+    let me = srv
+        .get(&srv.auth_path("/me"))
+        .bearer(&t.access)
+        .send()
+        .await;
+    assert_eq!(me.status, 200);
+    let me = me.json();
+    assert_eq!(me["email"], "ada@example.com");
+    assert_eq!(me["full_name"], "Ada L");
+    assert_eq!(me["organization"], "Engines");
+    assert_eq!(me["role"], "user");
+    assert!(me["last_login"].is_string());
+    assert!(me.get("password_hash").is_none());
+
+    let r = srv
+        .req(http::Method::PUT, &srv.auth_path("/me"))
+        .bearer(&t.access)
+        .json(json!({"full_name": "Ada Lovelace", "organization": ""}))
+        .send()
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["full_name"], "Ada Lovelace");
+    assert!(r.json()["organization"].is_null());
+}
+
+#[tokio::test]
+async fn duplicate_and_invalid_registrations() {
+    let srv = TestServer::start().await;
+    srv.register("dup@example.com").await;
+    let r = srv
+        .post(&srv.auth_path("/register"))
+        .json(json!({"email": "DUP@example.com", "password": PASSWORD, "full_name": "X"}))
+        .send()
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.detail(), "Email already registered");
+    for (body, why) in [
+        (
+            json!({"email": "not-an-email", "password": PASSWORD, "full_name": "X"}),
+            "email",
+        ),
+        (
+            json!({"email": "a@b.io", "password": "short", "full_name": "X"}),
+            "short password",
+        ),
+        (
+            json!({"email": "a@b.io", "password": "x".repeat(129), "full_name": "X"}),
+            "long password",
+        ),
+        (
+            json!({"email": "a@b.io", "password": PASSWORD, "full_name": ""}),
+            "empty name",
+        ),
+        (
+            json!({"email": "a@b.io", "password": PASSWORD}),
+            "missing name",
+        ),
+        (
+            json!({"email": "a@b.io", "password": 12345678, "full_name": "X"}),
+            "wrong type",
+        ),
+    ] {
+        let r = srv
+            .post(&srv.auth_path("/register"))
+            .json(body)
+            .send()
+            .await;
+        assert_eq!(r.status, 422, "{why}: {}", r.text());
+        assert!(!r.detail().is_empty());
+    }
+    let (users, total) = srv.state.store.list_users(0, 10).await.unwrap();
+    assert_eq!((users.len(), total), (1, 1), "nothing was written");
+}
+
+#[tokio::test]
+async fn unicode_passwords_count_characters() {
+    let srv = TestServer::start().await;
+    let r = srv
+        .post(&srv.auth_path("/register"))
+        .json(json!({"email": "uni@example.com", "password": "pässwörd", "full_name": "U"}))
+        .send()
+        .await;
+    assert_eq!(r.status, 201, "8 characters, 10 bytes");
+    assert_eq!(srv.login("uni@example.com", "pässwörd").await.status, 200);
+}
+
+#[tokio::test]
+async fn concurrent_duplicate_registration_creates_one_user() {
+    let srv = std::sync::Arc::new(TestServer::start().await);
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let srv = srv.clone();
+        tasks.push(tokio::spawn(async move {
+            let email = if i % 2 == 0 {
+                "race@example.com"
+            } else {
+                "RACE@example.com"
+            };
+            srv.post(&srv.auth_path("/register"))
+                .json(json!({"email": email, "password": PASSWORD, "full_name": "R"}))
+                .send()
+                .await
+                .status
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 201 || *s == 400),
+        "{statuses:?}"
+    );
+    let (_, total) = srv.state.store.list_users(0, 10).await.unwrap();
+    assert_eq!(total, 1);
+}
+
+#[tokio::test]
+async fn login_failures_look_the_same() {
+    let srv = TestServer::start().await;
+    srv.register("known@example.com").await;
+    let wrong = srv.login("known@example.com", "wrong password!").await;
+    let unknown = srv.login("nobody@example.com", "wrong password!").await;
+    for r in [&wrong, &unknown] {
+        assert_eq!(r.status, 401);
+        assert_eq!(r.detail(), "Incorrect email or password");
+        assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+        assert!(r.set_cookie("access_token").is_none());
+    }
+    assert_eq!(wrong.body, unknown.body);
+}
+
+#[tokio::test]
+async fn refresh_rotates_and_reuse_is_refused() {
+    let srv = TestServer::start().await;
+    let first = srv.register("rot@example.com").await;
+    let r = srv
+        .post(&srv.auth_path("/refresh"))
+        .json(json!({"refresh_token": first.refresh}))
+        .send()
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let second = Tokens::from(&r);
+    assert_ne!(second.refresh, first.refresh);
+    assert_eq!(
+        srv.get("/api/x").bearer(&second.access).send().await.status,
+        200
+    );
+    let again = srv
+        .post(&srv.auth_path("/refresh"))
+        .json(json!({"refresh_token": first.refresh}))
+        .send()
+        .await;
+    assert_eq!(again.status, 401);
+    let junk = srv
+        .post(&srv.auth_path("/refresh"))
+        .json(json!({"refresh_token": "pcr_not-a-real-token"}))
+        .send()
+        .await;
+    assert_eq!(junk.status, 401);
+    assert_eq!(junk.detail(), "Invalid refresh token");
+}
+
+#[tokio::test]
+async fn reuse_after_the_grace_window_revokes_the_family() {
+    let srv = TestServer::start_with("[tokens]\nrefresh_reuse_grace = \"0s\"\n").await;
+    let first = srv.register("family@example.com").await;
+    let refresh = |token: String| {
+        let srv = &srv;
+        async move {
+            srv.post(&srv.auth_path("/refresh"))
+                .json(json!({"refresh_token": token}))
+                .send()
+                .await
+        }
+    };
+    let r = refresh(first.refresh.clone()).await;
+    assert_eq!(r.status, 200);
+    let second = Tokens::from(&r);
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    // The stolen first token comes back: the whole family ends.
+    let replay = refresh(first.refresh.clone()).await;
+    assert_eq!(replay.status, 401);
+    assert_eq!(replay.detail(), "Refresh token already used");
+    assert_eq!(
+        refresh(second.refresh.clone()).await.status,
+        401,
+        "family revoked"
+    );
+    assert_eq!(
+        srv.get("/api/x").bearer(&second.access).send().await.status,
+        401
+    );
+}
+
+#[tokio::test]
+async fn racing_refreshes_do_not_both_succeed() {
+    let srv = std::sync::Arc::new(TestServer::start().await);
+    let t = srv.register("racer@example.com").await;
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let srv = srv.clone();
+        let token = t.refresh.clone();
+        tasks.push(tokio::spawn(async move {
+            let r = srv
+                .post(&srv.auth_path("/refresh"))
+                .json(json!({"refresh_token": token}))
+                .send()
+                .await;
+            (
+                r.status,
+                if r.status == 200 {
+                    Some(Tokens::from(&r))
+                } else {
+                    None
+                },
+            )
+        }));
+    }
+    let mut winners = Vec::new();
+    for task in tasks {
+        let (status, tokens) = task.await.unwrap();
+        assert!(status == 200 || status == 401, "{status}");
+        winners.extend(tokens);
+    }
+    assert_eq!(winners.len(), 1, "exactly one refresh wins");
+    // Within the grace window a lost race does not end the session.
+    let w = &winners[0];
+    assert_eq!(srv.get("/api/x").bearer(&w.access).send().await.status, 200);
+    let next = srv
+        .post(&srv.auth_path("/refresh"))
+        .json(json!({"refresh_token": w.refresh}))
+        .send()
+        .await;
+    assert_eq!(next.status, 200);
+}
+
+#[tokio::test]
+async fn logout_ends_the_session_on_the_next_request() {
+    let srv = TestServer::start().await;
+    let t = srv.register("bye@example.com").await;
+    assert_eq!(srv.get("/api/x").bearer(&t.access).send().await.status, 200);
+    let r = srv
+        .post(&srv.auth_path("/logout"))
+        .bearer(&t.access)
+        .send()
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.json()["message"].is_string());
+    assert!(r.set_cookie("access_token").unwrap().contains("Max-Age=0"));
+    let after = srv.get("/api/x").bearer(&t.access).send().await;
+    assert_eq!(after.status, 401);
+    let refresh = srv
+        .post(&srv.auth_path("/refresh"))
+        .json(json!({"refresh_token": t.refresh}))
+        .send()
+        .await;
+    assert_eq!(
+        refresh.status, 401,
+        "the session's refresh token died with it"
+    );
+}
+
+#[tokio::test]
+async fn logout_revoke_all_ends_every_session() {
+    let srv = TestServer::start().await;
+    let a = srv.register("all@example.com").await;
+    let b = Tokens::from(&srv.login("all@example.com", PASSWORD).await);
+    let r = srv
+        .post(&srv.auth_path("/logout"))
+        .bearer(&a.access)
+        .json(json!({"revoke_all": true}))
+        .send()
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(srv.get("/api/x").bearer(&b.access).send().await.status, 401);
+    assert_eq!(srv.post(&srv.auth_path("/logout")).send().await.status, 401);
+}
+
+#[tokio::test]
+async fn change_password_ends_other_sessions() {
+    let srv = TestServer::start().await;
+    let current = srv.register("pw@example.com").await;
+    let other = Tokens::from(&srv.login("pw@example.com", PASSWORD).await);
+    let bad = srv
+        .post(&srv.auth_path("/change-password"))
+        .bearer(&current.access)
+        .json(json!({"current_password": "not it at all", "new_password": "brand new secret"}))
+        .send()
+        .await;
+    assert_eq!(bad.status, 400);
+    let r = srv
+        .post(&srv.auth_path("/change-password"))
+        .bearer(&current.access)
+        .json(json!({"current_password": PASSWORD, "new_password": "brand new secret"}))
+        .send()
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        srv.get("/api/x")
+            .bearer(&current.access)
+            .send()
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        srv.get("/api/x").bearer(&other.access).send().await.status,
+        401
+    );
+    assert_eq!(srv.login("pw@example.com", PASSWORD).await.status, 401);
+    assert_eq!(
+        srv.login("pw@example.com", "brand new secret").await.status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn cookie_sessions_and_csrf() {
+    let srv =
+        TestServer::start_with("[csrf]\nallowed_origins = [\"https://app.example.com\"]\n").await;
+    let t = srv.register("cookie@example.com").await;
+    let cookie = format!("access_token={}", t.access);
+    let r = srv.get("/api/x").header("cookie", &cookie).send().await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.echoed_header("x-auth-method").as_deref(), Some("cookie"));
+    assert!(
+        r.echoed_header("cookie").is_none(),
+        "the credential cookie is not forwarded"
+    );
+    // Unsafe method with a cookie and no origin evidence: refused before the upstream.
+    srv.echo.clear();
+    let r = srv.post("/api/x").header("cookie", &cookie).send().await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.json()["code"], "csrf");
+    let r = srv
+        .post("/api/x")
+        .header("cookie", &cookie)
+        .header("origin", "https://evil.example")
+        .send()
+        .await;
+    assert_eq!(r.status, 403);
+    assert!(srv.echo.requests().is_empty());
+    let r = srv
+        .post("/api/x")
+        .header("cookie", &cookie)
+        .header("origin", "https://app.example.com")
+        .send()
+        .await;
+    assert_eq!(r.status, 200);
+    let r = srv
+        .post("/api/x")
+        .header("cookie", &cookie)
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await;
+    assert_eq!(r.status, 200);
+    // Bearer requests need no CSRF evidence.
+    assert_eq!(
+        srv.post("/api/x").bearer(&t.access).send().await.status,
+        200
+    );
+    // Cookie refresh is CSRF-checked too.
+    let rc = format!("refresh_token={}", t.refresh);
+    let r = srv
+        .post(&srv.auth_path("/refresh"))
+        .header("cookie", &rc)
+        .send()
+        .await;
+    assert_eq!(r.status, 403);
+    let r = srv
+        .post(&srv.auth_path("/refresh"))
+        .header("cookie", &rc)
+        .header("origin", "https://app.example.com")
+        .send()
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+#[tokio::test]
+async fn several_credentials_are_refused() {
+    let srv = TestServer::start().await;
+    let a = srv.register("two@example.com").await;
+    let b = Tokens::from(&srv.login("two@example.com", PASSWORD).await);
+    let r = srv
+        .get("/api/x")
+        .bearer(&a.access)
+        .header("cookie", &format!("access_token={}", b.access))
+        .send()
+        .await;
+    assert_eq!(r.status, 400);
+    assert!(srv.echo.requests().is_empty());
+}
+
+#[tokio::test]
+async fn bad_bodies_get_clear_4xx_and_write_nothing() {
+    let srv = TestServer::start_with("[accounts]\nmax_body_bytes = 1024\n").await;
+    let path = srv.auth_path("/register");
+    let valid = json!({"email": "a@b.io", "password": PASSWORD, "full_name": "X"}).to_string();
+    let huge = json!({"email": "a@b.io", "password": "p".repeat(5000), "full_name": "X"});
+    let cases = [
+        (400, "application/json", "{not json".to_string()),
+        (415, "text/plain", valid.clone()),
+        (413, "application/json", huge.to_string()),
+        (422, "application/json", json!(["a", "list"]).to_string()),
+        (
+            422,
+            "application/json",
+            json!({"email": "a@b.io"}).to_string(),
+        ),
+    ];
+    for (expected, content_type, body) in cases {
+        let r = srv
+            .post(&path)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await;
+        assert_eq!(r.status, expected, "{}", r.text());
+        assert!(r.json()["detail"].is_string(), "{}", r.text());
+    }
+    let (_, total) = srv.state.store.list_users(0, 10).await.unwrap();
+    assert_eq!(total, 0);
+    let r = srv.get(&srv.auth_path("/nope")).send().await;
+    assert_eq!(r.status, 404);
+    let r = srv.get(&srv.auth_path("/login")).send().await;
+    assert_eq!(r.status, 405);
+}
+
+#[tokio::test]
+async fn bcrypt_hashes_from_the_origin_log_in_and_are_upgraded() {
+    let srv = TestServer::start().await;
+    let legacy = bcrypt::hash("legacy-password-1", 4).unwrap();
+    srv.state
+        .store
+        .create_user(&portcullis::store::NewUser {
+            user_id: "user_abc123".into(),
+            email: "legacy@example.com".into(),
+            password_hash: legacy,
+            full_name: "Legacy".into(),
+            organization: None,
+            role: portcullis::auth::Role::Researcher,
+            disabled: false,
+        })
+        .await
+        .unwrap();
+    let r = srv.login("legacy@example.com", "legacy-password-1").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let user = srv
+        .state
+        .store
+        .user_by_id("user_abc123")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(user.password_hash.starts_with("$argon2id$"), "rehashed");
+    assert_eq!(
+        srv.login("legacy@example.com", "legacy-password-1")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(srv.login("legacy@example.com", "wrong").await.status, 401);
+    let t = Tokens::from(&r);
+    let seen = srv.get("/api/x").bearer(&t.access).send().await;
+    assert_eq!(
+        seen.echoed_header("x-user-id").as_deref(),
+        Some("user_abc123")
+    );
+    assert_eq!(
+        seen.echoed_header("x-user-role").as_deref(),
+        Some("researcher")
+    );
+}
+
+#[tokio::test]
+async fn registration_can_be_disabled() {
+    let srv = TestServer::start_with("[accounts]\nallow_registration = false\n").await;
+    let r = srv
+        .post(&srv.auth_path("/register"))
+        .json(json!({"email": "no@example.com", "password": PASSWORD, "full_name": "N"}))
+        .send()
+        .await;
+    assert_eq!(r.status, 403);
+}
+
+#[tokio::test]
+async fn mixed_character_rule_is_available() {
+    let srv = TestServer::start_with("[accounts]\npassword_require_mixed = true\n").await;
+    let r = srv
+        .post(&srv.auth_path("/register"))
+        .json(json!({"email": "mix@example.com", "password": "alllowercase", "full_name": "M"}))
+        .send()
+        .await;
+    assert_eq!(r.status, 422);
+    let r = srv
+        .post(&srv.auth_path("/register"))
+        .json(json!({"email": "mix@example.com", "password": "Mixed1Case", "full_name": "M"}))
+        .send()
+        .await;
+    assert_eq!(r.status, 201);
+}

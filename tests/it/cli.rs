@@ -1,0 +1,150 @@
+//! The `portcullis` binary: `check-config` exit codes and messages, `keys generate`, and
+//! `user create` feeding a server that then accepts the login.
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+
+use crate::harness::TestServer;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_portcullis"))
+}
+
+#[test]
+fn check_config_names_the_bad_key_and_exits_64() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[routes]]\nname = \"a\"\nprefix = \"/a\"\nupstream = \"http://x\"\n\
+         [[routes]]\nname = \"b\"\nprefix = \"/b\"\nupstream = \"http://x\"\n\
+         [[routes]]\nname = \"c\"\nprefix = \"/c\"\nupstream = \"htp://x\"\n",
+    )
+    .unwrap();
+    let out = bin().arg("check-config").arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("routes[2].upstream: \"htp://x\" is not an http(s) URL"),
+        "{stderr}"
+    );
+
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        "[[routes]]\nname = \"a\"\nprefix = \"/a\"\nupstream = \"http://x\"\n",
+    )
+    .unwrap();
+    let out = bin().arg("check-config").arg(&good).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !dir.path().join("portcullis-data").exists(),
+        "check-config touches nothing"
+    );
+
+    let out = bin()
+        .arg("check-config")
+        .arg(dir.path().join("missing.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+}
+
+#[test]
+fn the_shipped_configs_are_valid() {
+    for file in ["config/example.toml", "config/quickstart.toml"] {
+        let out = bin().arg("check-config").arg(file).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn keys_generate_writes_a_private_pem() {
+    let dir = tempfile::tempdir().unwrap();
+    for alg in ["EdDSA", "ES256", "RS256"] {
+        let out_path = dir.path().join(format!("{alg}.pem"));
+        let out = bin()
+            .args(["keys", "generate", "--algorithm", alg, "--out"])
+            .arg(&out_path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let pem = std::fs::read_to_string(&out_path).unwrap();
+        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"), "{alg}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&out_path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{alg}");
+        }
+    }
+    // Never overwrites.
+    let again = bin()
+        .args(["keys", "generate", "--out"])
+        .arg(dir.path().join("EdDSA.pem"))
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+}
+
+#[tokio::test]
+async fn user_create_then_login_through_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let echo = portcullis::echo::Echo::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let cfg = dir.path().join("p.toml");
+    std::fs::write(&cfg, crate::harness::config_text(dir.path(), echo.addr, "")).unwrap();
+    let mut child = bin()
+        .args([
+            "user",
+            "create",
+            "--email",
+            "cli-admin@example.com",
+            "--role",
+            "admin",
+            "--config",
+        ])
+        .arg(&cfg)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"from stdin 123\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let user_id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(user_id.starts_with("user_"));
+
+    let srv = TestServer::start_in(dir, "").await;
+    let r = srv.login("cli-admin@example.com", "from stdin 123").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let t = crate::harness::Tokens::from(&r);
+    let seen = srv.get("/admin-only/x").bearer(&t.access).send().await;
+    assert_eq!(seen.status, 200);
+    assert_eq!(seen.echoed_header("x-user-id"), Some(user_id));
+}

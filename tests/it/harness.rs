@@ -1,0 +1,402 @@
+//! Starts a real Portcullis on 127.0.0.1:0 in front of an in-process echo upstream, each test
+//! with its own temporary directory (SQLite file, generated keys), and drives it over real
+//! sockets.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request};
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use portcullis::app::AppState;
+use portcullis::echo::Echo;
+use portcullis::{App, Config};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpListener;
+
+pub const PASSWORD: &str = "correct horse battery";
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub echo: Echo,
+    pub dir: tempfile::TempDir,
+    pub config: Config,
+    pub state: Arc<AppState>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+/// Merges `extra` into `base`: tables recursively, `routes` prepended (so they match first),
+/// anything else replaced.
+fn merge(base: &mut toml::Table, extra: toml::Table) {
+    for (k, v) in extra {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(e)) => merge(b, e),
+            (Some(toml::Value::Array(b)), toml::Value::Array(mut e)) if k == "routes" => {
+                e.append(b);
+                *b = e;
+            }
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+pub fn config_text(dir: &std::path::Path, echo: SocketAddr, extra: &str) -> String {
+    let base = format!(
+        r#"
+[store]
+database_url = "sqlite://{dir}/portcullis.db"
+[tokens]
+key_dir = "{dir}"
+[password_hashing]
+memory_kib = 1024
+iterations = 1
+max_concurrent = 2
+[cookies]
+secure = false
+[log]
+access_log = false
+
+[[routes]]
+name = "public"
+prefix = "/public"
+auth = "public"
+upstream = "http://{echo}"
+
+[[routes]]
+name = "optional"
+prefix = "/optional"
+auth = "optional"
+upstream = "http://{echo}"
+
+[[routes]]
+name = "admins"
+prefix = "/admin-only"
+roles = ["admin"]
+upstream = "http://{echo}"
+
+[[routes]]
+name = "api"
+prefix = "/api"
+upstream = "http://{echo}"
+
+[[routes]]
+name = "stripped"
+prefix = "/stripped"
+strip_prefix = true
+upstream = "http://{echo}/base"
+
+[[routes]]
+name = "creds"
+prefix = "/creds"
+forward_credentials = true
+upstream = "http://{echo}"
+
+[[routes]]
+name = "slow"
+prefix = "/slow"
+auth = "public"
+response_timeout = "300ms"
+upstream = "http://{echo}"
+
+[[routes]]
+name = "dead"
+prefix = "/dead"
+auth = "public"
+connect_timeout = "500ms"
+upstream = "http://127.0.0.1:9"
+"#,
+        dir = dir.display()
+    );
+    let mut table: toml::Table = base.parse().unwrap();
+    merge(&mut table, extra.parse().unwrap());
+    table.to_string()
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        TestServer::start_with("").await
+    }
+
+    pub async fn start_with(extra: &str) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        TestServer::start_in(dir, extra).await
+    }
+
+    /// Starts in an existing directory (to restart over the same database and keys).
+    pub async fn start_in(dir: tempfile::TempDir, extra: &str) -> TestServer {
+        let echo = Echo::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let text = config_text(dir.path(), echo.addr, extra);
+        let config = Config::from_toml(&text, Vec::new()).unwrap();
+        let app = App::build(config.clone()).await.unwrap();
+        let state = app.state.clone();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            app.run(listener, None, async move {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        TestServer {
+            addr,
+            echo,
+            dir,
+            config,
+            state,
+            shutdown: Some(tx),
+            task: Some(task),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    /// Stops the server and hands back its directory.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.dir, dir)
+    }
+
+    pub fn req(&self, method: Method, path: &str) -> Req<'_> {
+        Req {
+            server: self,
+            method,
+            path: path.to_string(),
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Req<'_> {
+        self.req(Method::GET, path)
+    }
+
+    pub fn post(&self, path: &str) -> Req<'_> {
+        self.req(Method::POST, path)
+    }
+
+    pub fn auth_path(&self, rest: &str) -> String {
+        format!("{}{rest}", self.config.accounts.mount)
+    }
+
+    /// Registers a user and returns the token response.
+    pub async fn register(&self, email: &str) -> Tokens {
+        let r = self
+            .post(&self.auth_path("/register"))
+            .json(json!({"email": email, "password": PASSWORD, "full_name": "Test User"}))
+            .send()
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        Tokens::from(&r)
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Resp {
+        self.post(&self.auth_path("/login"))
+            .json(json!({"email": email, "password": password}))
+            .send()
+            .await
+    }
+
+    /// Registers a user and makes them an admin directly in the store.
+    pub async fn admin(&self, email: &str) -> Tokens {
+        self.register(email).await;
+        let user = self
+            .state
+            .store
+            .user_by_email(email)
+            .await
+            .unwrap()
+            .unwrap();
+        let patch = portcullis::store::UserPatch {
+            role: Some(portcullis::auth::Role::Admin),
+            ..Default::default()
+        };
+        self.state
+            .store
+            .update_user(&user.user_id, &patch)
+            .await
+            .unwrap();
+        let r = self.login(email, PASSWORD).await;
+        assert_eq!(r.status, 200);
+        Tokens::from(&r)
+    }
+
+    /// Creates an API key for the holder of `access` and returns (key, key_id).
+    pub async fn api_key(&self, access: &str, name: &str) -> (String, String) {
+        let r = self
+            .post(&self.auth_path("/api-keys"))
+            .bearer(access)
+            .json(json!({"name": name}))
+            .send()
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        let v = r.json();
+        (
+            v["api_key"].as_str().unwrap().to_string(),
+            v["key_id"].as_str().unwrap().to_string(),
+        )
+    }
+
+    /// Sends raw bytes and returns the whole response text (the request should say
+    /// `Connection: close`).
+    pub async fn raw(&self, request: &str) -> String {
+        let mut stream = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            stream.read_to_end(&mut out),
+        )
+        .await;
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// Status of a raw `GET <target>`.
+    pub async fn raw_get_status(&self, target: &str, extra_headers: &str) -> u16 {
+        let text = self
+            .raw(&format!(
+                "GET {target} HTTP/1.1\r\nHost: localhost\r\n{extra_headers}Connection: close\r\n\r\n"
+            ))
+            .await;
+        text.split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    }
+
+    pub fn signing_key_pem(&self) -> Vec<u8> {
+        std::fs::read(self.dir.path().join("jwt-signing-eddsa.pem")).unwrap()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub struct Req<'a> {
+    server: &'a TestServer,
+    method: Method,
+    path: String,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Req<'_> {
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.append(
+            HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            HeaderValue::from_str(value).unwrap(),
+        );
+        self
+    }
+
+    pub fn bearer(self, token: &str) -> Self {
+        self.header("authorization", &format!("Bearer {token}"))
+    }
+
+    pub fn json(mut self, v: Value) -> Self {
+        self.body = Bytes::from(v.to_string());
+        self.header("content-type", "application/json")
+    }
+
+    pub fn body(mut self, b: impl Into<Bytes>) -> Self {
+        self.body = b.into();
+        self
+    }
+
+    pub async fn send(self) -> Resp {
+        let uri = format!("http://{}{}", self.server.addr, self.path);
+        let mut req = Request::builder()
+            .method(self.method)
+            .uri(uri)
+            .body(Full::new(self.body))
+            .unwrap();
+        *req.headers_mut() = self.headers;
+        let resp = self.server.client.request(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|_| panic!("not JSON: {}", self.text()))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn detail(&self) -> String {
+        self.json()["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// `Set-Cookie` values, by cookie name.
+    pub fn set_cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|c| c.starts_with(&format!("{name}=")))
+            .map(str::to_string)
+    }
+
+    /// What the echo upstream said it received, as JSON.
+    pub fn echoed_header(&self, name: &str) -> Option<String> {
+        self.json()["headers"][name].as_str().map(str::to_string)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    pub access: String,
+    pub refresh: String,
+}
+
+impl From<&Resp> for Tokens {
+    fn from(r: &Resp) -> Tokens {
+        let v = r.json();
+        Tokens {
+            access: v["access_token"].as_str().unwrap().to_string(),
+            refresh: v["refresh_token"].as_str().unwrap().to_string(),
+        }
+    }
+}
