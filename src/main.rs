@@ -59,8 +59,9 @@ enum UserCommand {
         email: String,
         #[arg(long, default_value = "user")]
         role: String,
-        #[arg(long, default_value = "Administrator")]
-        full_name: String,
+        /// Default: the part of the email before the `@`.
+        #[arg(long)]
+        full_name: Option<String>,
     },
 }
 
@@ -130,7 +131,11 @@ async fn run(command: Command) -> ExitCode {
                     role,
                     full_name,
                 },
-        } => create_user(&config, &email, &role, &full_name).await,
+        } => {
+            let name =
+                full_name.unwrap_or_else(|| email.split('@').next().unwrap_or("").to_string());
+            create_user(&config, &email, &role, &name).await
+        }
         Command::Keys {
             command: KeysCommand::Generate { algorithm, out },
         } => generate_key(&algorithm, &out),

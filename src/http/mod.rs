@@ -48,14 +48,20 @@ pub async fn handle(
         .metrics
         .record_request(slot, resp.status().as_u16(), elapsed);
     if let Some((method, path)) = logged {
+        let route = match slot {
+            RouteSlot::Route(i) => state.routes.routes().get(i).map_or("", |r| r.name.as_str()),
+            RouteSlot::Account => "(account)",
+            RouteSlot::Unmatched => "(unmatched)",
+            RouteSlot::Rejected => "(rejected)",
+        };
         tracing::info!(
             target: "portcullis::access",
             method = %method,
             path,
             status = resp.status().as_u16(),
-            route = ?slot,
-            micros = elapsed.as_micros() as u64,
-            request_id = ?resp.headers().get(&X_REQUEST_ID),
+            route,
+            micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            request_id = resp.headers().get(&X_REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or(""),
             "request"
         );
     }
