@@ -9,3 +9,4 @@ mod jwt;
 mod keys_admin;
 mod paths;
 mod proxy;
+mod server;
