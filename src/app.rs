@@ -14,13 +14,13 @@ use crate::auth::jwt::JwtKeys;
 use crate::auth::password::PasswordHasher;
 use crate::auth::resolver::{self, Resolver};
 use crate::auth::sessions::Sessions;
+use crate::cache::shared::RedisTier;
 use crate::cache::{IdentityCache, Revocations};
 use crate::config::Config;
 use crate::http::headers::HeaderPolicy;
 use crate::proxy::Proxy;
 use crate::routes::RouteTable;
 use crate::store::DynStore;
-use crate::store::sqlite::SqliteStore;
 use crate::telemetry::Metrics;
 
 /// Everything a request needs, shared by all connections.
@@ -44,21 +44,15 @@ pub struct App {
     pub state: Arc<AppState>,
     config: Config,
     key_usage: Option<tokio::sync::mpsc::Receiver<(String, i64)>>,
+    cache: Arc<IdentityCache>,
+    redis: Option<Arc<RedisTier>>,
 }
 
 /// Opens the configured store, migrating it when `migrate` is set.
 pub async fn open_store(config: &Config, migrate: bool) -> anyhow::Result<DynStore> {
-    let store = SqliteStore::open(
-        &config.store.database_url,
-        config.store.max_connections,
-        config.store.acquire_timeout,
-    )
-    .await
-    .context("opening the database")?;
-    if migrate {
-        store.migrate().await.context("migrating the database")?;
-    }
-    Ok(Arc::new(store))
+    crate::store::open(&config.store, migrate)
+        .await
+        .context("opening the database")
 }
 
 impl App {
@@ -72,9 +66,21 @@ impl App {
         let jwt = Arc::new(JwtKeys::new(material, &config.tokens));
         let jwks = Bytes::from(jwt.jwks().to_string());
         let cache = Arc::new(IdentityCache::new(&config.cache));
-        let revocations = Revocations::new(cache.clone(), store.clone());
-        let (resolver, key_usage) =
-            Resolver::new(jwt.clone(), store.clone(), cache, metrics.clone());
+        let redis = match &config.store.redis {
+            Some(cfg) => Some(
+                RedisTier::new(cfg, config.tokens.access_ttl, metrics.clone())
+                    .context("configuring Redis")?,
+            ),
+            None => None,
+        };
+        let revocations = Revocations::new(cache.clone(), store.clone(), redis.clone());
+        let (resolver, key_usage) = Resolver::new(
+            jwt.clone(),
+            store.clone(),
+            cache.clone(),
+            redis.clone(),
+            metrics.clone(),
+        );
         let resolver = Arc::new(resolver);
         let sessions = Arc::new(Sessions::new(
             store.clone(),
@@ -117,6 +123,8 @@ impl App {
             state: Arc::new(state),
             config,
             key_usage: Some(key_usage),
+            cache,
+            redis,
         })
     }
 
@@ -130,6 +138,9 @@ impl App {
     ) -> anyhow::Result<()> {
         if let Some(rx) = self.key_usage.take() {
             tokio::spawn(resolver::run_key_usage_writer(self.state.store.clone(), rx));
+        }
+        if let Some(redis) = &self.redis {
+            redis.start(self.cache.clone());
         }
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         if let Some(admin) = admin {

@@ -63,6 +63,14 @@ pub enum AuthOutcome {
 }
 
 #[derive(Debug, Clone, Copy)]
+pub enum RedisOutcome {
+    Hit,
+    Miss,
+    Error,
+    Timeout,
+}
+
+#[derive(Debug, Clone, Copy)]
 pub enum UpstreamFailure {
     Connect,
     Timeout,
@@ -79,6 +87,10 @@ pub struct Metrics {
     upstream_failures: [AtomicU64; 3],
     hash_rejections: AtomicU64,
     connections_open: AtomicU64,
+    redis: [AtomicU64; 4],
+    redis_subscribed: AtomicU64,
+    redis_resubscribes: AtomicU64,
+    stale_served: AtomicU64,
     duration_buckets: [AtomicU64; BUCKETS.len()],
     duration_count: AtomicU64,
     duration_sum_micros: AtomicU64,
@@ -104,6 +116,10 @@ impl Metrics {
             upstream_failures: Default::default(),
             hash_rejections: AtomicU64::new(0),
             connections_open: AtomicU64::new(0),
+            redis: Default::default(),
+            redis_subscribed: AtomicU64::new(0),
+            redis_resubscribes: AtomicU64::new(0),
+            stale_served: AtomicU64::new(0),
             duration_buckets: Default::default(),
             duration_count: AtomicU64::new(0),
             duration_sum_micros: AtomicU64::new(0),
@@ -149,6 +165,27 @@ impl Metrics {
 
     pub fn record_hash_rejection(&self) {
         self.hash_rejections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn record_redis(&self, outcome: RedisOutcome) {
+        self.redis[outcome as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn set_redis_subscribed(&self, up: bool) {
+        self.redis_subscribed
+            .store(u64::from(up), Ordering::Relaxed);
+    }
+
+    pub fn record_redis_resubscribe(&self) {
+        self.redis_resubscribes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn record_stale_served(&self) {
+        self.stale_served.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn redis_hits(&self) -> u64 {
+        self.redis[RedisOutcome::Hit as usize].load(Ordering::Relaxed)
     }
 
     pub fn connection_opened(&self) {

@@ -130,6 +130,6 @@ pub async fn revoke(
     {
         return Err(AccountError::NotFound("API key not found"));
     }
-    ctx.revocations.principals_changed(&[key_id]);
+    ctx.revocations.key_revoked(&key_id).await?;
     Ok(message("API key revoked"))
 }

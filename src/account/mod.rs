@@ -245,6 +245,7 @@ pub async fn create_user_offline(
             organization: None,
             role,
             disabled: false,
+            created_at: chrono::Utc::now(),
         })
         .await?;
     Ok(user.user_id)

@@ -70,6 +70,7 @@ pub(super) async fn insert_user(
         organization: input.organization,
         role,
         disabled,
+        created_at: chrono::Utc::now(),
     };
     Ok(ctx.store.create_user(&new).await?)
 }

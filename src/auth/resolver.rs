@@ -1,6 +1,7 @@
-//! Turns a credential into an `Identity` through the tiers: the in-process cache, then the
-//! store. A credential seen before costs one hash and two cache lookups: no signature check,
-//! no I/O. Never decides what a route allows; that is `authz`.
+//! Turns a credential into an `Identity` through the tiers: the in-process cache, then Redis
+//! (when configured), then the store, each filling the ones above it. A credential seen
+//! before costs one hash and two in-process lookups: no signature check, no I/O. Never
+//! decides what a route allows; that is `authz`.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -11,8 +12,9 @@ use tokio::sync::mpsc;
 use super::credentials::{Credential, CredentialKind};
 use super::jwt::JwtKeys;
 use super::{AuthError, Identity, api_key};
+use crate::cache::shared::{Lookup, RedisTier, Snapshot};
 use crate::cache::{CredentialEntry, IdentityCache, Principal};
-use crate::store::{DynStore, KeyPrincipal, SessionPrincipal};
+use crate::store::{DynStore, KeyPrincipal, SessionPrincipal, StoreError};
 use crate::telemetry::Metrics;
 
 /// `last_used` is written at most this often per key.
@@ -22,6 +24,7 @@ pub struct Resolver {
     jwt: Arc<JwtKeys>,
     store: DynStore,
     cache: Arc<IdentityCache>,
+    redis: Option<Arc<RedisTier>>,
     metrics: Arc<Metrics>,
     key_usage: mpsc::Sender<(String, i64)>,
 }
@@ -38,29 +41,70 @@ fn principal_result(p: Principal) -> Result<Arc<Identity>, AuthError> {
     }
 }
 
-fn session_principal(sp: SessionPrincipal, subject: Option<&str>) -> Result<Principal, AuthError> {
-    if sp.revoked || sp.expires_at <= Utc::now() || subject.is_some_and(|s| s != sp.user.user_id) {
-        return Ok(Principal::Revoked);
+fn session_snapshot(sp: SessionPrincipal) -> Snapshot {
+    Snapshot {
+        principal: sp.session_id,
+        user_id: sp.user.user_id,
+        email: sp.user.email,
+        role: sp.user.role,
+        disabled: sp.user.disabled,
+        revoked: sp.revoked,
+        expires_at: Some(sp.expires_at.timestamp()),
+        last_used: None,
     }
-    if sp.user.disabled {
-        return Ok(Principal::Disabled);
-    }
-    let u = sp.user;
-    Identity::new(u.user_id, u.email, u.role, Some(sp.session_id), None).map(Principal::Active)
 }
 
-fn key_principal(kp: KeyPrincipal) -> Result<Principal, AuthError> {
-    if kp.key.revoked || kp.key.expires_at.is_some_and(|t| t <= Utc::now()) {
+fn key_snapshot(kp: KeyPrincipal) -> Snapshot {
+    Snapshot {
+        principal: kp.key.key_id,
+        user_id: kp.user.user_id,
+        email: kp.user.email,
+        role: kp.user.role,
+        disabled: kp.user.disabled,
+        revoked: kp.key.revoked,
+        expires_at: kp.key.expires_at.map(|t| t.timestamp()),
+        last_used: kp.key.last_used.map(|t| t.timestamp()),
+    }
+}
+
+/// The one place a snapshot (from Redis or the store) becomes a principal.
+fn principal_from(
+    snap: &Snapshot,
+    kind: CredentialKind,
+    subject: Option<&str>,
+) -> Result<Principal, AuthError> {
+    let now = Utc::now().timestamp();
+    if snap.revoked
+        || snap.expires_at.is_some_and(|t| t <= now)
+        || subject.is_some_and(|s| s != snap.user_id)
+    {
         return Ok(Principal::Revoked);
     }
-    if kp.user.disabled {
+    if snap.disabled {
         return Ok(Principal::Disabled);
     }
-    let u = kp.user;
-    let identity = Identity::new(u.user_id, u.email, u.role, None, Some(kp.key.key_id))?;
-    let last = kp.key.last_used.map_or(0, |t| t.timestamp());
-    identity.last_used_written.store(last, Ordering::Relaxed);
+    let (session_id, key_id) = match kind {
+        CredentialKind::AccessToken => (Some(snap.principal.clone()), None),
+        CredentialKind::ApiKey => (None, Some(snap.principal.clone())),
+    };
+    let identity = Identity::new(
+        snap.user_id.clone(),
+        snap.email.clone(),
+        snap.role,
+        session_id,
+        key_id,
+    )?;
+    identity
+        .last_used_written
+        .store(snap.last_used.unwrap_or(0), Ordering::Relaxed);
     Ok(Principal::Active(identity))
+}
+
+fn is_unavailable(e: &AuthError) -> bool {
+    matches!(
+        e,
+        AuthError::Store(StoreError::Database(_) | StoreError::Timeout)
+    )
 }
 
 impl Resolver {
@@ -69,6 +113,7 @@ impl Resolver {
         jwt: Arc<JwtKeys>,
         store: DynStore,
         cache: Arc<IdentityCache>,
+        redis: Option<Arc<RedisTier>>,
         metrics: Arc<Metrics>,
     ) -> (Resolver, mpsc::Receiver<(String, i64)>) {
         let (tx, rx) = mpsc::channel(4096);
@@ -76,14 +121,11 @@ impl Resolver {
             jwt,
             store,
             cache,
+            redis,
             metrics,
             key_usage: tx,
         };
         (resolver, rx)
-    }
-
-    pub fn cache(&self) -> &Arc<IdentityCache> {
-        &self.cache
     }
 
     pub async fn resolve(&self, cred: &Credential<'_>) -> Result<Arc<Identity>, AuthError> {
@@ -91,7 +133,7 @@ impl Resolver {
         let now = Utc::now().timestamp();
         let (entry, hit) = match self.cache.credential(&hash) {
             Some(entry) => (entry, true),
-            None => (self.verify_credential(cred, hash).await?, false),
+            None => (self.verify_credential(cred, &hash).await?, false),
         };
         self.metrics.record_cache(hit);
         if entry.expires_at <= now {
@@ -101,8 +143,17 @@ impl Resolver {
             });
         }
         let principal = match self.cache.principal(&entry.principal) {
-            Some(p) => p,
-            None => self.load_principal(cred.kind, &entry).await?,
+            Some(cached) if self.cache.is_fresh(&cached) => cached.principal,
+            Some(stale) => match self.load_principal(cred.kind, &entry, &hash).await {
+                Ok(p) => p,
+                // The store is down: serve what we had, for at most `cache.stale_bound`.
+                Err(e) if is_unavailable(&e) => {
+                    self.metrics.record_stale_served();
+                    stale.principal
+                }
+                Err(e) => return Err(e),
+            },
+            None => self.load_principal(cred.kind, &entry, &hash).await?,
         };
         let identity = principal_result(principal)?;
         if cred.kind == CredentialKind::ApiKey {
@@ -115,7 +166,7 @@ impl Resolver {
     async fn verify_credential(
         &self,
         cred: &Credential<'_>,
-        hash: [u8; 32],
+        hash: &[u8; 32],
     ) -> Result<Arc<CredentialEntry>, AuthError> {
         let entry = match cred.kind {
             CredentialKind::AccessToken => {
@@ -133,46 +184,83 @@ impl Resolver {
                 if !api_key::is_well_formed(cred.secret) {
                     return Err(AuthError::InvalidToken("Invalid API key"));
                 }
-                let hash_hex = hex::encode(hash);
                 let epoch = self.cache.epoch();
-                let found = self.store.api_key_by_hash(&hash_hex).await?;
-                let Some(kp) =
-                    found.filter(|kp| api_key::hashes_equal(&kp.key.key_hash, &hash_hex))
-                else {
-                    return Err(AuthError::InvalidToken("Invalid API key"));
-                };
+                let snap = self.key_snapshot_by_hash(&hex::encode(hash)).await?;
                 let entry = CredentialEntry {
-                    principal: kp.key.key_id.clone(),
-                    subject: Some(kp.user.user_id.clone()),
-                    expires_at: kp.key.expires_at.map_or(i64::MAX, |t| t.timestamp()),
+                    principal: snap.principal.clone(),
+                    subject: Some(snap.user_id.clone()),
+                    expires_at: snap.expires_at.unwrap_or(i64::MAX),
                 };
-                let principal = key_principal(kp)?;
+                let principal = principal_from(&snap, CredentialKind::ApiKey, None)?;
                 self.cache
                     .put_principal(entry.principal.clone(), principal, epoch);
                 entry
             }
         };
         let entry = Arc::new(entry);
-        self.cache.put_credential(hash, entry.clone());
+        self.cache.put_credential(*hash, entry.clone());
         Ok(entry)
+    }
+
+    /// An API key's snapshot by the key's hash: Redis, else the store (filling Redis).
+    async fn key_snapshot_by_hash(&self, hash_hex: &str) -> Result<Snapshot, AuthError> {
+        let guard = match &self.redis {
+            Some(redis) => match redis.lookup(&redis.api_key_key(hash_hex)).await {
+                Lookup::Hit(snap) => return Ok(snap),
+                Lookup::Miss(guard) => Some(guard),
+                Lookup::Unavailable => None,
+            },
+            None => None,
+        };
+        let found = self.store.api_key_by_hash(hash_hex).await?;
+        let Some(kp) = found.filter(|kp| api_key::hashes_equal(&kp.key.key_hash, hash_hex)) else {
+            return Err(AuthError::InvalidToken("Invalid API key"));
+        };
+        let snap = key_snapshot(kp);
+        if let (Some(redis), Some(guard)) = (&self.redis, guard) {
+            redis.fill(&redis.api_key_key(hash_hex), &snap, guard).await;
+        }
+        Ok(snap)
+    }
+
+    /// A session's snapshot: Redis, else the store (filling Redis).
+    async fn session_snapshot(&self, session_id: &str) -> Result<Option<Snapshot>, AuthError> {
+        let guard = match &self.redis {
+            Some(redis) => match redis.lookup(&redis.session_key(session_id)).await {
+                Lookup::Hit(snap) => return Ok(Some(snap)),
+                Lookup::Miss(guard) => Some(guard),
+                Lookup::Unavailable => None,
+            },
+            None => None,
+        };
+        let Some(sp) = self.store.session_principal(session_id).await? else {
+            return Ok(None);
+        };
+        let snap = session_snapshot(sp);
+        if let (Some(redis), Some(guard)) = (&self.redis, guard) {
+            redis
+                .fill(&redis.session_key(session_id), &snap, guard)
+                .await;
+        }
+        Ok(Some(snap))
     }
 
     async fn load_principal(
         &self,
         kind: CredentialKind,
         entry: &CredentialEntry,
+        hash: &[u8; 32],
     ) -> Result<Principal, AuthError> {
         let epoch = self.cache.epoch();
         let principal = match kind {
-            CredentialKind::AccessToken => {
-                match self.store.session_principal(&entry.principal).await? {
-                    Some(sp) => session_principal(sp, entry.subject.as_deref())?,
-                    None => Principal::Revoked,
-                }
-            }
-            CredentialKind::ApiKey => match self.store.api_key_by_id(&entry.principal).await? {
-                Some(kp) => key_principal(kp)?,
+            CredentialKind::AccessToken => match self.session_snapshot(&entry.principal).await? {
+                Some(snap) => principal_from(&snap, kind, entry.subject.as_deref())?,
                 None => Principal::Revoked,
+            },
+            CredentialKind::ApiKey => match self.key_snapshot_by_hash(&hex::encode(hash)).await {
+                Ok(snap) => principal_from(&snap, kind, entry.subject.as_deref())?,
+                Err(AuthError::InvalidToken(_)) => Principal::Revoked,
+                Err(e) => return Err(e),
             },
         };
         self.cache

@@ -182,7 +182,8 @@ impl Sessions {
     pub async fn end(&self, session_id: &str) -> Result<(), SessionError> {
         self.store.revoke_session(session_id, Utc::now()).await?;
         self.revocations
-            .principals_changed(&[session_id.to_string()]);
+            .sessions_ended(vec![session_id.to_string()])
+            .await;
         Ok(())
     }
 
@@ -192,7 +193,7 @@ impl Sessions {
             .store
             .revoke_user_sessions(user_id, except, Utc::now())
             .await?;
-        self.revocations.principals_changed(&ended);
+        self.revocations.sessions_ended(ended).await;
         Ok(())
     }
 

@@ -5,10 +5,14 @@
 //! names (a session id or an API-key id) and its expiry: a token seen before is never
 //! verified again. `principals` maps a principal to its current state (an identity, or
 //! disabled, or revoked). Revocation evicts principals; credential entries stay, so the next
-//! request reloads the principal from the store and sees the change.
+//! request reloads the principal and sees the change. With Redis configured (`shared`),
+//! revocations also delete the shared snapshots and are published to every replica.
+
+pub mod shared;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use moka::sync::Cache;
 
@@ -35,9 +39,18 @@ pub enum Principal {
     Revoked,
 }
 
+/// A principal and when it was loaded, for the stale-while-the-store-is-down rule.
+#[derive(Debug, Clone)]
+pub struct CachedPrincipal {
+    pub principal: Principal,
+    pub loaded_at: Instant,
+}
+
 pub struct IdentityCache {
     credentials: Cache<[u8; 32], Arc<CredentialEntry>>,
-    principals: Cache<String, Principal>,
+    principals: Cache<String, CachedPrincipal>,
+    /// Entries younger than this are served without asking anyone.
+    fresh_for: Duration,
     /// Bumped by every eviction; a loader that saw it change discards what it loaded, so a
     /// store read that raced a revocation cannot leave a stale entry behind.
     epoch: AtomicU64,
@@ -48,14 +61,20 @@ impl IdentityCache {
         IdentityCache {
             credentials: Cache::builder()
                 .max_capacity(cfg.max_entries)
-                .time_to_live(cfg.ttl.max(std::time::Duration::from_secs(1)) * 4)
+                .time_to_live(cfg.ttl.max(Duration::from_secs(1)) * 4)
                 .build(),
+            // Kept `stale_bound` past freshness: served only while the store is unreachable.
             principals: Cache::builder()
                 .max_capacity(cfg.max_entries)
-                .time_to_live(cfg.ttl)
+                .time_to_live(cfg.ttl + cfg.stale_bound)
                 .build(),
+            fresh_for: cfg.ttl,
             epoch: AtomicU64::new(0),
         }
+    }
+
+    pub fn is_fresh(&self, cached: &CachedPrincipal) -> bool {
+        cached.loaded_at.elapsed() < self.fresh_for
     }
 
     pub fn credential(&self, hash: &[u8; 32]) -> Option<Arc<CredentialEntry>> {
@@ -66,7 +85,7 @@ impl IdentityCache {
         self.credentials.insert(hash, entry);
     }
 
-    pub fn principal(&self, id: &str) -> Option<Principal> {
+    pub fn principal(&self, id: &str) -> Option<CachedPrincipal> {
         self.principals.get(id)
     }
 
@@ -76,7 +95,11 @@ impl IdentityCache {
     }
 
     pub fn put_principal(&self, id: String, principal: Principal, loaded_at_epoch: u64) {
-        self.principals.insert(id.clone(), principal);
+        let cached = CachedPrincipal {
+            principal,
+            loaded_at: Instant::now(),
+        };
+        self.principals.insert(id.clone(), cached);
         if self.epoch.load(Ordering::SeqCst) != loaded_at_epoch {
             self.principals.invalidate(&id);
         }
@@ -96,28 +119,64 @@ impl IdentityCache {
 }
 
 /// Applies revocations: every write that changes who may do what calls one of these after
-/// the store has committed, and the next request sees the change.
+/// the store has committed, and the next request (on any replica, with Redis) sees it.
 #[derive(Clone)]
 pub struct Revocations {
     cache: Arc<IdentityCache>,
     store: DynStore,
+    redis: Option<Arc<shared::RedisTier>>,
 }
 
 impl Revocations {
-    pub fn new(cache: Arc<IdentityCache>, store: DynStore) -> Revocations {
-        Revocations { cache, store }
+    pub fn new(
+        cache: Arc<IdentityCache>,
+        store: DynStore,
+        redis: Option<Arc<shared::RedisTier>>,
+    ) -> Revocations {
+        Revocations {
+            cache,
+            store,
+            redis,
+        }
     }
 
-    /// Sessions or API keys that ended or changed.
-    pub fn principals_changed(&self, ids: &[String]) {
-        self.cache.evict(ids);
+    async fn apply(&self, session_ids: Vec<String>, keys: Vec<(String, String)>) {
+        let mut principals = session_ids.clone();
+        principals.extend(keys.iter().map(|(id, _)| id.clone()));
+        self.cache.evict(&principals);
+        if let Some(redis) = &self.redis {
+            let mut value_keys: Vec<String> =
+                session_ids.iter().map(|s| redis.session_key(s)).collect();
+            value_keys.extend(keys.iter().map(|(_, hash)| redis.api_key_key(hash)));
+            redis.invalidate(value_keys, principals).await;
+        }
+    }
+
+    /// Sessions that ended (logout, password change, refresh-token reuse).
+    pub async fn sessions_ended(&self, session_ids: Vec<String>) {
+        if !session_ids.is_empty() {
+            self.apply(session_ids, Vec::new()).await;
+        }
+    }
+
+    /// An API key was revoked.
+    pub async fn key_revoked(&self, key_id: &str) -> Result<(), StoreError> {
+        let hash = self
+            .store
+            .api_key_by_id(key_id)
+            .await?
+            .map(|k| k.key.key_hash)
+            .unwrap_or_default();
+        self.apply(Vec::new(), vec![(key_id.to_string(), hash)])
+            .await;
+        Ok(())
     }
 
     /// A user's role, status or email changed: every session and key of theirs is affected.
     pub async fn user_changed(&self, user_id: &str) -> Result<(), StoreError> {
-        let mut ids = self.store.live_session_ids(user_id).await?;
-        ids.extend(self.store.api_key_ids(user_id).await?);
-        self.cache.evict(&ids);
+        let sessions = self.store.live_session_ids(user_id).await?;
+        let keys = self.store.api_keys_of_user(user_id).await?;
+        self.apply(sessions, keys).await;
         Ok(())
     }
 }
@@ -129,7 +188,8 @@ mod tests {
     fn cache() -> IdentityCache {
         IdentityCache::new(&CacheConfig {
             max_entries: 100,
-            ttl: std::time::Duration::from_secs(60),
+            ttl: Duration::from_secs(60),
+            stale_bound: Duration::from_secs(60),
         })
     }
 

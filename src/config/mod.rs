@@ -26,6 +26,10 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://portcullis-data/portcullis.db";
 pub const DEFAULT_DB_MAX_CONNECTIONS: u32 = 8;
 pub const DEFAULT_DB_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(5);
+pub const DEFAULT_REDIS_CHANNEL: &str = "portcullis:invalidate";
+pub const DEFAULT_CACHE_STALE_BOUND: Duration = Duration::from_secs(120);
 pub const DEFAULT_ISSUER: &str = "portcullis";
 pub const DEFAULT_AUDIENCE: &str = "portcullis";
 pub const DEFAULT_ACCESS_TTL: Duration = Duration::from_secs(15 * 60);
@@ -95,12 +99,32 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<IpNet>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     pub database_url: String,
+    pub backend: Backend,
     pub max_connections: u32,
     pub acquire_timeout: Duration,
+    /// PostgreSQL `statement_timeout` for every statement.
+    pub statement_timeout: Duration,
     pub migrate_on_start: bool,
+    pub redis: Option<RedisConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    pub url: Secret,
+    /// Prepended to every key and to the channel name.
+    pub key_prefix: String,
+    /// Per-call timeout; a slower Redis is treated as a miss.
+    pub timeout: Duration,
+    pub channel: String,
 }
 
 #[derive(Debug, Clone)]
@@ -170,6 +194,8 @@ pub struct IdentityHeaderNames {
 pub struct CacheConfig {
     pub max_entries: u64,
     pub ttl: Duration,
+    /// How much longer than `ttl` a cached identity may be served while the store is down.
+    pub stale_bound: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

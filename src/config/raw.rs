@@ -36,7 +36,12 @@ pub struct RawStore {
     pub database_url: Option<String>,
     pub max_connections: Option<u32>,
     pub acquire_timeout: Option<String>,
+    pub statement_timeout: Option<String>,
     pub migrate_on_start: Option<bool>,
+    pub redis_url: Option<String>,
+    pub redis_key_prefix: Option<String>,
+    pub redis_timeout: Option<String>,
+    pub redis_channel: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -105,6 +110,7 @@ pub struct RawIdentityHeaders {
 pub struct RawCache {
     pub max_entries: Option<u64>,
     pub ttl: Option<String>,
+    pub stale_bound: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

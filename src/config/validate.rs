@@ -133,14 +133,45 @@ fn store(raw: RawStore) -> Result<StoreConfig> {
     let database_url = raw
         .database_url
         .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string());
-    if sqlite_path(&database_url).is_none() {
+    let backend = if sqlite_path(&database_url).is_some() {
+        Backend::Sqlite
+    } else if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+        Backend::Postgres
+    } else {
         return Err(ConfigError::invalid(
             "store.database_url",
-            "must be a sqlite:// URL (PostgreSQL support is not in this build)",
+            "must be sqlite://PATH or postgres://USER@HOST/DB",
         ));
-    }
+    };
+    let redis = match raw.redis_url.filter(|u| !u.is_empty()) {
+        None => None,
+        Some(url) => {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://"))
+                || redis::Client::open(url.as_str()).is_err()
+            {
+                return Err(ConfigError::invalid(
+                    "store.redis_url",
+                    "must be a redis:// or rediss:// URL",
+                ));
+            }
+            let key_prefix = raw.redis_key_prefix.unwrap_or_default();
+            Some(RedisConfig {
+                url: Secret::new(url),
+                channel: raw
+                    .redis_channel
+                    .unwrap_or_else(|| format!("{key_prefix}{DEFAULT_REDIS_CHANNEL}")),
+                key_prefix,
+                timeout: duration(
+                    "store.redis_timeout",
+                    raw.redis_timeout,
+                    DEFAULT_REDIS_TIMEOUT,
+                )?,
+            })
+        }
+    };
     Ok(StoreConfig {
         database_url,
+        backend,
         max_connections: positive(
             "store.max_connections",
             raw.max_connections.unwrap_or(DEFAULT_DB_MAX_CONNECTIONS),
@@ -150,7 +181,13 @@ fn store(raw: RawStore) -> Result<StoreConfig> {
             raw.acquire_timeout,
             DEFAULT_DB_ACQUIRE_TIMEOUT,
         )?,
+        statement_timeout: duration(
+            "store.statement_timeout",
+            raw.statement_timeout,
+            DEFAULT_STATEMENT_TIMEOUT,
+        )?,
         migrate_on_start: raw.migrate_on_start.unwrap_or(true),
+        redis,
     })
 }
 
@@ -209,6 +246,17 @@ fn tokens(raw: RawTokens, store: &StoreConfig) -> Result<TokenConfig> {
         return Err(ConfigError::invalid(
             "tokens.signing_key_path",
             "HS256 uses tokens.hmac_secret, not key files",
+        ));
+    }
+    if store.backend == Backend::Postgres
+        && algorithm != Algorithm::HS256
+        && raw.signing_key_path.is_none()
+        && raw.key_dir.is_none()
+    {
+        return Err(ConfigError::invalid(
+            "tokens.signing_key_path",
+            "is required with a PostgreSQL store, so that every replica signs with the same key \
+             (create one with `portcullis keys generate`)",
         ));
     }
     let key_dir = match raw.key_dir {
@@ -376,6 +424,11 @@ fn cache(raw: RawCache) -> Result<CacheConfig> {
             raw.max_entries.unwrap_or(DEFAULT_CACHE_MAX_ENTRIES),
         )?,
         ttl: duration("cache.ttl", raw.ttl, DEFAULT_CACHE_TTL)?,
+        stale_bound: duration(
+            "cache.stale_bound",
+            raw.stale_bound,
+            DEFAULT_CACHE_STALE_BOUND,
+        )?,
     })
 }
 

@@ -82,6 +82,7 @@ fn store_reply(e: StoreError) -> ErrorReply {
         StoreError::Database(ref inner) => unavailable(inner),
         StoreError::Migrate(ref inner) => internal(inner),
         StoreError::Corrupt(ref what) => internal(what),
+        StoreError::Timeout => unavailable(&e),
     }
 }
 

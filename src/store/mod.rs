@@ -3,6 +3,8 @@
 //! makes no policy decisions beyond the atomic ones a database must make (unique emails,
 //! single-use refresh tokens).
 
+mod bounded;
+pub mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -21,6 +23,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored value is invalid: {0}")]
     Corrupt(String),
+    #[error("the database did not answer in time")]
+    Timeout,
 }
 
 #[derive(Debug, Clone)]
@@ -48,6 +52,7 @@ pub struct NewUser {
     pub organization: Option<String>,
     pub role: Role,
     pub disabled: bool,
+    pub created_at: DateTime<Utc>,
 }
 
 /// A partial update; `None` leaves a field as it is.
@@ -190,6 +195,41 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_api_key(&self, user_id: &str, key_id: &str) -> Result<bool, StoreError>;
     async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<KeyPrincipal>, StoreError>;
     async fn api_key_by_id(&self, key_id: &str) -> Result<Option<KeyPrincipal>, StoreError>;
-    async fn api_key_ids(&self, user_id: &str) -> Result<Vec<String>, StoreError>;
+    /// `(key_id, key_hash)` of every key of a user, revoked or not.
+    async fn api_keys_of_user(&self, user_id: &str) -> Result<Vec<(String, String)>, StoreError>;
     async fn touch_api_keys(&self, used: &[(String, DateTime<Utc>)]) -> Result<(), StoreError>;
+}
+
+/// Opens the configured store (SQLite or PostgreSQL, by the URL's scheme), migrating it when
+/// `migrate` is set. Every call on the returned store is bounded by a client-side timeout.
+pub async fn open(cfg: &crate::config::StoreConfig, migrate: bool) -> Result<DynStore, StoreError> {
+    use crate::config::Backend;
+    let limit = cfg.acquire_timeout + cfg.statement_timeout + std::time::Duration::from_secs(1);
+    match cfg.backend {
+        Backend::Sqlite => {
+            let store = sqlite::SqliteStore::open(
+                &cfg.database_url,
+                cfg.max_connections,
+                cfg.acquire_timeout,
+            )
+            .await?;
+            if migrate {
+                store.migrate().await?;
+            }
+            Ok(Arc::new(bounded::Bounded::new(store, limit)))
+        }
+        Backend::Postgres => {
+            let store = postgres::PostgresStore::open(
+                &cfg.database_url,
+                cfg.max_connections,
+                cfg.acquire_timeout,
+                cfg.statement_timeout,
+            )
+            .await?;
+            if migrate {
+                store.migrate().await?;
+            }
+            Ok(Arc::new(bounded::Bounded::new(store, limit)))
+        }
+    }
 }

@@ -184,7 +184,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_user(&self, new: &NewUser) -> Result<User, StoreError> {
-        let now = Utc::now();
+        let now = new.created_at;
         let result = sqlx::query(
             "INSERT INTO users (user_id, email, password_hash, full_name, organization, role, \
              disabled, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -506,9 +506,9 @@ impl Store for SqliteStore {
         self.fetch_key("k.key_id = ?", key_id).await
     }
 
-    async fn api_key_ids(&self, user_id: &str) -> Result<Vec<String>, StoreError> {
+    async fn api_keys_of_user(&self, user_id: &str) -> Result<Vec<(String, String)>, StoreError> {
         Ok(
-            sqlx::query_scalar("SELECT key_id FROM api_keys WHERE user_id = ?")
+            sqlx::query_as("SELECT key_id, key_hash FROM api_keys WHERE user_id = ?")
                 .bind(user_id)
                 .fetch_all(&self.pool)
                 .await?,

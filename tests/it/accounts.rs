@@ -477,6 +477,7 @@ async fn bcrypt_hashes_from_the_origin_log_in_and_are_upgraded() {
             organization: None,
             role: portcullis::auth::Role::Researcher,
             disabled: false,
+            created_at: chrono::Utc::now(),
         })
         .await
         .unwrap();
