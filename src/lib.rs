@@ -11,7 +11,8 @@
 //! - [`account`]: the account API (register, login, ..., admin).
 //! - [`store`]: the `Store` trait and its SQLite implementation.
 //! - [`config`], [`app`], [`admin`], [`telemetry`]: configuration, wiring, operator
-//!   endpoints, logs and metrics. [`echo`] is the demo upstream.
+//!   endpoints, logs and metrics. [`import`] reads the origin gateway's Redis records.
+//!   [`echo`] is the demo upstream.
 
 pub mod account;
 pub mod admin;
@@ -22,6 +23,7 @@ pub mod cache;
 pub mod config;
 pub mod echo;
 pub mod http;
+pub mod import;
 pub mod proxy;
 pub mod routes;
 pub mod server;

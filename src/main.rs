@@ -47,6 +47,29 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Import users and API keys from the origin gateway.
+    Import {
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportCommand {
+    /// Read `user:{id}` and `apikey:{rpa_…}` records from the origin's Redis.
+    Redis {
+        /// The origin's Redis, e.g. redis://127.0.0.1:6379/0
+        #[arg(long = "from")]
+        from: String,
+        #[arg(long, short)]
+        config: PathBuf,
+        /// A prefix the origin put before its keys (usually none).
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// Report what would be imported; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -139,6 +162,15 @@ async fn run(command: Command) -> ExitCode {
         Command::Keys {
             command: KeysCommand::Generate { algorithm, out },
         } => generate_key(&algorithm, &out),
+        Command::Import {
+            command:
+                ImportCommand::Redis {
+                    from,
+                    config,
+                    prefix,
+                    dry_run,
+                },
+        } => import_redis(&from, &config, &prefix, dry_run).await,
     }
 }
 
@@ -240,5 +272,36 @@ fn generate_key(algorithm: &str, out: &Path) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => fail("key generation failed", e),
+    }
+}
+
+async fn import_redis(from: &str, config: &Path, prefix: &str, dry_run: bool) -> ExitCode {
+    let cfg = match load_config(config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let store = match portcullis::app::open_store(&cfg, true).await {
+        Ok(s) => s,
+        Err(e) => return fail("cannot open the store", e),
+    };
+    match portcullis::import::from_redis(from, prefix, &store, dry_run).await {
+        Ok(report) => {
+            for (key, why) in &report.problems {
+                eprintln!("invalid: {key}: {why}");
+            }
+            let line = |what: &str, c: portcullis::import::Counts| {
+                println!(
+                    "{what:<9} imported {}, skipped {}, invalid {}",
+                    c.imported, c.skipped, c.invalid
+                );
+            };
+            if dry_run {
+                println!("dry run: nothing was written");
+            }
+            line("users:", report.users);
+            line("api keys:", report.api_keys);
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail("import failed", e),
     }
 }

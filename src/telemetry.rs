@@ -184,6 +184,18 @@ impl Metrics {
         self.stale_served.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub fn redis_subscribed(&self) -> bool {
+        self.redis_subscribed.load(Ordering::Relaxed) == 1
+    }
+
+    pub fn redis_resubscribes(&self) -> u64 {
+        self.redis_resubscribes.load(Ordering::Relaxed)
+    }
+
+    pub fn stale_served(&self) -> u64 {
+        self.stale_served.load(Ordering::Relaxed)
+    }
+
     pub fn redis_hits(&self) -> u64 {
         self.redis[RedisOutcome::Hit as usize].load(Ordering::Relaxed)
     }
@@ -282,28 +294,62 @@ impl Metrics {
                 ("other", &self.upstream_failures[2]),
             ],
         )?;
-        writeln!(
+        labelled(
             out,
-            "# HELP portcullis_password_hash_rejections_total Password hashing requests refused because the queue was full."
+            "portcullis_redis_lookups_total",
+            "Shared-tier (Redis) lookups.",
+            "result",
+            &[
+                ("hit", &self.redis[0]),
+                ("miss", &self.redis[1]),
+                ("error", &self.redis[2]),
+                ("timeout", &self.redis[3]),
+            ],
         )?;
-        writeln!(
+        let scalar = |out: &mut String,
+                      name: &str,
+                      kind: &str,
+                      help: &str,
+                      v: &AtomicU64|
+         -> std::fmt::Result {
+            writeln!(out, "# HELP {name} {help}")?;
+            writeln!(out, "# TYPE {name} {kind}")?;
+            writeln!(out, "{name} {}", v.load(Ordering::Relaxed))
+        };
+        scalar(
             out,
-            "# TYPE portcullis_password_hash_rejections_total counter"
+            "portcullis_redis_subscribed",
+            "gauge",
+            "Whether the Redis invalidation subscription is up.",
+            &self.redis_subscribed,
         )?;
-        writeln!(
+        scalar(
             out,
-            "portcullis_password_hash_rejections_total {}",
-            self.hash_rejections.load(Ordering::Relaxed)
+            "portcullis_redis_resubscribes_total",
+            "counter",
+            "Invalidation subscriptions re-established (each flushes the in-process cache).",
+            &self.redis_resubscribes,
         )?;
-        writeln!(
+        scalar(
             out,
-            "# HELP portcullis_connections_open Client connections currently open."
+            "portcullis_stale_identities_served_total",
+            "counter",
+            "Cached identities served past cache.ttl because the store was unreachable.",
+            &self.stale_served,
         )?;
-        writeln!(out, "# TYPE portcullis_connections_open gauge")?;
-        writeln!(
+        scalar(
             out,
-            "portcullis_connections_open {}",
-            self.connections_open.load(Ordering::Relaxed)
+            "portcullis_password_hash_rejections_total",
+            "counter",
+            "Password hashing requests refused because the queue was full.",
+            &self.hash_rejections,
+        )?;
+        scalar(
+            out,
+            "portcullis_connections_open",
+            "gauge",
+            "Client connections currently open.",
+            &self.connections_open,
         )?;
         writeln!(
             out,

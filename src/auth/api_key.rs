@@ -6,6 +6,9 @@
 use aws_lc_rs::digest::{SHA256, digest};
 
 pub const PREFIX: &str = "pc_";
+/// Keys imported from the origin gateway (`rpa_` + URL-safe base64). They carry no checksum;
+/// only their shape is checked before the lookup.
+pub const LEGACY_PREFIX: &str = "rpa_";
 const BODY_LEN: usize = 43;
 const CHECKSUM_LEN: usize = 6;
 pub const KEY_LEN: usize = PREFIX.len() + BODY_LEN + CHECKSUM_LEN;
@@ -87,8 +90,20 @@ pub fn hint(key: &str) -> String {
     format!("{start}...{end}")
 }
 
-/// True if `candidate` has the exact shape and a correct checksum.
+/// Whether a secret is an API key (rather than an access token), by its prefix.
+pub fn looks_like_key(secret: &str) -> bool {
+    secret.starts_with(PREFIX) || secret.starts_with(LEGACY_PREFIX)
+}
+
+/// True if `candidate` has the exact shape and a correct checksum (or, for an imported
+/// legacy key, the origin's shape).
 pub fn is_well_formed(candidate: &str) -> bool {
+    if let Some(body) = candidate.strip_prefix(LEGACY_PREFIX) {
+        return (16..=128).contains(&body.len())
+            && body
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    }
     let bytes = candidate.as_bytes();
     if bytes.len() != KEY_LEN || !candidate.starts_with(PREFIX) {
         return false;
@@ -143,6 +158,14 @@ mod tests {
         }
         assert!(!is_well_formed(&key[..key.len() - 1]));
         assert!(!is_well_formed(&key.replacen("pc_", "pk_", 1)));
+    }
+
+    #[test]
+    fn legacy_keys_are_checked_for_shape_only() {
+        assert!(looks_like_key("rpa_abc") && looks_like_key("pc_x") && !looks_like_key("eyJ.x.y"));
+        assert!(is_well_formed("rpa_Zm9vYmFyYmF6cXV4cXV1eC1fMTIz"));
+        assert!(!is_well_formed("rpa_short"));
+        assert!(!is_well_formed("rpa_has space in it 12345678"));
     }
 
     #[test]

@@ -68,7 +68,7 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>,
 }
 
 fn kind_of(secret: &str) -> CredentialKind {
-    if secret.starts_with(api_key::PREFIX) {
+    if api_key::looks_like_key(secret) {
         CredentialKind::ApiKey
     } else {
         CredentialKind::AccessToken

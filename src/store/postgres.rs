@@ -158,7 +158,7 @@ impl Store for PostgresStore {
     async fn create_user(&self, new: &NewUser) -> Result<User, StoreError> {
         let sql = format!(
             "INSERT INTO users AS u (user_id, email, password_hash, full_name, organization, role, \
-             disabled, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
+             disabled, created_at, updated_at) VALUES ($1, lower($2), $3, $4, $5, $6, $7, $8, $8) \
              RETURNING {USER_COLS}"
         );
         let result = sqlx::query(&sql)
@@ -180,7 +180,7 @@ impl Store for PostgresStore {
     }
 
     async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
-        self.fetch_user("u.email = $1", email).await
+        self.fetch_user("u.email = lower($1)", email).await
     }
 
     async fn user_by_id(&self, user_id: &str) -> Result<Option<User>, StoreError> {
@@ -207,7 +207,7 @@ impl Store for PostgresStore {
         patch: &UserPatch,
     ) -> Result<Option<User>, StoreError> {
         let sql = format!(
-            "UPDATE users AS u SET email = COALESCE($1, email), full_name = COALESCE($2, full_name), \
+            "UPDATE users AS u SET email = COALESCE(lower($1), email), full_name = COALESCE($2, full_name), \
              organization = CASE WHEN $3 THEN $4 ELSE organization END, \
              role = COALESCE($5, role), disabled = COALESCE($6, disabled), updated_at = NOW() \
              WHERE user_id = $7 RETURNING {USER_COLS}"

@@ -187,7 +187,7 @@ impl Store for SqliteStore {
         let now = new.created_at;
         let result = sqlx::query(
             "INSERT INTO users (user_id, email, password_hash, full_name, organization, role, \
-             disabled, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             disabled, created_at, updated_at) VALUES (?, lower(?), ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&new.user_id)
         .bind(&new.email)
@@ -238,7 +238,7 @@ impl Store for SqliteStore {
         patch: &UserPatch,
     ) -> Result<Option<User>, StoreError> {
         let result = sqlx::query(
-            "UPDATE users SET email = COALESCE(?, email), full_name = COALESCE(?, full_name), \
+            "UPDATE users SET email = COALESCE(lower(?), email), full_name = COALESCE(?, full_name), \
              organization = CASE WHEN ? THEN ? ELSE organization END, role = COALESCE(?, role), \
              disabled = COALESCE(?, disabled), updated_at = ? WHERE user_id = ?",
         )

@@ -1,12 +1,18 @@
 //! Integration tests: the real server on 127.0.0.1:0, driven over real sockets, in front of
-//! an in-process echo upstream that records what it received.
+//! an in-process echo upstream that records what it received. The production-tier tests use
+//! the real PostgreSQL and Redis (see `services.rs`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod accounts;
 mod cli;
+mod failures;
 mod harness;
+mod import;
 mod jwt;
 mod keys_admin;
 mod paths;
 mod proxy;
+mod replicas;
 mod server;
+mod services;
+mod store_contract;
