@@ -22,6 +22,15 @@ use crate::telemetry::{Metrics, RedisOutcome};
 
 /// How long a revocation may take to reach Redis before it is retried in the background.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a revocation waits for every subscribed replica to confirm it evicted.
+const ACK_WAIT: Duration = Duration::from_millis(250);
+
+/// An invalidation as published: which principals, and where to confirm.
+#[derive(Debug, Serialize, Deserialize)]
+struct Invalidation {
+    id: String,
+    principals: Vec<String>,
+}
 const RECONNECT_DELAY: Duration = Duration::from_millis(500);
 
 /// What the shared tier remembers about a session or API key.
@@ -158,9 +167,12 @@ impl RedisTier {
                 while let Some(msg) = messages.next().await {
                     match msg
                         .get_payload::<String>()
-                        .map(|p| serde_json::from_str::<Vec<String>>(&p))
+                        .map(|p| serde_json::from_str::<Invalidation>(&p))
                     {
-                        Ok(Ok(ids)) => cache.evict(&ids),
+                        Ok(Ok(inv)) => {
+                            cache.evict(&inv.principals);
+                            self.acknowledge(&inv.id).await;
+                        }
                         _ => tracing::warn!("ignored a malformed invalidation message"),
                     }
                 }
@@ -240,11 +252,62 @@ impl RedisTier {
         });
     }
 
+    fn ack_key(&self, id: &str) -> String {
+        format!("{}ack:{id}", self.prefix)
+    }
+
+    /// Tells the publisher this replica has evicted.
+    async fn acknowledge(&self, id: &str) {
+        let Some(mut conn) = self.handle() else {
+            return;
+        };
+        let key = self.ack_key(id);
+        let mut pipe = redis::pipe();
+        pipe.incr(&key, 1).ignore().expire(&key, 60).ignore();
+        let _ = tokio::time::timeout(WRITE_TIMEOUT, pipe.query_async::<()>(&mut conn)).await;
+    }
+
+    /// Waits until `expected` replicas confirmed invalidation `id`, for at most `ACK_WAIT`.
+    /// A replica that does not answer in time is logged; its cache is bounded by `cache.ttl`
+    /// and flushed when it resubscribes.
+    async fn await_acks(&self, conn: &mut ConnectionManager, id: &str, expected: i64) {
+        let key = self.ack_key(id);
+        let deadline = tokio::time::Instant::now() + ACK_WAIT;
+        loop {
+            let seen = tokio::time::timeout(
+                self.timeout.max(Duration::from_millis(50)),
+                conn.get::<_, Option<i64>>(&key),
+            )
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten()
+            .unwrap_or(0);
+            if seen >= expected {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    confirmed = seen,
+                    expected,
+                    "not every replica confirmed a revocation in time"
+                );
+                return;
+            }
+            tokio::time::sleep(Duration::from_micros(500)).await;
+        }
+    }
+
     async fn try_invalidate(&self, keys: &[String], principals: &[String]) -> bool {
         let Some(mut conn) = self.handle() else {
             return false;
         };
-        let Ok(payload) = serde_json::to_string(principals) else {
+        let id = crate::auth::api_key::random_hex(12);
+        let message = Invalidation {
+            id: id.clone(),
+            principals: principals.to_vec(),
+        };
+        let Ok(payload) = serde_json::to_string(&message) else {
             return false;
         };
         let gen_ttl = i64::try_from(self.ttl_secs * 2 + 60).unwrap_or(i64::MAX);
@@ -256,10 +319,15 @@ impl RedisTier {
             pipe.expire(&gen_key, gen_ttl).ignore();
             pipe.del(key).ignore();
         }
-        pipe.publish(&self.channel, payload).ignore();
-        matches!(
-            tokio::time::timeout(WRITE_TIMEOUT, pipe.query_async::<()>(&mut conn)).await,
-            Ok(Ok(()))
-        )
+        pipe.publish(&self.channel, payload);
+        match tokio::time::timeout(WRITE_TIMEOUT, pipe.query_async::<(i64,)>(&mut conn)).await {
+            Ok(Ok((receivers,))) => {
+                // Every subscribed replica (this one included) got the message; wait until
+                // they have applied it, so the caller's next request anywhere is refused.
+                self.await_acks(&mut conn, &id, receivers).await;
+                true
+            }
+            _ => false,
+        }
     }
 }
