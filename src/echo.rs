@@ -2,7 +2,8 @@
 //! (method, path, query, headers, body size) and records it. The quickstart runs it behind
 //! Portcullis so the injected headers can be seen; the integration tests use it to check
 //! exactly what an upstream receives. Test hooks: `x-echo-delay-ms` delays the answer,
-//! `x-echo-status` sets its status, and a WebSocket upgrade becomes a raw byte echo.
+//! `x-echo-status` sets its status, `x-echo-close` answers `Connection: close`, and a
+//! WebSocket upgrade becomes a raw byte echo.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -28,6 +29,8 @@ pub struct Recorded {
     /// Every header, in order, names lower-cased.
     pub headers: Vec<(String, String)>,
     pub body_len: usize,
+    /// The client's address: tells which connection a request came on.
+    pub peer: SocketAddr,
 }
 
 impl Recorded {
@@ -49,6 +52,7 @@ impl Recorded {
 pub struct Echo {
     pub addr: SocketAddr,
     received: Arc<Mutex<Vec<Recorded>>>,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Echo {
@@ -58,13 +62,16 @@ impl Echo {
         let echo = Echo {
             addr: listener.local_addr()?,
             received: Arc::default(),
+            accepted: Arc::default(),
         };
         let received = echo.received.clone();
+        let accepted = echo.accepted.clone();
         tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
+            while let Ok((stream, peer)) = listener.accept().await {
+                accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let received = received.clone();
                 tokio::spawn(async move {
-                    let service = service_fn(move |req| answer(received.clone(), req));
+                    let service = service_fn(move |req| answer(received.clone(), peer, req));
                     let _ = auto::Builder::new(TokioExecutor::new())
                         .serve_connection_with_upgrades(TokioIo::new(stream), service)
                         .await;
@@ -76,6 +83,11 @@ impl Echo {
 
     pub fn requests(&self) -> Vec<Recorded> {
         self.received.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn last(&self) -> Option<Recorded> {
@@ -95,8 +107,10 @@ fn header_str<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
 
 async fn answer(
     received: Arc<Mutex<Vec<Recorded>>>,
+    peer: SocketAddr,
     mut req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    let close = req.headers().contains_key("x-echo-close");
     let delay = header_str(&req, "x-echo-delay-ms").and_then(|v| v.parse::<u64>().ok());
     let status = header_str(&req, "x-echo-status")
         .and_then(|v| v.parse::<u16>().ok())
@@ -130,6 +144,7 @@ async fn answer(
         target,
         headers,
         body_len,
+        peer,
     };
     if let Ok(mut r) = received.lock() {
         r.push(record.clone());
@@ -161,6 +176,10 @@ async fn answer(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    if close {
+        resp.headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
     Ok(resp)
 }
 

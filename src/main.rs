@@ -9,6 +9,9 @@ use clap::{Parser, Subcommand};
 use portcullis::auth::Role;
 use portcullis::{App, Config};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// sysexits.h EX_USAGE: the configuration (or command line) is wrong.
 const EXIT_CONFIG: u8 = 64;
 
@@ -46,6 +49,16 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Measure argon2id hashes per second at the configured parameters (for sizing).
+    HashRate {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Threads to hash on; default: the available CPUs.
+        #[arg(long)]
+        threads: Option<usize>,
     },
     /// Import users and API keys from the origin gateway.
     Import {
@@ -111,21 +124,74 @@ fn fail(context: &str, e: impl std::fmt::Display) -> ExitCode {
     ExitCode::FAILURE
 }
 
+fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    if workers == 1 {
+        // One core: the single-threaded scheduler avoids cross-thread wake-ups entirely.
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        if workers > 1 {
+            b.worker_threads(workers);
+        }
+        b.enable_all().build()
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => return fail("cannot start the runtime", e),
+    match cli.command {
+        Command::Serve { config } => {
+            let cfg = match load_config(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match runtime(cfg.server.worker_threads) {
+                Ok(rt) => rt.block_on(serve(cfg)),
+                Err(e) => fail("cannot start the runtime", e),
+            }
+        }
+        Command::HashRate {
+            config,
+            seconds,
+            threads,
+        } => hash_rate(&config, seconds, threads),
+        command => match runtime(0) {
+            Ok(rt) => rt.block_on(run(command)),
+            Err(e) => fail("cannot start the runtime", e),
+        },
+    }
+}
+
+fn hash_rate(config: &Path, seconds: u64, threads: Option<usize>) -> ExitCode {
+    let cfg = match load_config(config) {
+        Ok(c) => c,
+        Err(code) => return code,
     };
-    runtime.block_on(run(cli.command))
+    let threads =
+        threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let h = &cfg.hashing;
+    match portcullis::auth::password::measure_rate(
+        h,
+        threads,
+        std::time::Duration::from_secs(seconds),
+    ) {
+        Ok(rate) => {
+            println!(
+                "{rate:.1} hashes/s (argon2id m={} KiB, t={}, p={}; {threads} threads)",
+                h.memory_kib, h.iterations, h.parallelism
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail("hashing failed", e),
+    }
 }
 
 async fn run(command: Command) -> ExitCode {
     match command {
-        Command::Serve { config } => serve(&config).await,
+        // Handled in `main`, before a runtime exists.
+        Command::Serve { .. } | Command::HashRate { .. } => ExitCode::from(EXIT_CONFIG),
         Command::CheckConfig { file } => match load_config(&file) {
             Ok(cfg) => {
                 println!("{}: ok ({} routes)", file.display(), cfg.routes.len());
@@ -174,11 +240,7 @@ async fn run(command: Command) -> ExitCode {
     }
 }
 
-async fn serve(path: &Path) -> ExitCode {
-    let cfg = match load_config(path) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+async fn serve(cfg: Config) -> ExitCode {
     portcullis::telemetry::init_logging(&cfg.log);
     let listener = match tokio::net::TcpListener::bind(cfg.server.listen).await {
         Ok(l) => l,

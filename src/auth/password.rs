@@ -1,14 +1,16 @@
 //! Password hashing: argon2id for new hashes, bcrypt accepted for hashes imported from the
-//! origin gateway. All hashing runs on the blocking pool behind a semaphore and a bounded
-//! queue, so a login storm is refused with 503 instead of starving the proxy.
+//! origin gateway. Hashing runs on a dedicated pool of `max_concurrent` threads behind a
+//! bounded queue, so a login storm is refused with 503 instead of starving the proxy. With
+//! `low_priority` (the default) the pool's threads are scheduled `SCHED_IDLE`: they use only
+//! CPU time that proxying leaves free.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
-use tokio::sync::Semaphore;
 
 use crate::config::HashingConfig;
 use crate::telemetry::{Metrics, Secret};
@@ -29,9 +31,58 @@ pub struct Verified {
     pub needs_rehash: bool,
 }
 
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The hashing threads. Jobs wait in the channel; `PasswordHasher` bounds how many.
+struct Pool {
+    jobs: Mutex<mpsc::Sender<Job>>,
+}
+
+fn lower_priority() {
+    use thread_priority::{
+        NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
+        set_thread_priority_and_policy, thread_native_id,
+    };
+    let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+    if let Err(e) = set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, idle) {
+        tracing::warn!(error = ?e, "could not lower the password-hashing threads' priority");
+    }
+}
+
+impl Pool {
+    fn new(threads: usize, low_priority: bool) -> Result<Pool, HashError> {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..threads {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("portcullis-hash-{i}"))
+                .spawn(move || {
+                    if low_priority {
+                        lower_priority();
+                    }
+                    loop {
+                        let job = match rx.lock() {
+                            Ok(guard) => guard.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                })
+                .map_err(|e| HashError::Internal(e.to_string()))?;
+        }
+        Ok(Pool {
+            jobs: Mutex::new(tx),
+        })
+    }
+}
+
 pub struct PasswordHasher {
     params: Params,
-    permits: Arc<Semaphore>,
+    pool: Pool,
     in_flight: AtomicUsize,
     limit: usize,
     /// Verified against when the email is unknown, so both paths cost the same.
@@ -95,7 +146,7 @@ impl PasswordHasher {
         let dummy_hash = hash_now(&params, &crate::auth::api_key::random_hex(16))?;
         Ok(PasswordHasher {
             params,
-            permits: Arc::new(Semaphore::new(cfg.max_concurrent)),
+            pool: Pool::new(cfg.max_concurrent, cfg.low_priority)?,
             in_flight: AtomicUsize::new(0),
             limit: cfg.max_concurrent + cfg.max_queued,
             dummy_hash,
@@ -103,8 +154,7 @@ impl PasswordHasher {
         })
     }
 
-    /// Runs `work` on the blocking pool once a permit is free, or refuses at once when the
-    /// queue is full.
+    /// Runs `work` on the hashing pool, or refuses at once when the queue is full.
     async fn run<T, F>(&self, work: F) -> Result<T, HashError>
     where
         F: FnOnce(&Params) -> T + Send + 'static,
@@ -116,15 +166,19 @@ impl PasswordHasher {
             return Err(HashError::Busy);
         }
         let _slot = InFlight(&self.in_flight);
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|e| HashError::Internal(e.to_string()))?;
         let params = self.params.clone();
-        tokio::task::spawn_blocking(move || work(&params))
-            .await
-            .map_err(|e| HashError::Internal(e.to_string()))
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = tx.send(work(&params));
+        });
+        self.pool
+            .jobs
+            .lock()
+            .map_err(|_| HashError::Internal("hashing pool poisoned".into()))?
+            .send(job)
+            .map_err(|_| HashError::Internal("hashing pool stopped".into()))?;
+        rx.await
+            .map_err(|_| HashError::Internal("hashing job dropped".into()))
     }
 
     pub async fn hash(&self, password: &Secret) -> Result<String, HashError> {
@@ -157,6 +211,34 @@ impl PasswordHasher {
     }
 }
 
+/// `portcullis hash-rate`: argon2id hashes per second at `cfg`'s parameters, on `threads`
+/// threads at normal priority, over `duration`.
+pub fn measure_rate(
+    cfg: &HashingConfig,
+    threads: usize,
+    duration: Duration,
+) -> Result<f64, HashError> {
+    let params = Params::new(cfg.memory_kib, cfg.iterations, cfg.parallelism, None)
+        .map_err(|e| HashError::Internal(e.to_string()))?;
+    let started = Instant::now();
+    let handles: Vec<_> = (0..threads.max(1))
+        .map(|_| {
+            let params = params.clone();
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while started.elapsed() < duration {
+                    if hash_now(&params, "benchmark password").is_ok() {
+                        n += 1;
+                    }
+                }
+                n
+            })
+        })
+        .collect();
+    let total: u64 = handles.into_iter().map(|h| h.join().unwrap_or(0)).sum();
+    Ok(total as f64 / started.elapsed().as_secs_f64())
+}
+
 struct InFlight<'a>(&'a AtomicUsize);
 
 impl Drop for InFlight<'_> {
@@ -176,6 +258,7 @@ mod tests {
             parallelism: 1,
             max_concurrent,
             max_queued,
+            low_priority: false,
         };
         PasswordHasher::new(&cfg, Arc::new(Metrics::new(vec![]))).unwrap()
     }
@@ -241,6 +324,7 @@ mod tests {
             parallelism: 1,
             max_concurrent: 1,
             max_queued: 1,
+            low_priority: false,
         };
         let strong = PasswordHasher::new(&cfg, Arc::new(Metrics::new(vec![]))).unwrap();
         let v = strong
@@ -266,8 +350,16 @@ mod tests {
     #[tokio::test]
     async fn full_queue_is_refused() {
         let h = Arc::new(hasher(1, 0));
-        // Hold the only permit so the next call has to queue, and the queue holds nothing.
-        let permit = h.permits.clone().acquire_owned().await.unwrap();
+        // Occupy the only thread so the next call has to queue, and the queue holds nothing.
+        let (release, blocked) = std::sync::mpsc::channel::<()>();
+        h.pool
+            .jobs
+            .lock()
+            .unwrap()
+            .send(Box::new(move || {
+                let _ = blocked.recv();
+            }))
+            .unwrap();
         let waiting = {
             let h = h.clone();
             tokio::spawn(async move { h.hash(&secret("first-one")).await })
@@ -279,7 +371,26 @@ mod tests {
             h.hash(&secret("second")).await,
             Err(HashError::Busy)
         ));
-        drop(permit);
+        assert!(
+            h.metrics
+                .render()
+                .contains("portcullis_password_hash_rejections_total 1")
+        );
+        release.send(()).unwrap();
         assert!(waiting.await.unwrap().is_ok());
+    }
+
+    #[test]
+    fn hash_rate_is_measured() {
+        let cfg = HashingConfig {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+            max_concurrent: 1,
+            max_queued: 1,
+            low_priority: false,
+        };
+        let rate = measure_rate(&cfg, 1, Duration::from_millis(200)).unwrap();
+        assert!(rate > 1.0, "{rate}");
     }
 }

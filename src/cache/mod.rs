@@ -51,6 +51,8 @@ pub struct IdentityCache {
     principals: Cache<String, CachedPrincipal>,
     /// Entries younger than this are served without asking anyone.
     fresh_for: Duration,
+    /// `cache.max_entries = 0`: every request goes to Redis or the store (for measuring them).
+    enabled: bool,
     /// Bumped by every eviction; a loader that saw it change discards what it loaded, so a
     /// store read that raced a revocation cannot leave a stale entry behind.
     epoch: AtomicU64,
@@ -69,6 +71,7 @@ impl IdentityCache {
                 .time_to_live(cfg.ttl + cfg.stale_bound)
                 .build(),
             fresh_for: cfg.ttl,
+            enabled: cfg.max_entries > 0,
             epoch: AtomicU64::new(0),
         }
     }
@@ -78,15 +81,17 @@ impl IdentityCache {
     }
 
     pub fn credential(&self, hash: &[u8; 32]) -> Option<Arc<CredentialEntry>> {
-        self.credentials.get(hash)
+        self.enabled.then(|| self.credentials.get(hash)).flatten()
     }
 
     pub fn put_credential(&self, hash: [u8; 32], entry: Arc<CredentialEntry>) {
-        self.credentials.insert(hash, entry);
+        if self.enabled {
+            self.credentials.insert(hash, entry);
+        }
     }
 
     pub fn principal(&self, id: &str) -> Option<CachedPrincipal> {
-        self.principals.get(id)
+        self.enabled.then(|| self.principals.get(id)).flatten()
     }
 
     /// Read before loading a principal from the store; pass to `put_principal`.
@@ -95,6 +100,9 @@ impl IdentityCache {
     }
 
     pub fn put_principal(&self, id: String, principal: Principal, loaded_at_epoch: u64) {
+        if !self.enabled {
+            return;
+        }
         let cached = CachedPrincipal {
             principal,
             loaded_at: Instant::now(),

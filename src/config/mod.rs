@@ -92,6 +92,8 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
+    /// Runtime worker threads; 1 selects tokio's single-threaded scheduler.
+    pub worker_threads: usize,
     pub admin_listen: Option<SocketAddr>,
     pub max_connections: usize,
     pub header_read_timeout: Duration,
@@ -166,6 +168,8 @@ pub struct HashingConfig {
     pub parallelism: u32,
     pub max_concurrent: usize,
     pub max_queued: usize,
+    /// Run the hashing threads `SCHED_IDLE`.
+    pub low_priority: bool,
 }
 
 #[derive(Debug, Clone)]

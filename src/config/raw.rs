@@ -23,6 +23,7 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct RawServer {
     pub listen: Option<String>,
+    pub worker_threads: Option<usize>,
     pub admin_listen: Option<String>,
     pub max_connections: Option<usize>,
     pub header_read_timeout: Option<String>,
@@ -80,6 +81,7 @@ pub struct RawPasswordHashing {
     pub parallelism: Option<u32>,
     pub max_concurrent: Option<usize>,
     pub max_queued: Option<usize>,
+    pub low_priority: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

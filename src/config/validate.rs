@@ -108,8 +108,10 @@ fn server(raw: RawServer) -> Result<ServerConfig> {
                 })
         })
         .collect::<Result<Vec<_>>>()?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     Ok(ServerConfig {
         listen,
+        worker_threads: positive("server.worker_threads", raw.worker_threads.unwrap_or(cores))?,
         admin_listen,
         max_connections: positive(
             "server.max_connections",
@@ -367,6 +369,7 @@ fn hashing(raw: RawPasswordHashing) -> Result<HashingConfig> {
             raw.max_concurrent.unwrap_or(cores),
         )?,
         max_queued: raw.max_queued.unwrap_or(DEFAULT_HASH_QUEUE),
+        low_priority: raw.low_priority.unwrap_or(true),
     })
 }
 
@@ -419,10 +422,7 @@ fn identity_headers(raw: RawIdentityHeaders) -> Result<IdentityHeaderNames> {
 
 fn cache(raw: RawCache) -> Result<CacheConfig> {
     Ok(CacheConfig {
-        max_entries: positive(
-            "cache.max_entries",
-            raw.max_entries.unwrap_or(DEFAULT_CACHE_MAX_ENTRIES),
-        )?,
+        max_entries: raw.max_entries.unwrap_or(DEFAULT_CACHE_MAX_ENTRIES),
         ttl: duration("cache.ttl", raw.ttl, DEFAULT_CACHE_TTL)?,
         stale_bound: duration(
             "cache.stale_bound",

@@ -15,7 +15,7 @@ pin_project! {
     #[project = BodyProj]
     pub enum Body {
         Full { #[pin] inner: Full<Bytes> },
-        Incoming { #[pin] inner: hyper::body::Incoming },
+        Upstream { #[pin] inner: crate::proxy::UpstreamBody },
         Axum { #[pin] inner: axum::body::Body },
     }
 }
@@ -32,9 +32,9 @@ impl Body {
     }
 }
 
-impl From<hyper::body::Incoming> for Body {
-    fn from(inner: hyper::body::Incoming) -> Body {
-        Body::Incoming { inner }
+impl From<crate::proxy::UpstreamBody> for Body {
+    fn from(inner: crate::proxy::UpstreamBody) -> Body {
+        Body::Upstream { inner }
     }
 }
 
@@ -56,7 +56,7 @@ impl http_body::Body for Body {
             BodyProj::Full { inner } => inner
                 .poll_frame(cx)
                 .map(|f| f.map(|r| r.map_err(|never| match never {}))),
-            BodyProj::Incoming { inner } => inner
+            BodyProj::Upstream { inner } => inner
                 .poll_frame(cx)
                 .map(|f| f.map(|r| r.map_err(Into::into))),
             BodyProj::Axum { inner } => inner
@@ -68,7 +68,7 @@ impl http_body::Body for Body {
     fn is_end_stream(&self) -> bool {
         match self {
             Body::Full { inner } => inner.is_end_stream(),
-            Body::Incoming { inner } => inner.is_end_stream(),
+            Body::Upstream { inner } => inner.is_end_stream(),
             Body::Axum { inner } => inner.is_end_stream(),
         }
     }
@@ -76,7 +76,7 @@ impl http_body::Body for Body {
     fn size_hint(&self) -> SizeHint {
         match self {
             Body::Full { inner } => inner.size_hint(),
-            Body::Incoming { inner } => inner.size_hint(),
+            Body::Upstream { inner } => inner.size_hint(),
             Body::Axum { inner } => inner.size_hint(),
         }
     }

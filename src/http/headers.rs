@@ -19,17 +19,35 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authorization",
-    "proxy-authenticate",
-];
+/// Hop-by-hop headers (RFC 9110 §7.6.1 and the usual non-standard ones). `Upgrade` is kept
+/// for an allowed WebSocket upgrade.
+fn is_hop_by_hop(name: &HeaderName, upgrade: bool) -> bool {
+    use http::header::{PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING};
+    *name == CONNECTION
+        || *name == TE
+        || *name == TRAILER
+        || *name == TRANSFER_ENCODING
+        || *name == PROXY_AUTHORIZATION
+        || *name == PROXY_AUTHENTICATE
+        || (*name == UPGRADE && !upgrade)
+        || name.as_str() == "keep-alive"
+        || name.as_str() == "proxy-connection"
+}
+
+/// The headers a `Connection` header names (except `upgrade` when upgrading).
+fn connection_named(headers: &HeaderMap, upgrade: bool, into: &mut Vec<HeaderName>) {
+    for value in headers.get_all(CONNECTION) {
+        let Ok(text) = value.to_str() else { continue };
+        for token in text.split(',').map(str::trim) {
+            if token.is_empty() || (upgrade && token.eq_ignore_ascii_case("upgrade")) {
+                continue;
+            }
+            if let Ok(name) = HeaderName::from_bytes(token.to_ascii_lowercase().as_bytes()) {
+                into.push(name);
+            }
+        }
+    }
+}
 
 /// Forwarding headers that Portcullis sets itself and a client must not smuggle in.
 const FORWARDING: [&str; 6] = [
@@ -131,14 +149,26 @@ impl HeaderPolicy {
             .flatten();
         let host = headers.get(HOST).cloned();
 
-        strip_hop_by_hop(headers, ctx.upgrade);
-        remove_matching(headers, |name| self.is_protected(name));
-        if !ctx.forward_credentials {
-            remove_matching(headers, |name| {
-                CREDENTIAL_HEADERS
+        // One pass over the names: hop-by-hop, protected (any spelling), credentials.
+        // `Vec::new` does not allocate; the common request has nothing to remove.
+        let mut doomed: Vec<HeaderName> = Vec::new();
+        connection_named(headers, ctx.upgrade, &mut doomed);
+        for name in headers.keys() {
+            let credential = !ctx.forward_credentials
+                && CREDENTIAL_HEADERS
                     .iter()
-                    .any(|c| same_folded(name.as_str().as_bytes(), c.as_bytes()))
-            });
+                    .any(|c| same_folded(name.as_str().as_bytes(), c.as_bytes()));
+            if credential || is_hop_by_hop(name, ctx.upgrade) || self.is_protected(name) {
+                doomed.push(name.clone());
+            }
+        }
+        for name in doomed {
+            headers.remove(name);
+        }
+        if ctx.upgrade {
+            headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        }
+        if !ctx.forward_credentials {
             strip_credential_cookies(headers);
         }
 
@@ -200,19 +230,6 @@ fn append_hop(prior: &HeaderValue, hop: &HeaderValue) -> HeaderValue {
     HeaderValue::from_bytes(&all).unwrap_or_else(|_| hop.clone())
 }
 
-fn remove_matching(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
-    // Vec::new does not allocate; the common case finds nothing.
-    let mut found: Vec<HeaderName> = Vec::new();
-    for name in headers.keys() {
-        if doomed(name) {
-            found.push(name.clone());
-        }
-    }
-    for name in found {
-        headers.remove(name);
-    }
-}
-
 /// Whether the request asks to switch protocols (WebSocket).
 pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
     headers.contains_key(UPGRADE)
@@ -227,25 +244,15 @@ pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
 /// Removes hop-by-hop headers and every header `Connection` names. With `upgrade`, keeps
 /// `Upgrade` and sets `Connection: upgrade`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    let mut named: Vec<HeaderName> = Vec::new();
-    for value in headers.get_all(CONNECTION) {
-        let Ok(text) = value.to_str() else { continue };
-        for token in text.split(',').map(str::trim) {
-            if upgrade && token.eq_ignore_ascii_case("upgrade") {
-                continue;
-            }
-            if let Ok(name) = HeaderName::from_bytes(token.to_ascii_lowercase().as_bytes()) {
-                named.push(name);
-            }
-        }
-    }
-    for name in named {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
-        if upgrade && name == "upgrade" {
-            continue;
-        }
+    let mut doomed: Vec<HeaderName> = Vec::new();
+    connection_named(headers, upgrade, &mut doomed);
+    doomed.extend(
+        headers
+            .keys()
+            .filter(|n| is_hop_by_hop(n, upgrade))
+            .cloned(),
+    );
+    for name in doomed {
         headers.remove(name);
     }
     if upgrade {
@@ -272,6 +279,27 @@ fn strip_credential_cookies(headers: &mut HeaderMap) {
     }
 }
 
+/// A new request id: 64 random bits fixed per process, then a counter; 32 hex digits.
+fn new_request_id() -> HeaderValue {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PROCESS: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let process = *PROCESS.get_or_init(|| {
+        let hex = crate::auth::api_key::random_hex(8);
+        u64::from_str_radix(&hex, 16).unwrap_or(0)
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 32];
+    for (i, slot) in buf.iter_mut().enumerate() {
+        let word = if i < 16 { process } else { n };
+        let shift = 60 - 4 * (i % 16);
+        *slot = HEX[((word >> shift) & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
 /// The client's `X-Request-Id` if it is well-formed, else a new one.
 pub fn request_id(headers: &HeaderMap) -> HeaderValue {
     if let Some(v) = headers.get(&X_REQUEST_ID) {
@@ -284,8 +312,7 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
             return v.clone();
         }
     }
-    HeaderValue::from_str(&crate::auth::api_key::random_hex(16))
-        .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+    new_request_id()
 }
 
 /// The client address for records (sessions): the peer, or for a trusted proxy the

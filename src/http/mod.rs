@@ -86,7 +86,11 @@ async fn route_request(
     }
     if under_prefix(&normalized, &state.mount) {
         let rest = normalized[state.mount.len()..].to_owned();
-        return (RouteSlot::Account, account(state, conn, req, &rest).await);
+        // Boxed: the account API's future is large and rare; the proxy path stays small.
+        return (
+            RouteSlot::Account,
+            Box::pin(account(state, conn, req, &rest)).await,
+        );
     }
     let host = req
         .headers()
@@ -119,8 +123,8 @@ async fn route_request(
             return (slot, Err(ProxyError::Forbidden));
         }
     }
-    let uri = match crate::proxy::upstream_uri(
-        &route.upstream,
+    let uri = match crate::proxy::upstream_target(
+        &route.upstream.base_path,
         forwarded_path(route, &normalized),
         req.uri().query(),
     ) {
@@ -129,6 +133,15 @@ async fn route_request(
     };
     drop(normalized);
     let (mut parts, body) = req.into_parts();
+    if !parts.headers.contains_key(HOST)
+        && let Some(v) = parts
+            .uri
+            .authority()
+            .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
+    {
+        // HTTP/2 carries the host in :authority; HTTP/1.1 upstreams need a Host header.
+        parts.headers.insert(HOST, v);
+    }
     let upgrade = route.websocket && headers::is_upgrade_request(&parts.headers);
     state.header_policy.prepare_request(
         &mut parts.headers,

@@ -323,3 +323,27 @@ async fn jwks_is_published() {
     assert_eq!(v["keys"][0]["alg"], "EdDSA");
     assert!(v["keys"][0].get("d").is_none());
 }
+
+#[tokio::test]
+async fn upstream_connections_are_reused_and_closed_ones_replaced() {
+    let srv = TestServer::start().await;
+    for _ in 0..3 {
+        assert_eq!(srv.get("/public/a").send().await.status, 200);
+    }
+    assert_eq!(srv.echo.connections(), 1, "one pooled connection");
+    // The upstream closes the connection after answering; the next request gets a new one.
+    let r = srv
+        .get("/public/b")
+        .header("x-echo-close", "1")
+        .send()
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.header("connection").is_none(),
+        "hop-by-hop response header removed"
+    );
+    for _ in 0..2 {
+        assert_eq!(srv.get("/public/c").send().await.status, 200);
+    }
+    assert_eq!(srv.echo.connections(), 2);
+}

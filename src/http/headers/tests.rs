@@ -183,6 +183,13 @@ fn request_ids() {
     let generated = request_id(&bad);
     assert_ne!(generated, "has space");
     assert_eq!(generated.len(), 32);
+    let next = request_id(&bad);
+    assert_ne!(generated, next, "ids are unique");
+    assert_eq!(
+        generated.as_bytes()[..16],
+        next.as_bytes()[..16],
+        "same process prefix"
+    );
     let long = "a".repeat(129);
     assert_ne!(request_id(&map(&[("x-request-id", &long)])), long.as_str());
 }
