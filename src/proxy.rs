@@ -127,7 +127,8 @@ impl Upstream {
                 return Ok(conn);
             }
         }
-        self.connect().await
+        // Boxed: connecting is rare, and its future would otherwise enlarge every request's.
+        Box::pin(self.connect()).await
     }
 }
 

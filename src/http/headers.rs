@@ -42,7 +42,10 @@ fn connection_named(headers: &HeaderMap, upgrade: bool, into: &mut Vec<HeaderNam
             if token.is_empty() || (upgrade && token.eq_ignore_ascii_case("upgrade")) {
                 continue;
             }
-            if let Ok(name) = HeaderName::from_bytes(token.to_ascii_lowercase().as_bytes()) {
+            // `from_bytes` lower-cases; nothing to remove unless the header is present.
+            if let Ok(name) = HeaderName::from_bytes(token.as_bytes())
+                && headers.contains_key(&name)
+            {
                 into.push(name);
             }
         }
