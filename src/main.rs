@@ -9,9 +9,6 @@ use clap::{Parser, Subcommand};
 use portcullis::auth::Role;
 use portcullis::{App, Config};
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// sysexits.h EX_USAGE: the configuration (or command line) is wrong.
 const EXIT_CONFIG: u8 = 64;
 

@@ -139,29 +139,31 @@ pub async fn update(
     Path(user_id): Path<String>,
     JsonBody(body): JsonBody<UpdateBody>,
 ) -> Result<Json<UserOut>> {
-    let patch = UserPatch {
-        email: body
-            .email
-            .as_deref()
-            .map(validate::email)
-            .transpose()
-            .map_err(AccountError::Validation)?,
-        full_name: body
-            .full_name
-            .as_deref()
-            .map(|n| validate::text("full_name", n, 100))
-            .transpose()
-            .map_err(AccountError::Validation)?,
-        organization: body
-            .organization
-            .as_deref()
-            .map(|o| validate::optional_text("organization", Some(o), 100))
-            .transpose()
-            .map_err(AccountError::Validation)?,
-        role: body.role,
-        disabled: body.disabled,
-    };
+    let mut patch =
+        validate::profile_patch(body.full_name.as_deref(), body.organization.as_deref())
+            .map_err(AccountError::Validation)?;
+    patch.email = body
+        .email
+        .as_deref()
+        .map(validate::email)
+        .transpose()
+        .map_err(AccountError::Validation)?;
+    patch.role = body.role;
+    patch.disabled = body.disabled;
     Ok(Json(apply(&ctx, &admin, &user_id, patch).await?.into()))
+}
+
+async fn set_disabled(
+    ctx: &AccountCtx,
+    admin: &AdminCaller,
+    user_id: &str,
+    disabled: bool,
+) -> Result<()> {
+    let patch = UserPatch {
+        disabled: Some(disabled),
+        ..UserPatch::default()
+    };
+    apply(ctx, admin, user_id, patch).await.map(drop)
 }
 
 pub async fn disable(
@@ -169,11 +171,7 @@ pub async fn disable(
     admin: AdminCaller,
     Path(user_id): Path<String>,
 ) -> Result<Json<Message>> {
-    let patch = UserPatch {
-        disabled: Some(true),
-        ..UserPatch::default()
-    };
-    apply(&ctx, &admin, &user_id, patch).await?;
+    set_disabled(&ctx, &admin, &user_id, true).await?;
     Ok(message("User disabled"))
 }
 
@@ -182,11 +180,7 @@ pub async fn enable(
     admin: AdminCaller,
     Path(user_id): Path<String>,
 ) -> Result<Json<Message>> {
-    let patch = UserPatch {
-        disabled: Some(false),
-        ..UserPatch::default()
-    };
-    apply(&ctx, &admin, &user_id, patch).await?;
+    set_disabled(&ctx, &admin, &user_id, false).await?;
     Ok(message("User enabled"))
 }
 

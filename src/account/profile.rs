@@ -8,7 +8,6 @@ use serde::Deserialize;
 
 use super::extract::{Caller, JsonBody};
 use super::{AccountCtx, AccountError, Message, Result, UserOut, message, validate};
-use crate::store::UserPatch;
 use crate::telemetry::Secret;
 
 async fn current_user(ctx: &AccountCtx, caller: &Caller) -> Result<crate::store::User> {
@@ -33,21 +32,8 @@ pub async fn update_me(
     caller: Caller,
     JsonBody(body): JsonBody<UpdateMeBody>,
 ) -> Result<Json<UserOut>> {
-    let patch = UserPatch {
-        full_name: body
-            .full_name
-            .as_deref()
-            .map(|n| validate::text("full_name", n, 100))
-            .transpose()
-            .map_err(AccountError::Validation)?,
-        organization: body
-            .organization
-            .as_deref()
-            .map(|o| validate::optional_text("organization", Some(o), 100))
-            .transpose()
-            .map_err(AccountError::Validation)?,
-        ..UserPatch::default()
-    };
+    let patch = validate::profile_patch(body.full_name.as_deref(), body.organization.as_deref())
+        .map_err(AccountError::Validation)?;
     let user = ctx
         .store
         .update_user(&caller.identity.user_id, &patch)

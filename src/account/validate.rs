@@ -2,6 +2,7 @@
 //! default), names. Each returns the value to store or a message for a 422.
 
 use crate::config::PasswordPolicy;
+use crate::store::UserPatch;
 
 pub type Invalid = String;
 
@@ -88,6 +89,21 @@ pub fn optional_text(
         None | Some("") => Ok(None),
         Some(v) => text(field, v, max).map(Some),
     }
+}
+
+/// A patch of the profile fields (`full_name`, `organization`); an empty organization
+/// clears it.
+pub fn profile_patch(
+    full_name: Option<&str>,
+    organization: Option<&str>,
+) -> Result<UserPatch, Invalid> {
+    Ok(UserPatch {
+        full_name: full_name.map(|n| text("full_name", n, 100)).transpose()?,
+        organization: organization
+            .map(|o| optional_text("organization", Some(o), 100))
+            .transpose()?,
+        ..UserPatch::default()
+    })
 }
 
 #[cfg(test)]

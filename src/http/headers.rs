@@ -265,13 +265,25 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
 
 /// Drops the `access_token` and `refresh_token` cookies, keeping the rest.
 fn strip_credential_cookies(headers: &mut HeaderMap) {
-    let has_credential = crate::auth::credentials::cookies(headers)
-        .any(|(n, _)| n == ACCESS_COOKIE || n == REFRESH_COOKIE);
-    if !has_credential {
+    let is_credential = |n: &str| n == ACCESS_COOKIE || n == REFRESH_COOKIE;
+    let (mut credentials, mut others) = (0, 0);
+    for (n, _) in crate::auth::credentials::cookies(headers) {
+        if is_credential(n) {
+            credentials += 1;
+        } else {
+            others += 1;
+        }
+    }
+    if credentials == 0 {
+        return;
+    }
+    if others == 0 {
+        // Only credentials (the usual API client): nothing to rebuild.
+        headers.remove(COOKIE);
         return;
     }
     let kept: Vec<String> = crate::auth::credentials::cookies(headers)
-        .filter(|(n, _)| *n != ACCESS_COOKIE && *n != REFRESH_COOKIE)
+        .filter(|(n, _)| !is_credential(n))
         .map(|(n, v)| format!("{n}={v}"))
         .collect();
     headers.remove(COOKIE);
