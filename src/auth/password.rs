@@ -8,9 +8,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
+use std::cell::RefCell;
+
 use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 
 use crate::config::HashingConfig;
 use crate::telemetry::{Metrics, Secret};
@@ -90,40 +92,126 @@ pub struct PasswordHasher {
     metrics: Arc<Metrics>,
 }
 
-fn argon2(params: &Params) -> Argon2<'static> {
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+thread_local! {
+    /// Argon2 working memory, kept by each hashing thread so that a hash does not fault in
+    /// `m` KiB of fresh pages every time.
+    static BLOCKS: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Argon2 of `password` with `salt` into `out`, in this thread's reusable memory (or a
+/// one-off allocation for parameters far above the configured ones).
+fn argon2_into(
+    algorithm: Algorithm,
+    version: Version,
+    params: &Params,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+    keep_up_to: usize,
+) -> Result<(), argon2::Error> {
+    let argon = Argon2::new(algorithm, version, params.clone());
+    let need = params.block_count();
+    if need > keep_up_to {
+        let mut once = vec![Block::default(); need];
+        return argon.hash_password_into_with_memory(password, salt, out, &mut once[..]);
+    }
+    BLOCKS.with(|blocks| {
+        let mut blocks = blocks.borrow_mut();
+        if blocks.len() < need {
+            blocks.resize(need, Block::default());
+        }
+        argon.hash_password_into_with_memory(password, salt, out, &mut blocks[..need])
+    })
+}
+
+/// A PHC string for argon2id with `params`, `salt` and `hash`.
+fn phc(params: &Params, salt: &SaltString, hash: &[u8]) -> Result<String, HashError> {
+    let internal = |e: argon2::password_hash::Error| HashError::Internal(e.to_string());
+    Ok(PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params).map_err(internal)?,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(hash).map_err(internal)?),
+    }
+    .to_string())
 }
 
 fn hash_now(params: &Params, password: &str) -> Result<String, HashError> {
     let salt = SaltString::generate(&mut OsRng);
-    argon2(params)
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| HashError::Internal(e.to_string()))
+    let mut salt_bytes = [0u8; 64];
+    let raw_salt = salt
+        .decode_b64(&mut salt_bytes)
+        .map_err(|e| HashError::Internal(e.to_string()))?;
+    let mut out = [0u8; 32];
+    argon2_into(
+        Algorithm::Argon2id,
+        Version::V0x13,
+        params,
+        password.as_bytes(),
+        raw_salt,
+        &mut out,
+        params.block_count(),
+    )
+    .map_err(|e| HashError::Internal(e.to_string()))?;
+    phc(params, &salt, &out)
+}
+
+/// Checks an argon2 PHC string; `configured` decides whether it needs upgrading.
+fn verify_argon2(configured: &Params, password: &str, stored: &str) -> Verified {
+    let no = Verified {
+        ok: false,
+        needs_rehash: false,
+    };
+    let Ok(parsed) = PasswordHash::new(stored) else {
+        return no;
+    };
+    let (Ok(algorithm), Ok(params), Some(salt), Some(expected)) = (
+        Algorithm::try_from(parsed.algorithm),
+        Params::try_from(&parsed),
+        parsed.salt,
+        parsed.hash,
+    ) else {
+        return no;
+    };
+    let version = parsed
+        .version
+        .and_then(|v| Version::try_from(v).ok())
+        .unwrap_or_default();
+    let mut salt_bytes = [0u8; 64];
+    let Ok(raw_salt) = salt.decode_b64(&mut salt_bytes) else {
+        return no;
+    };
+    let mut out = vec![0u8; expected.len()];
+    let keep = configured.block_count().saturating_mul(4);
+    if argon2_into(
+        algorithm,
+        version,
+        &params,
+        password.as_bytes(),
+        raw_salt,
+        &mut out,
+        keep,
+    )
+    .is_err()
+    {
+        return no;
+    }
+    // `Output` compares in constant time.
+    let ok = Output::new(&out).is_ok_and(|o| o == expected);
+    let weaker = algorithm != Algorithm::Argon2id
+        || params.m_cost() < configured.m_cost()
+        || params.t_cost() < configured.t_cost()
+        || params.p_cost() != configured.p_cost();
+    Verified {
+        ok,
+        needs_rehash: ok && weaker,
+    }
 }
 
 fn verify_now(params: &Params, password: &str, stored: &str) -> Verified {
     if stored.starts_with("$argon2") {
-        let Ok(parsed) = PasswordHash::new(stored) else {
-            return Verified {
-                ok: false,
-                needs_rehash: false,
-            };
-        };
-        let ok = Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok();
-        let current = Params::try_from(&parsed).ok();
-        let needs_rehash = parsed.algorithm.as_str() != "argon2id"
-            || current.is_none_or(|p| {
-                p.m_cost() < params.m_cost()
-                    || p.t_cost() < params.t_cost()
-                    || p.p_cost() != params.p_cost()
-            });
-        Verified {
-            ok,
-            needs_rehash: ok && needs_rehash,
-        }
+        verify_argon2(params, password, stored)
     } else if stored.starts_with("$2a$") || stored.starts_with("$2b$") || stored.starts_with("$2y$")
     {
         let ok = bcrypt::verify(password, stored).unwrap_or(false);
@@ -139,11 +227,20 @@ fn verify_now(params: &Params, password: &str, stored: &str) -> Verified {
     }
 }
 
+/// A well-formed argon2id hash with the configured parameters that no password matches
+/// (its output is random). Verifying against it costs exactly what a real check costs.
+fn dummy_hash(params: &Params) -> Result<String, HashError> {
+    let salt = SaltString::generate(&mut OsRng);
+    let mut random = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut random).map_err(|_| HashError::Internal("no randomness".into()))?;
+    phc(params, &salt, &random)
+}
+
 impl PasswordHasher {
     pub fn new(cfg: &HashingConfig, metrics: Arc<Metrics>) -> Result<PasswordHasher, HashError> {
         let params = Params::new(cfg.memory_kib, cfg.iterations, cfg.parallelism, None)
             .map_err(|e| HashError::Internal(e.to_string()))?;
-        let dummy_hash = hash_now(&params, &crate::auth::api_key::random_hex(16))?;
+        let dummy_hash = dummy_hash(&params)?;
         Ok(PasswordHasher {
             params,
             pool: Pool::new(cfg.max_concurrent, cfg.low_priority)?,
@@ -288,6 +385,32 @@ mod tests {
             .await
             .unwrap();
         assert!(!bad.ok);
+    }
+
+    #[test]
+    fn hashes_interoperate_with_the_argon2_crate() {
+        use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+        let params = Params::new(256, 1, 1, None).unwrap();
+        let ours = hash_now(&params, "interop password").unwrap();
+        let standard = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(
+            standard
+                .verify_password(b"interop password", &parsed)
+                .is_ok()
+        );
+        assert!(standard.verify_password(b"other", &parsed).is_err());
+        let salt = SaltString::generate(&mut OsRng);
+        let theirs = standard
+            .hash_password(b"their password", &salt)
+            .unwrap()
+            .to_string();
+        assert!(verify_now(&params, "their password", &theirs).ok);
+        assert!(!verify_now(&params, "wrong", &theirs).ok);
+        // The dummy hash parses, costs a real check, and matches nothing.
+        let dummy = dummy_hash(&params).unwrap();
+        assert!(!verify_now(&params, "", &dummy).ok);
+        assert!(PasswordHash::new(&dummy).is_ok());
     }
 
     #[tokio::test]

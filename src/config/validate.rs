@@ -39,10 +39,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
         tokens,
         accounts,
         hashing: hashing(raw.password_hashing)?,
-        cookies: CookieConfig {
-            secure: raw.cookies.secure.unwrap_or(true),
-            domain: raw.cookies.domain.filter(|d| !d.is_empty()),
-        },
+        cookies: cookies(raw.cookies)?,
         csrf: csrf(raw.csrf)?,
         identity_headers: identity_headers(raw.identity_headers)?,
         cache: cache(raw.cache)?,
@@ -373,6 +370,27 @@ fn hashing(raw: RawPasswordHashing) -> Result<HashingConfig> {
     })
 }
 
+fn cookies(raw: RawCookies) -> Result<CookieConfig> {
+    let domain = raw.domain.filter(|d| !d.is_empty());
+    if let Some(d) = &domain
+        && !d.trim_start_matches('.').split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+    {
+        return Err(ConfigError::invalid(
+            "cookies.domain",
+            format!("{d:?} is not a domain name"),
+        ));
+    }
+    Ok(CookieConfig {
+        secure: raw.secure.unwrap_or(true),
+        domain,
+    })
+}
+
 fn csrf(raw: RawCsrf) -> Result<CsrfConfig> {
     let allowed_origins = raw
         .allowed_origins
@@ -666,6 +684,9 @@ mod tests {
         assert!(err.starts_with("routes[1].name: "), "{err}");
         let err = load("[server]\nmax_connections = \"many\"\n").unwrap_err();
         assert!(err.starts_with("server.max_connections: "), "{err}");
+        let err = load("[cookies]\ndomain = \"a.io; Path=/x\"\n").unwrap_err();
+        assert!(err.starts_with("cookies.domain: "), "{err}");
+        assert!(load("[cookies]\ndomain = \".example.com\"\n").is_ok());
     }
 
     #[test]
