@@ -329,7 +329,8 @@ def main():
                 results.setdefault((row, conns), []).append(run_wrk(url, conns, args.duration, headers, cpu=lg))
 
     report = [header_block(args, idle_rss)]
-    report.append(throughput_table(results, targets, chosen, conns_list, sut, lg))
+    if chosen:
+        report.append(throughput_table(results, targets, chosen, conns_list, sut, lg))
     if "9" in rows or "10" in rows:
         report.append(login_rows(work, rows, args, sut, lg, token))
     if "11" in rows and have_services:
