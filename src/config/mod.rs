@@ -4,6 +4,7 @@
 
 mod env;
 mod raw;
+mod route_rules;
 mod validate;
 
 pub use validate::sqlite_path;

@@ -4,13 +4,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use http::{HeaderName, Method};
+use http::HeaderName;
 use ipnet::IpNet;
 use jsonwebtoken::Algorithm;
 
 use super::raw::*;
 use super::*;
-use crate::auth::Role;
 use crate::telemetry::Secret;
 
 type Result<T> = std::result::Result<T, ConfigError>;
@@ -23,7 +22,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
         .routes
         .into_iter()
         .enumerate()
-        .map(|(i, r)| route(i, r))
+        .map(|(i, r)| super::route_rules::route(i, r))
         .collect::<Result<Vec<_>>>()?;
     for (i, r) in routes.iter().enumerate() {
         if routes[..i].iter().any(|other| other.name == r.name) {
@@ -48,7 +47,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
     })
 }
 
-fn duration(key: &str, value: Option<String>, default: Duration) -> Result<Duration> {
+pub(super) fn duration(key: &str, value: Option<String>, default: Duration) -> Result<Duration> {
     match value {
         None => Ok(default),
         Some(text) => humantime::parse_duration(&text).map_err(|e| {
@@ -475,264 +474,6 @@ fn log(raw: RawLog) -> Result<LogConfig> {
     })
 }
 
-fn route(i: usize, raw: RawRoute) -> Result<RouteConfig> {
-    let key = |field: &str| format!("routes[{i}].{field}");
-    let name = raw
-        .name
-        .filter(|n| !n.trim().is_empty())
-        .ok_or_else(|| ConfigError::invalid(key("name"), "is required"))?;
-    let prefix = raw
-        .prefix
-        .ok_or_else(|| ConfigError::invalid(key("prefix"), "is required"))?;
-    let normalized = crate::http::path::normalize(&prefix).ok();
-    if !prefix.starts_with('/')
-        || normalized.as_deref() != Some(prefix.as_str())
-        || (prefix.len() > 1 && prefix.ends_with('/'))
-    {
-        return Err(ConfigError::invalid(
-            key("prefix"),
-            format!(
-                "{prefix:?} must be a normalized absolute path without a trailing slash, like \"/api\""
-            ),
-        ));
-    }
-    let methods = raw
-        .methods
-        .map(|list| {
-            list.iter()
-                .enumerate()
-                .map(|(j, m)| {
-                    Method::from_bytes(m.to_ascii_uppercase().as_bytes()).map_err(|_| {
-                        ConfigError::invalid(
-                            format!("routes[{i}].methods[{j}]"),
-                            format!("{m:?} is not an HTTP method"),
-                        )
-                    })
-                })
-                .collect::<Result<Vec<_>>>()
-        })
-        .transpose()?;
-    let upstream_text = raw
-        .upstream
-        .ok_or_else(|| ConfigError::invalid(key("upstream"), "is required"))?;
-    let upstream = upstream(&key("upstream"), &upstream_text)?;
-    let policy = policy(i, raw.auth.as_deref(), raw.roles)?;
-    let host = raw.host.map(|h| h.to_ascii_lowercase());
-    if let Some(h) = &host
-        && (h.is_empty() || h.parse::<http::uri::Authority>().is_err())
-    {
-        return Err(ConfigError::invalid(
-            key("host"),
-            format!("{h:?} is not a host name"),
-        ));
-    }
-    Ok(RouteConfig {
-        name,
-        prefix,
-        methods,
-        host,
-        upstream,
-        policy,
-        strip_prefix: raw.strip_prefix.unwrap_or(false),
-        forward_credentials: raw.forward_credentials.unwrap_or(false),
-        preserve_host: raw.preserve_host.unwrap_or(true),
-        websocket: raw.websocket.unwrap_or(true),
-        connect_timeout: duration(
-            &key("connect_timeout"),
-            raw.connect_timeout,
-            DEFAULT_CONNECT_TIMEOUT,
-        )?,
-        response_timeout: duration(
-            &key("response_timeout"),
-            raw.response_timeout,
-            DEFAULT_RESPONSE_TIMEOUT,
-        )?,
-    })
-}
-
-fn upstream(key: &str, text: &str) -> Result<UpstreamConfig> {
-    let bad = || ConfigError::invalid(key, format!("{text:?} is not an http(s) URL"));
-    let uri: http::Uri = text.parse().map_err(|_| bad())?;
-    let scheme = uri.scheme().cloned().ok_or_else(bad)?;
-    if scheme != http::uri::Scheme::HTTP && scheme != http::uri::Scheme::HTTPS {
-        return Err(bad());
-    }
-    let authority = uri.authority().cloned().ok_or_else(bad)?;
-    if authority.host().is_empty() || authority.as_str().contains('@') {
-        return Err(bad());
-    }
-    if uri.query().is_some() {
-        return Err(ConfigError::invalid(key, "must not have a query string"));
-    }
-    let path = uri.path();
-    let base_path = if path == "/" {
-        String::new()
-    } else {
-        let trimmed = path.trim_end_matches('/');
-        if crate::http::path::normalize(trimmed).ok().as_deref() != Some(trimmed) {
-            return Err(ConfigError::invalid(
-                key,
-                format!("{text:?} has a path that is not normalized"),
-            ));
-        }
-        trimmed.to_string()
-    };
-    Ok(UpstreamConfig {
-        scheme,
-        authority,
-        base_path,
-    })
-}
-
-fn policy(i: usize, auth: Option<&str>, roles: Option<Vec<String>>) -> Result<Policy> {
-    if let Some(roles) = roles {
-        if auth.is_some_and(|a| a != "authenticated") {
-            return Err(ConfigError::invalid(
-                format!("routes[{i}].roles"),
-                "can only be combined with auth = \"authenticated\" (or no auth key)",
-            ));
-        }
-        if roles.is_empty() {
-            return Err(ConfigError::invalid(
-                format!("routes[{i}].roles"),
-                "must list at least one role",
-            ));
-        }
-        let parsed = roles
-            .iter()
-            .enumerate()
-            .map(|(j, r)| {
-                Role::parse(r).ok_or_else(|| {
-                    ConfigError::invalid(
-                        format!("routes[{i}].roles[{j}]"),
-                        format!("{r:?} is not a role (user, admin, researcher)"),
-                    )
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        return Ok(Policy::Roles(parsed));
-    }
-    match auth.unwrap_or("authenticated") {
-        "public" => Ok(Policy::Public),
-        "optional" => Ok(Policy::Optional),
-        "authenticated" => Ok(Policy::Authenticated),
-        other => Err(ConfigError::invalid(
-            format!("routes[{i}].auth"),
-            format!("{other:?} is not one of \"public\", \"optional\", \"authenticated\""),
-        )),
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use crate::config::Config;
-
-    fn load(text: &str) -> Result<Config, String> {
-        Config::from_toml(text, Vec::new()).map_err(|e| e.to_string())
-    }
-
-    const ROUTE: &str =
-        "[[routes]]\nname = \"api\"\nprefix = \"/api\"\nupstream = \"http://127.0.0.1:9000\"\n";
-
-    #[test]
-    fn defaults_apply_when_file_is_empty() {
-        let c = load("").unwrap();
-        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(c.accounts.mount, "/api/v1/auth");
-        assert_eq!(c.tokens.access_ttl.as_secs(), 900);
-        assert_eq!(c.tokens.refresh_ttl.as_secs(), 30 * 86400);
-        assert_eq!(
-            c.tokens.key_dir,
-            std::path::PathBuf::from("portcullis-data")
-        );
-        assert!(c.routes.is_empty());
-    }
-
-    #[test]
-    fn route_defaults_to_authenticated() {
-        let c = load(ROUTE).unwrap();
-        assert_eq!(c.routes[0].policy, super::Policy::Authenticated);
-        assert!(!c.routes[0].strip_prefix);
-    }
-
-    #[test]
-    fn errors_name_the_key() {
-        let bad_upstream = format!(
-            "{ROUTE}{}",
-            ROUTE
-                .replace("api", "b")
-                .replace("http://127.0.0.1:9000", "htp://x")
-        );
-        assert_eq!(
-            load(&bad_upstream).unwrap_err(),
-            "routes[1].upstream: \"htp://x\" is not an http(s) URL"
-        );
-        let unknown = format!("{ROUTE}colour = \"red\"\n");
-        let err = load(&unknown).unwrap_err();
-        assert!(
-            err.starts_with("routes[0].colour: unknown field `colour`"),
-            "{err}"
-        );
-        assert!(!err.contains('\n'), "{err}");
-        let err = load("[server]\nlisten = \"nope\"\n").unwrap_err();
-        assert!(err.starts_with("server.listen: "), "{err}");
-        let err = load("[tokens]\naccess_ttl = \"soon\"\n").unwrap_err();
-        assert!(err.starts_with("tokens.access_ttl: "), "{err}");
-        let err = load(&format!("{ROUTE}roles = [\"admn\"]\n")).unwrap_err();
-        assert!(err.starts_with("routes[0].roles[0]: "), "{err}");
-        let err = load(&format!("{ROUTE}{ROUTE}")).unwrap_err();
-        assert!(err.starts_with("routes[1].name: "), "{err}");
-        let err = load("[server]\nmax_connections = \"many\"\n").unwrap_err();
-        assert!(err.starts_with("server.max_connections: "), "{err}");
-        let err = load("[cookies]\ndomain = \"a.io; Path=/x\"\n").unwrap_err();
-        assert!(err.starts_with("cookies.domain: "), "{err}");
-        assert!(load("[cookies]\ndomain = \".example.com\"\n").is_ok());
-    }
-
-    #[test]
-    fn prefixes_must_be_normalized() {
-        for p in ["/api/", "api", "/a//b", "/a/../b", "/a%2Fb"] {
-            let text = ROUTE.replace("\"/api\"", &format!("{p:?}"));
-            let err = load(&text).unwrap_err();
-            assert!(err.starts_with("routes[0].prefix: "), "{p}: {err}");
-        }
-    }
-
-    #[test]
-    fn roles_policy_parses() {
-        let c = load(&format!("{ROUTE}roles = [\"admin\", \"researcher\"]\n")).unwrap();
-        assert_eq!(
-            c.routes[0].policy,
-            super::Policy::Roles(vec![
-                crate::auth::Role::Admin,
-                crate::auth::Role::Researcher
-            ])
-        );
-        let err = load(&format!("{ROUTE}auth = \"public\"\nroles = [\"admin\"]\n")).unwrap_err();
-        assert!(err.starts_with("routes[0].roles: "), "{err}");
-    }
-
-    #[test]
-    fn hs256_requires_a_long_secret() {
-        let err = load("[tokens]\nalgorithm = \"HS256\"\nhmac_secret = \"short\"\n").unwrap_err();
-        assert!(err.starts_with("tokens.hmac_secret: "), "{err}");
-        let ok = load(&format!(
-            "[tokens]\nalgorithm = \"HS256\"\nhmac_secret = \"{}\"\n",
-            "k".repeat(32)
-        ));
-        assert!(ok.is_ok());
-    }
-
-    #[test]
-    fn env_override_reaches_validation() {
-        let c = Config::from_toml(
-            "",
-            vec![(
-                "PORTCULLIS_ACCOUNTS__MOUNT".to_string(),
-                "/auth".to_string(),
-            )],
-        )
-        .unwrap();
-        assert_eq!(c.accounts.mount, "/auth");
-    }
-}
+#[path = "validate_tests.rs"]
+mod tests;

@@ -1,0 +1,172 @@
+//! Tests of password hashing: argon2id and bcrypt, rehash decisions, the queue bound.
+
+use super::*;
+
+fn hasher(max_concurrent: usize, max_queued: usize) -> PasswordHasher {
+    let cfg = HashingConfig {
+        memory_kib: 256,
+        iterations: 1,
+        parallelism: 1,
+        max_concurrent,
+        max_queued,
+        low_priority: false,
+    };
+    PasswordHasher::new(&cfg, Arc::new(Metrics::new(vec![]))).unwrap()
+}
+
+fn secret(s: &str) -> Secret {
+    Secret::new(s.to_string())
+}
+
+#[tokio::test]
+async fn argon2id_round_trip() {
+    let h = hasher(2, 4);
+    let stored = h.hash(&secret("correct horse")).await.unwrap();
+    assert!(stored.starts_with("$argon2id$v=19$m=256,t=1,p=1$"));
+    let good = h
+        .verify(&secret("correct horse"), Some(&stored))
+        .await
+        .unwrap();
+    assert_eq!(
+        good,
+        Verified {
+            ok: true,
+            needs_rehash: false
+        }
+    );
+    let bad = h
+        .verify(&secret("wrong horse"), Some(&stored))
+        .await
+        .unwrap();
+    assert!(!bad.ok);
+}
+
+#[test]
+fn hashes_interoperate_with_the_argon2_crate() {
+    use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+    let params = Params::new(256, 1, 1, None).unwrap();
+    let ours = hash_now(&params, "interop password").unwrap();
+    let standard = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    let parsed = PasswordHash::new(&ours).unwrap();
+    assert!(
+        standard
+            .verify_password(b"interop password", &parsed)
+            .is_ok()
+    );
+    assert!(standard.verify_password(b"other", &parsed).is_err());
+    let salt = SaltString::generate(&mut OsRng);
+    let theirs = standard
+        .hash_password(b"their password", &salt)
+        .unwrap()
+        .to_string();
+    assert!(verify_now(&params, "their password", &theirs).ok);
+    assert!(!verify_now(&params, "wrong", &theirs).ok);
+    // The dummy hash parses, costs a real check, and matches nothing.
+    let dummy = dummy_hash(&params).unwrap();
+    assert!(!verify_now(&params, "", &dummy).ok);
+    assert!(PasswordHash::new(&dummy).is_ok());
+}
+
+#[tokio::test]
+async fn bcrypt_verifies_and_asks_for_rehash() {
+    let h = hasher(2, 4);
+    let legacy = bcrypt::hash("old-password", 4).unwrap();
+    let v = h
+        .verify(&secret("old-password"), Some(&legacy))
+        .await
+        .unwrap();
+    assert_eq!(
+        v,
+        Verified {
+            ok: true,
+            needs_rehash: true
+        }
+    );
+    let v = h.verify(&secret("other"), Some(&legacy)).await.unwrap();
+    assert_eq!(
+        v,
+        Verified {
+            ok: false,
+            needs_rehash: false
+        }
+    );
+}
+
+#[tokio::test]
+async fn weaker_argon2_parameters_ask_for_rehash() {
+    let weak = hasher(1, 1).hash(&secret("pw-123456")).await.unwrap();
+    let cfg = HashingConfig {
+        memory_kib: 512,
+        iterations: 1,
+        parallelism: 1,
+        max_concurrent: 1,
+        max_queued: 1,
+        low_priority: false,
+    };
+    let strong = PasswordHasher::new(&cfg, Arc::new(Metrics::new(vec![]))).unwrap();
+    let v = strong
+        .verify(&secret("pw-123456"), Some(&weak))
+        .await
+        .unwrap();
+    assert_eq!(
+        v,
+        Verified {
+            ok: true,
+            needs_rehash: true
+        }
+    );
+}
+
+#[tokio::test]
+async fn unknown_user_never_verifies() {
+    let h = hasher(1, 1);
+    let v = h.verify(&secret("anything"), None).await.unwrap();
+    assert!(!v.ok);
+}
+
+#[tokio::test]
+async fn full_queue_is_refused() {
+    let h = Arc::new(hasher(1, 0));
+    // Occupy the only thread so the next call has to queue, and the queue holds nothing.
+    let (release, blocked) = std::sync::mpsc::channel::<()>();
+    h.pool
+        .jobs
+        .lock()
+        .unwrap()
+        .send(Box::new(move || {
+            let _ = blocked.recv();
+        }))
+        .unwrap();
+    let waiting = {
+        let h = h.clone();
+        tokio::spawn(async move { h.hash(&secret("first-one")).await })
+    };
+    while h.in_flight.load(Ordering::Acquire) == 0 {
+        tokio::task::yield_now().await;
+    }
+    assert!(matches!(
+        h.hash(&secret("second")).await,
+        Err(HashError::Busy)
+    ));
+    assert!(
+        h.metrics
+            .render()
+            .contains("portcullis_password_hash_rejections_total 1")
+    );
+    release.send(()).unwrap();
+    assert!(waiting.await.unwrap().is_ok());
+}
+
+#[test]
+fn hash_rate_is_measured() {
+    let cfg = HashingConfig {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+        max_concurrent: 1,
+        max_queued: 1,
+        low_priority: false,
+    };
+    let rate = measure_rate(&cfg, 1, Duration::from_millis(200)).unwrap();
+    assert!(rate > 1.0, "{rate}");
+}

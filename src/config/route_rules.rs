@@ -1,0 +1,158 @@
+//! `[[routes]]` entries -> `RouteConfig`: prefix, methods, host, upstream URL and policy.
+
+use http::Method;
+
+use super::raw::RawRoute;
+use super::validate::duration;
+use super::*;
+use crate::auth::Role;
+
+type Result<T> = std::result::Result<T, ConfigError>;
+
+pub(super) fn route(i: usize, raw: RawRoute) -> Result<RouteConfig> {
+    let key = |field: &str| format!("routes[{i}].{field}");
+    let name = raw
+        .name
+        .filter(|n| !n.trim().is_empty())
+        .ok_or_else(|| ConfigError::invalid(key("name"), "is required"))?;
+    let prefix = raw
+        .prefix
+        .ok_or_else(|| ConfigError::invalid(key("prefix"), "is required"))?;
+    let normalized = crate::http::path::normalize(&prefix).ok();
+    if !prefix.starts_with('/')
+        || normalized.as_deref() != Some(prefix.as_str())
+        || (prefix.len() > 1 && prefix.ends_with('/'))
+    {
+        return Err(ConfigError::invalid(
+            key("prefix"),
+            format!(
+                "{prefix:?} must be a normalized absolute path without a trailing slash, like \"/api\""
+            ),
+        ));
+    }
+    let methods = raw
+        .methods
+        .map(|list| {
+            list.iter()
+                .enumerate()
+                .map(|(j, m)| {
+                    Method::from_bytes(m.to_ascii_uppercase().as_bytes()).map_err(|_| {
+                        ConfigError::invalid(
+                            format!("routes[{i}].methods[{j}]"),
+                            format!("{m:?} is not an HTTP method"),
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>>>()
+        })
+        .transpose()?;
+    let upstream_text = raw
+        .upstream
+        .ok_or_else(|| ConfigError::invalid(key("upstream"), "is required"))?;
+    let upstream = upstream(&key("upstream"), &upstream_text)?;
+    let policy = policy(i, raw.auth.as_deref(), raw.roles)?;
+    let host = raw.host.map(|h| h.to_ascii_lowercase());
+    if let Some(h) = &host
+        && (h.is_empty() || h.parse::<http::uri::Authority>().is_err())
+    {
+        return Err(ConfigError::invalid(
+            key("host"),
+            format!("{h:?} is not a host name"),
+        ));
+    }
+    Ok(RouteConfig {
+        name,
+        prefix,
+        methods,
+        host,
+        upstream,
+        policy,
+        strip_prefix: raw.strip_prefix.unwrap_or(false),
+        forward_credentials: raw.forward_credentials.unwrap_or(false),
+        preserve_host: raw.preserve_host.unwrap_or(true),
+        websocket: raw.websocket.unwrap_or(true),
+        connect_timeout: duration(
+            &key("connect_timeout"),
+            raw.connect_timeout,
+            DEFAULT_CONNECT_TIMEOUT,
+        )?,
+        response_timeout: duration(
+            &key("response_timeout"),
+            raw.response_timeout,
+            DEFAULT_RESPONSE_TIMEOUT,
+        )?,
+    })
+}
+
+fn upstream(key: &str, text: &str) -> Result<UpstreamConfig> {
+    let bad = || ConfigError::invalid(key, format!("{text:?} is not an http(s) URL"));
+    let uri: http::Uri = text.parse().map_err(|_| bad())?;
+    let scheme = uri.scheme().cloned().ok_or_else(bad)?;
+    if scheme != http::uri::Scheme::HTTP && scheme != http::uri::Scheme::HTTPS {
+        return Err(bad());
+    }
+    let authority = uri.authority().cloned().ok_or_else(bad)?;
+    if authority.host().is_empty() || authority.as_str().contains('@') {
+        return Err(bad());
+    }
+    if uri.query().is_some() {
+        return Err(ConfigError::invalid(key, "must not have a query string"));
+    }
+    let path = uri.path();
+    let base_path = if path == "/" {
+        String::new()
+    } else {
+        let trimmed = path.trim_end_matches('/');
+        if crate::http::path::normalize(trimmed).ok().as_deref() != Some(trimmed) {
+            return Err(ConfigError::invalid(
+                key,
+                format!("{text:?} has a path that is not normalized"),
+            ));
+        }
+        trimmed.to_string()
+    };
+    Ok(UpstreamConfig {
+        scheme,
+        authority,
+        base_path,
+    })
+}
+
+fn policy(i: usize, auth: Option<&str>, roles: Option<Vec<String>>) -> Result<Policy> {
+    if let Some(roles) = roles {
+        if auth.is_some_and(|a| a != "authenticated") {
+            return Err(ConfigError::invalid(
+                format!("routes[{i}].roles"),
+                "can only be combined with auth = \"authenticated\" (or no auth key)",
+            ));
+        }
+        if roles.is_empty() {
+            return Err(ConfigError::invalid(
+                format!("routes[{i}].roles"),
+                "must list at least one role",
+            ));
+        }
+        let parsed = roles
+            .iter()
+            .enumerate()
+            .map(|(j, r)| {
+                Role::parse(r).ok_or_else(|| {
+                    ConfigError::invalid(
+                        format!("routes[{i}].roles[{j}]"),
+                        format!("{r:?} is not a role (user, admin, researcher)"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        return Ok(Policy::Roles(parsed));
+    }
+    match auth.unwrap_or("authenticated") {
+        "public" => Ok(Policy::Public),
+        "optional" => Ok(Policy::Optional),
+        "authenticated" => Ok(Policy::Authenticated),
+        other => Err(ConfigError::invalid(
+            format!("routes[{i}].auth"),
+            format!("{other:?} is not one of \"public\", \"optional\", \"authenticated\""),
+        )),
+    }
+}

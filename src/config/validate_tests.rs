@@ -1,0 +1,112 @@
+//! Tests of configuration validation: defaults, error messages naming keys, route rules.
+
+use crate::config::Config;
+
+fn load(text: &str) -> Result<Config, String> {
+    Config::from_toml(text, Vec::new()).map_err(|e| e.to_string())
+}
+
+const ROUTE: &str =
+    "[[routes]]\nname = \"api\"\nprefix = \"/api\"\nupstream = \"http://127.0.0.1:9000\"\n";
+
+#[test]
+fn defaults_apply_when_file_is_empty() {
+    let c = load("").unwrap();
+    assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.accounts.mount, "/api/v1/auth");
+    assert_eq!(c.tokens.access_ttl.as_secs(), 900);
+    assert_eq!(c.tokens.refresh_ttl.as_secs(), 30 * 86400);
+    assert_eq!(
+        c.tokens.key_dir,
+        std::path::PathBuf::from("portcullis-data")
+    );
+    assert!(c.routes.is_empty());
+}
+
+#[test]
+fn route_defaults_to_authenticated() {
+    let c = load(ROUTE).unwrap();
+    assert_eq!(c.routes[0].policy, super::Policy::Authenticated);
+    assert!(!c.routes[0].strip_prefix);
+}
+
+#[test]
+fn errors_name_the_key() {
+    let bad_upstream = format!(
+        "{ROUTE}{}",
+        ROUTE
+            .replace("api", "b")
+            .replace("http://127.0.0.1:9000", "htp://x")
+    );
+    assert_eq!(
+        load(&bad_upstream).unwrap_err(),
+        "routes[1].upstream: \"htp://x\" is not an http(s) URL"
+    );
+    let unknown = format!("{ROUTE}colour = \"red\"\n");
+    let err = load(&unknown).unwrap_err();
+    assert!(
+        err.starts_with("routes[0].colour: unknown field `colour`"),
+        "{err}"
+    );
+    assert!(!err.contains('\n'), "{err}");
+    let err = load("[server]\nlisten = \"nope\"\n").unwrap_err();
+    assert!(err.starts_with("server.listen: "), "{err}");
+    let err = load("[tokens]\naccess_ttl = \"soon\"\n").unwrap_err();
+    assert!(err.starts_with("tokens.access_ttl: "), "{err}");
+    let err = load(&format!("{ROUTE}roles = [\"admn\"]\n")).unwrap_err();
+    assert!(err.starts_with("routes[0].roles[0]: "), "{err}");
+    let err = load(&format!("{ROUTE}{ROUTE}")).unwrap_err();
+    assert!(err.starts_with("routes[1].name: "), "{err}");
+    let err = load("[server]\nmax_connections = \"many\"\n").unwrap_err();
+    assert!(err.starts_with("server.max_connections: "), "{err}");
+    let err = load("[cookies]\ndomain = \"a.io; Path=/x\"\n").unwrap_err();
+    assert!(err.starts_with("cookies.domain: "), "{err}");
+    assert!(load("[cookies]\ndomain = \".example.com\"\n").is_ok());
+}
+
+#[test]
+fn prefixes_must_be_normalized() {
+    for p in ["/api/", "api", "/a//b", "/a/../b", "/a%2Fb"] {
+        let text = ROUTE.replace("\"/api\"", &format!("{p:?}"));
+        let err = load(&text).unwrap_err();
+        assert!(err.starts_with("routes[0].prefix: "), "{p}: {err}");
+    }
+}
+
+#[test]
+fn roles_policy_parses() {
+    let c = load(&format!("{ROUTE}roles = [\"admin\", \"researcher\"]\n")).unwrap();
+    assert_eq!(
+        c.routes[0].policy,
+        super::Policy::Roles(vec![
+            crate::auth::Role::Admin,
+            crate::auth::Role::Researcher
+        ])
+    );
+    let err = load(&format!("{ROUTE}auth = \"public\"\nroles = [\"admin\"]\n")).unwrap_err();
+    assert!(err.starts_with("routes[0].roles: "), "{err}");
+}
+
+#[test]
+fn hs256_requires_a_long_secret() {
+    let err = load("[tokens]\nalgorithm = \"HS256\"\nhmac_secret = \"short\"\n").unwrap_err();
+    assert!(err.starts_with("tokens.hmac_secret: "), "{err}");
+    let ok = load(&format!(
+        "[tokens]\nalgorithm = \"HS256\"\nhmac_secret = \"{}\"\n",
+        "k".repeat(32)
+    ));
+    assert!(ok.is_ok());
+}
+
+#[test]
+fn env_override_reaches_validation() {
+    let c = Config::from_toml(
+        "",
+        vec![(
+            "PORTCULLIS_ACCOUNTS__MOUNT".to_string(),
+            "/auth".to_string(),
+        )],
+    )
+    .unwrap();
+    assert_eq!(c.accounts.mount, "/auth");
+}
