@@ -2,16 +2,23 @@
 
 use super::*;
 
-fn hasher(max_concurrent: usize, max_queued: usize) -> PasswordHasher {
-    let cfg = HashingConfig {
-        memory_kib: 256,
+fn config(memory_kib: u32, max_concurrent: usize, max_queued: usize) -> HashingConfig {
+    HashingConfig {
+        memory_kib,
         iterations: 1,
         parallelism: 1,
         max_concurrent,
         max_queued,
         low_priority: false,
-    };
-    PasswordHasher::new(&cfg, Arc::new(Metrics::new(vec![]))).unwrap()
+    }
+}
+
+fn hasher_with(cfg: &HashingConfig) -> PasswordHasher {
+    PasswordHasher::new(cfg, Arc::new(Metrics::new(vec![]))).unwrap()
+}
+
+fn hasher(max_concurrent: usize, max_queued: usize) -> PasswordHasher {
+    hasher_with(&config(256, max_concurrent, max_queued))
 }
 
 fn secret(s: &str) -> Secret {
@@ -95,15 +102,7 @@ async fn bcrypt_verifies_and_asks_for_rehash() {
 #[tokio::test]
 async fn weaker_argon2_parameters_ask_for_rehash() {
     let weak = hasher(1, 1).hash(&secret("pw-123456")).await.unwrap();
-    let cfg = HashingConfig {
-        memory_kib: 512,
-        iterations: 1,
-        parallelism: 1,
-        max_concurrent: 1,
-        max_queued: 1,
-        low_priority: false,
-    };
-    let strong = PasswordHasher::new(&cfg, Arc::new(Metrics::new(vec![]))).unwrap();
+    let strong = hasher_with(&config(512, 1, 1));
     let v = strong
         .verify(&secret("pw-123456"), Some(&weak))
         .await
@@ -159,14 +158,6 @@ async fn full_queue_is_refused() {
 
 #[test]
 fn hash_rate_is_measured() {
-    let cfg = HashingConfig {
-        memory_kib: 64,
-        iterations: 1,
-        parallelism: 1,
-        max_concurrent: 1,
-        max_queued: 1,
-        low_priority: false,
-    };
-    let rate = measure_rate(&cfg, 1, Duration::from_millis(200)).unwrap();
+    let rate = measure_rate(&config(64, 1, 1), 1, Duration::from_millis(200)).unwrap();
     assert!(rate > 1.0, "{rate}");
 }
