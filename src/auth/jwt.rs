@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
+use jsonwebtoken::{DecodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use super::Role;
@@ -62,10 +62,6 @@ impl JwtKeys {
             access_ttl_secs: i64::try_from(cfg.access_ttl.as_secs()).unwrap_or(i64::MAX),
             leeway_secs: i64::try_from(cfg.leeway.as_secs()).unwrap_or(0),
         }
-    }
-
-    pub fn algorithm(&self) -> Algorithm {
-        self.material.algorithm
     }
 
     pub fn leeway_secs(&self) -> i64 {
@@ -172,7 +168,7 @@ mod tests {
         assert_eq!(c.exp, exp);
         assert_eq!(c.exp - c.iat, 900);
         let header = jsonwebtoken::decode_header(&token).unwrap();
-        assert_eq!(header.alg, Algorithm::EdDSA);
+        assert_eq!(header.alg, jsonwebtoken::Algorithm::EdDSA);
         assert!(header.kid.is_some());
     }
 

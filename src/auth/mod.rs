@@ -24,8 +24,6 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 3] = [Role::User, Role::Admin, Role::Researcher];
-
     pub fn parse(text: &str) -> Option<Role> {
         match text {
             "user" => Some(Role::User),

@@ -26,10 +26,6 @@ impl Body {
             inner: Full::new(bytes.into()),
         }
     }
-
-    pub fn empty() -> Body {
-        Body::full(Bytes::new())
-    }
 }
 
 impl From<crate::proxy::UpstreamBody> for Body {
