@@ -34,6 +34,17 @@ pub async fn serve(
     let builder = Arc::new(builder);
     let limit = Arc::new(Semaphore::new(cfg.max_connections));
     let graceful = GracefulShutdown::new();
+    // Keeps a timer due within a second in the runtime's timer wheel. Tokio wakes its event
+    // loop (an eventfd write, then an extra epoll round) whenever a new timer is due before
+    // every pending one; hyper's header-read timer and each request's response timer are
+    // registered per request, so without an earlier timer most requests paid that system
+    // call.
+    let anchor = tokio::spawn(async {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+        }
+    });
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -75,6 +86,7 @@ pub async fn serve(
         });
     }
     drop(listener);
+    anchor.abort();
     if tokio::time::timeout(cfg.shutdown_grace, graceful.shutdown())
         .await
         .is_err()
