@@ -1,25 +1,34 @@
-//! Forwarding to upstreams: per route, a pool of keep-alive HTTP/1.1 connections (hyper's
-//! connection-level client, `TCP_NODELAY`, per-route connect timeout, TLS for `https://`),
-//! streaming bodies both ways, a per-route response timeout, and WebSocket upgrades spliced
-//! into a byte tunnel. A connection goes back to its pool when the response body has been
-//! streamed to the end. Never decides who may call what.
+//! Forwarding to upstreams. Each route keeps a pool of keep-alive HTTP/1.1 connections
+//! (`TCP_NODELAY`, per-route connect timeout, TLS for `https://`). The task serving the client
+//! connection writes the request and reads the response itself — no connection task per
+//! upstream connection and no channels between tasks, so a proxied request costs the four
+//! socket calls it needs and little else. Bodies stream both ways; a connection goes back to
+//! its pool when its response body has been read to the end. WebSocket upgrades become a
+//! byte tunnel. Never decides who may call what.
 
+mod codec;
+#[cfg(test)]
+mod tests;
+
+use std::future::{Future as _, poll_fn};
+use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::uri::PathAndQuery;
-use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body::{Frame, SizeHint};
-use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
-use hyper_rustls::HttpsConnector;
+use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
+use tokio::net::TcpStream;
 use tower::ServiceExt as _;
 
+use self::codec::{BodyFraming, Chunked, Malformed, RequestFraming, ResponseHead, Step};
 use crate::config::RouteConfig;
 use crate::http::headers::strip_hop_by_hop;
 
@@ -29,6 +38,10 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// 60–75 s keep-alive timeouts of upstream servers).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(50);
 const MAX_IDLE_PER_ROUTE: usize = 1024;
+/// Request body data is gathered up to this size before it is written.
+const WRITE_BATCH: usize = 16 * 1024;
+/// Read buffer growth step.
+const READ_CHUNK: usize = 8 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -40,15 +53,117 @@ pub enum UpstreamError {
     Other(#[source] BoxError),
 }
 
+type TlsStream = tokio_rustls::client::TlsStream<TokioIo<TokioIo<TcpStream>>>;
+
+/// The byte stream to an upstream.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(&mut **s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(&mut **s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(&mut **s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(&mut **s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// One upstream connection: its stream, the bytes read but not yet consumed, and a write
+/// buffer kept between requests.
+struct Conn {
+    stream: Stream,
+    rbuf: BytesMut,
+    wbuf: Vec<u8>,
+    fields: Vec<codec::Field>,
+}
+
+impl Conn {
+    fn new(stream: Stream) -> Conn {
+        Conn {
+            stream,
+            rbuf: BytesMut::with_capacity(READ_CHUNK),
+            wbuf: Vec::with_capacity(1024),
+            fields: Vec::with_capacity(16),
+        }
+    }
+
+    /// Whether an idle connection can take a request: the upstream has neither closed it
+    /// nor sent anything unasked. Looks only at readiness the event loop already has, so a
+    /// quiet connection costs no system call.
+    fn still_open(&mut self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut probe = [0u8; 1];
+        let mut buf = ReadBuf::new(&mut probe);
+        matches!(
+            Pin::new(&mut self.stream).poll_read(&mut cx, &mut buf),
+            Poll::Pending
+        )
+    }
+
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 2 {
+            self.rbuf.reserve(READ_CHUNK);
+        }
+        let read = self.stream.read_buf(&mut self.rbuf);
+        std::pin::pin!(read).poll(cx)
+    }
+
+    async fn fill(&mut self) -> io::Result<usize> {
+        poll_fn(|cx| self.poll_fill(cx)).await
+    }
+
+    async fn flush_wbuf(&mut self) -> io::Result<()> {
+        if !self.wbuf.is_empty() {
+            self.stream.write_all(&self.wbuf).await?;
+            self.wbuf.clear();
+        }
+        self.stream.flush().await
+    }
+}
+
 struct Idle {
-    conn: SendRequest<Incoming>,
+    conn: Conn,
     since: Instant,
 }
 
-/// One route's upstream: how to connect, and the idle connections.
+/// One route's upstream: how to connect, its Host, and the idle connections.
 pub struct Upstream {
     connector: HttpsConnector<HttpConnector>,
     target: Uri,
+    host: Option<HeaderValue>,
     idle: Mutex<Vec<Idle>>,
 }
 
@@ -73,24 +188,22 @@ impl Upstream {
         Upstream {
             connector,
             target,
+            host: HeaderValue::from_str(route.upstream.authority.as_str()).ok(),
             idle: Mutex::new(Vec::new()),
         }
     }
 
-    fn pop_idle(&self) -> Option<SendRequest<Incoming>> {
-        let mut idle = self.idle.lock().ok()?;
-        while let Some(entry) = idle.pop() {
-            if !entry.conn.is_closed() && entry.since.elapsed() < IDLE_TIMEOUT {
-                return Some(entry.conn);
+    fn pop_idle(&self) -> Option<Conn> {
+        loop {
+            let entry = self.idle.lock().ok()?.pop()?;
+            let mut conn = entry.conn;
+            if entry.since.elapsed() < IDLE_TIMEOUT && conn.still_open() {
+                return Some(conn);
             }
         }
-        None
     }
 
-    fn put_idle(&self, conn: SendRequest<Incoming>) {
-        if conn.is_closed() {
-            return;
-        }
+    fn put_idle(&self, conn: Conn) {
         if let Ok(mut idle) = self.idle.lock()
             && idle.len() < MAX_IDLE_PER_ROUTE
         {
@@ -101,34 +214,55 @@ impl Upstream {
         }
     }
 
-    async fn connect(&self) -> Result<SendRequest<Incoming>, UpstreamError> {
+    async fn connect(&self) -> Result<Conn, UpstreamError> {
         let io = self
             .connector
             .clone()
             .oneshot(self.target.clone())
             .await
             .map_err(UpstreamError::Connect)?;
-        let (sender, conn) = hyper::client::conn::http1::Builder::new()
-            .handshake(io)
-            .await
-            .map_err(|e| UpstreamError::Connect(Box::new(e)))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!(error = %e, "upstream connection ended with an error");
+        let stream = match io {
+            MaybeHttpsStream::Http(tcp) => Stream::Plain(tcp.into_inner()),
+            MaybeHttpsStream::Https(tls) => Stream::Tls(Box::new(tls.into_inner())),
+        };
+        Ok(Conn::new(stream))
+    }
+}
+
+/// Why an exchange failed, and whether it may be retried on a fresh connection.
+enum ExchangeError {
+    /// Writing the request failed.
+    Write(io::Error),
+    /// The connection ended (or was reset) before any byte of a response.
+    Closed,
+    /// Reading the request body from the client failed.
+    Body(BoxError),
+    Read(io::Error),
+    Protocol(Malformed),
+}
+
+impl ExchangeError {
+    /// A pooled connection the upstream had already closed. Retried when nothing of the
+    /// body was consumed and the request cannot have been acted on twice: the write itself
+    /// failed, or the method is idempotent.
+    fn retryable(&self, method: &Method, body_started: bool) -> bool {
+        !body_started
+            && match self {
+                ExchangeError::Write(_) => true,
+                ExchangeError::Closed => method.is_idempotent(),
+                _ => false,
             }
-        });
-        Ok(sender)
     }
 
-    /// A ready connection: a pooled one if any is alive, else a new one.
-    async fn checkout(&self) -> Result<SendRequest<Incoming>, UpstreamError> {
-        while let Some(mut conn) = self.pop_idle() {
-            if conn.ready().await.is_ok() {
-                return Ok(conn);
+    fn into_upstream(self) -> UpstreamError {
+        match self {
+            ExchangeError::Write(e) | ExchangeError::Read(e) => UpstreamError::Other(Box::new(e)),
+            ExchangeError::Closed => {
+                UpstreamError::Other("upstream closed the connection without answering".into())
             }
+            ExchangeError::Body(e) => UpstreamError::Other(e),
+            ExchangeError::Protocol(e) => UpstreamError::Other(Box::new(e)),
         }
-        // Boxed: connecting is rare, and its future would otherwise enlarge every request's.
-        Box::pin(self.connect()).await
     }
 }
 
@@ -163,139 +297,372 @@ impl Proxy {
         }
     }
 
-    /// Sends a prepared request (origin-form URI) to route `index`'s upstream. With
-    /// `upgrade`, a `101` reply turns both connections into one byte tunnel.
-    pub async fn forward(
+    /// Sends a prepared request (origin-form URI, hop-by-hop headers removed) to route
+    /// `index`'s upstream. With `upgrade`, a `101` reply turns both connections into one byte
+    /// tunnel.
+    pub async fn forward<B>(
         &self,
         index: usize,
         route: &RouteConfig,
-        mut req: Request<Incoming>,
+        mut req: Request<B>,
         upgrade: bool,
-    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+    ) -> Result<Response<UpstreamBody>, UpstreamError>
+    where
+        B: http_body::Body<Data = Bytes> + Unpin,
+        B::Error: Into<BoxError>,
+    {
         let Some(upstream) = self.upstreams.get(index) else {
             return Err(UpstreamError::Other("route has no upstream".into()));
         };
-        *req.version_mut() = Version::HTTP_11;
-        if (!route.preserve_host || !req.headers().contains_key(http::header::HOST))
-            && let Ok(v) = HeaderValue::from_str(route.upstream.authority.as_str())
-        {
-            req.headers_mut().insert(http::header::HOST, v);
-        }
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let (mut parts, mut body) = req.into_parts();
+        if (!route.preserve_host || !parts.headers.contains_key(http::header::HOST))
+            && let Some(host) = &upstream.host
+        {
+            parts.headers.insert(http::header::HOST, host.clone());
+        }
+        let framing = codec::request_framing(
+            &mut parts.headers,
+            body.is_end_stream(),
+            body.size_hint().exact(),
+        );
         let exchange = async {
-            let mut conn = upstream.checkout().await?;
-            match conn.try_send_request(req).await {
-                Ok(resp) => Ok((conn, resp)),
-                Err(mut e) => match e.take_message() {
-                    // Never written (the pooled connection closed under us): one retry on a
-                    // fresh connection is safe for any method.
-                    Some(req) => {
-                        let mut fresh = upstream.connect().await?;
-                        let resp = fresh
-                            .send_request(req)
-                            .await
-                            .map_err(|e| UpstreamError::Other(Box::new(e)))?;
-                        Ok((fresh, resp))
-                    }
-                    None => Err(UpstreamError::Other(Box::new(e.into_error()))),
-                },
+            let mut started = false;
+            let (mut conn, reused) = match upstream.pop_idle() {
+                Some(conn) => (conn, true),
+                // Boxed: connecting is rare, and its future would otherwise enlarge every
+                // request's.
+                None => (Box::pin(upstream.connect()).await?, false),
+            };
+            match exchange(&mut conn, &parts, &mut body, framing, &mut started).await {
+                Ok(head) => Ok((conn, head)),
+                Err(e) if reused && e.retryable(&parts.method, started) => {
+                    let mut fresh = Box::pin(upstream.connect()).await?;
+                    let head = exchange(&mut fresh, &parts, &mut body, framing, &mut started)
+                        .await
+                        .map_err(ExchangeError::into_upstream)?;
+                    Ok((fresh, head))
+                }
+                Err(e) => Err(e.into_upstream()),
             }
         };
-        let (conn, mut resp) = match tokio::time::timeout(route.response_timeout, exchange).await {
+        let (conn, head) = match tokio::time::timeout(route.response_timeout, exchange).await {
             Err(_) => return Err(UpstreamError::Timeout),
             Ok(result) => result?,
         };
-        let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
-        strip_hop_by_hop(resp.headers_mut(), switching && upgrade);
-        if switching {
-            if let Some(client_side) = client_upgrade {
-                splice(client_side, hyper::upgrade::on(&mut resp));
-            }
-            // An upgraded connection is never reused.
-            return Ok(resp.map(|b| UpstreamBody::new(b, None, upstream.clone())));
-        }
-        Ok(resp.map(|b| UpstreamBody::new(b, Some(conn), upstream.clone())))
+        let ResponseHead {
+            status,
+            mut headers,
+            framing,
+            keep_alive,
+        } = head;
+        let switching = status == StatusCode::SWITCHING_PROTOCOLS;
+        strip_hop_by_hop(&mut headers, switching && upgrade);
+        let body = if switching {
+            let Some(client_side) = client_upgrade else {
+                return Err(UpstreamError::Other(
+                    "upstream switched protocols without being asked".into(),
+                ));
+            };
+            splice(client_side, conn);
+            UpstreamBody::empty()
+        } else {
+            let pool = keep_alive.then(|| upstream.clone());
+            UpstreamBody::new(conn, framing, pool)
+        };
+        let mut resp = Response::new(body);
+        *resp.status_mut() = status;
+        *resp.version_mut() = Version::HTTP_11;
+        *resp.headers_mut() = headers;
+        Ok(resp)
     }
 }
 
-fn splice(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
-    tokio::spawn(async move {
-        match tokio::try_join!(client, upstream) {
-            Ok((client_io, upstream_io)) => {
-                let mut a = TokioIo::new(client_io);
-                let mut b = TokioIo::new(upstream_io);
-                let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+/// Writes the request (head and body) and reads the response head, skipping interim 1xx
+/// responses other than 101.
+async fn exchange<B>(
+    conn: &mut Conn,
+    parts: &http::request::Parts,
+    body: &mut B,
+    framing: RequestFraming,
+    started: &mut bool,
+) -> Result<ResponseHead, ExchangeError>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    conn.wbuf.clear();
+    codec::write_request_head(&mut conn.wbuf, parts, framing);
+    yield_once().await;
+    send_body(conn, body, framing, started).await?;
+    let mut received = false;
+    loop {
+        if !conn.rbuf.is_empty() {
+            match codec::parse_response_head(&mut conn.rbuf, &parts.method, &mut conn.fields) {
+                Ok(Some(head))
+                    if head.status.is_informational()
+                        && head.status != StatusCode::SWITCHING_PROTOCOLS =>
+                {
+                    continue;
+                }
+                Ok(Some(head)) => return Ok(head),
+                Ok(None) => {}
+                Err(e) => return Err(ExchangeError::Protocol(e)),
             }
-            Err(e) => tracing::debug!(error = %e, "upgrade failed"),
         }
+        match conn.fill().await {
+            Ok(0) if !received => return Err(ExchangeError::Closed),
+            Ok(0) => {
+                return Err(ExchangeError::Protocol(Malformed(
+                    "connection closed inside the response head",
+                )));
+            }
+            Ok(_) => received = true,
+            Err(_) if !received => return Err(ExchangeError::Closed),
+            Err(e) => return Err(ExchangeError::Read(e)),
+        }
+    }
+}
+
+/// Lets every other task that is ready run first.
+async fn yield_once() {
+    let mut yielded = false;
+    poll_fn(|cx| {
+        if yielded {
+            Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await;
+}
+
+/// Writes the head already in `conn.wbuf` and then the body, gathering small frames into
+/// one write; the head goes out alone only when the body is not ready yet. Request trailers
+/// are not forwarded.
+async fn send_body<B>(
+    conn: &mut Conn,
+    body: &mut B,
+    framing: RequestFraming,
+    started: &mut bool,
+) -> Result<(), ExchangeError>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    let chunked = framing == RequestFraming::Chunked;
+    if framing != RequestFraming::Empty {
+        loop {
+            let polled = poll_fn(|cx| Poll::Ready(Pin::new(&mut *body).poll_frame(cx))).await;
+            let frame = match polled {
+                Poll::Ready(frame) => frame,
+                Poll::Pending => {
+                    conn.flush_wbuf().await.map_err(ExchangeError::Write)?;
+                    poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await
+                }
+            };
+            let Some(frame) = frame else { break };
+            *started = true;
+            let frame = frame.map_err(|e| ExchangeError::Body(e.into()))?;
+            let Ok(data) = frame.into_data() else {
+                // Trailers end the body.
+                break;
+            };
+            if data.is_empty() {
+                continue;
+            }
+            if chunked {
+                codec::write_chunk_size(&mut conn.wbuf, data.len());
+            }
+            if data.len() >= WRITE_BATCH {
+                conn.flush_wbuf().await.map_err(ExchangeError::Write)?;
+                conn.stream
+                    .write_all(&data)
+                    .await
+                    .map_err(ExchangeError::Write)?;
+            } else {
+                conn.wbuf.extend_from_slice(&data);
+            }
+            if chunked {
+                conn.wbuf.extend_from_slice(b"\r\n");
+            }
+            if conn.wbuf.len() >= WRITE_BATCH {
+                conn.flush_wbuf().await.map_err(ExchangeError::Write)?;
+            }
+        }
+        if chunked {
+            conn.wbuf.extend_from_slice(b"0\r\n\r\n");
+        }
+    }
+    conn.flush_wbuf().await.map_err(ExchangeError::Write)
+}
+
+fn splice(client: hyper::upgrade::OnUpgrade, mut upstream: Conn) {
+    tokio::spawn(async move {
+        let client = match client.await {
+            Ok(io) => io,
+            Err(e) => {
+                tracing::debug!(error = %e, "upgrade failed");
+                return;
+            }
+        };
+        let mut client = TokioIo::new(client);
+        // Bytes the upstream sent right after its 101 belong to the tunnel.
+        if !upstream.rbuf.is_empty() && client.write_all(&upstream.rbuf).await.is_err() {
+            return;
+        }
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream.stream).await;
     });
 }
 
-pin_project_lite::pin_project! {
-    /// An upstream response body. When it has been read to the end, its connection returns
-    /// to the pool; dropped early, the connection is closed.
-    pub struct UpstreamBody {
-        #[pin]
-        inner: Incoming,
-        conn: Option<SendRequest<Incoming>>,
-        upstream: Arc<Upstream>,
-    }
+/// Where an upstream response body is.
+enum Decode {
+    Length(u64),
+    Chunked(Chunked),
+    UntilClose,
+    Done,
+}
+
+/// An upstream response body, read from the connection by whoever polls it. When it has
+/// been read to the end its connection returns to the pool (if the upstream keeps it
+/// alive); dropped early, the connection is closed.
+pub struct UpstreamBody {
+    conn: Option<Conn>,
+    decode: Decode,
+    pool: Option<Arc<Upstream>>,
 }
 
 impl UpstreamBody {
-    fn new(inner: Incoming, conn: Option<SendRequest<Incoming>>, upstream: Arc<Upstream>) -> Self {
-        let mut body = UpstreamBody {
-            inner,
-            conn,
-            upstream,
+    fn empty() -> UpstreamBody {
+        UpstreamBody {
+            conn: None,
+            decode: Decode::Done,
+            pool: None,
+        }
+    }
+
+    fn new(conn: Conn, framing: BodyFraming, pool: Option<Arc<Upstream>>) -> UpstreamBody {
+        let decode = match framing {
+            BodyFraming::Empty => Decode::Done,
+            BodyFraming::Length(n) => Decode::Length(n),
+            BodyFraming::Chunked => Decode::Chunked(Chunked::Size),
+            BodyFraming::UntilClose => Decode::UntilClose,
         };
-        if http_body::Body::is_end_stream(&body.inner) {
-            body.release();
+        let mut body = UpstreamBody {
+            conn: Some(conn),
+            decode,
+            pool,
+        };
+        if matches!(body.decode, Decode::Done) {
+            body.finish();
         }
         body
     }
 
-    fn release(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            self.upstream.put_idle(conn);
+    /// The body is complete: a connection with nothing left over goes back to the pool.
+    fn finish(&mut self) {
+        self.decode = Decode::Done;
+        if let (Some(conn), Some(pool)) = (self.conn.take(), self.pool.take())
+            && conn.rbuf.is_empty()
+        {
+            pool.put_idle(conn);
         }
     }
+}
+
+fn malformed(e: Malformed) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
 impl http_body::Body for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = io::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let mut this = self.project();
-        let polled = this.inner.as_mut().poll_frame(cx);
-        // Done when the stream ends, or when the last frame arrives: a server writing a
-        // Content-Length body stops polling once it has all the bytes.
-        let done = match &polled {
-            Poll::Ready(None) => true,
-            Poll::Ready(Some(Ok(_))) => this.inner.is_end_stream(),
-            _ => false,
-        };
-        if done && let Some(conn) = this.conn.take() {
-            this.upstream.put_idle(conn);
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let this = self.get_mut();
+        loop {
+            let Some(conn) = this.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match &mut this.decode {
+                Decode::Done => return Poll::Ready(None),
+                Decode::Length(left) => {
+                    if !conn.rbuf.is_empty() {
+                        let take = usize::try_from(*left)
+                            .unwrap_or(usize::MAX)
+                            .min(conn.rbuf.len());
+                        let data = conn.rbuf.split_to(take).freeze();
+                        *left -= take as u64;
+                        if *left == 0 {
+                            this.finish();
+                        }
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                }
+                Decode::UntilClose => {
+                    if !conn.rbuf.is_empty() {
+                        let data = conn.rbuf.split().freeze();
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                }
+                Decode::Chunked(state) => match codec::decode_chunked(state, &mut conn.rbuf) {
+                    Ok(Step::Data(data)) => return Poll::Ready(Some(Ok(Frame::data(data)))),
+                    Ok(Step::End(trailers)) => {
+                        this.finish();
+                        return Poll::Ready(trailers.map(|t| Ok(Frame::trailers(t))));
+                    }
+                    Ok(Step::Progress) => continue,
+                    Ok(Step::NeedMore) => {}
+                    Err(e) => {
+                        this.conn = None;
+                        return Poll::Ready(Some(Err(malformed(e))));
+                    }
+                },
+            }
+            // Nothing buffered to hand out: read more.
+            match conn.poll_fill(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(0)) => {
+                    if matches!(this.decode, Decode::UntilClose) {
+                        this.decode = Decode::Done;
+                        this.conn = None;
+                        return Poll::Ready(None);
+                    }
+                    this.conn = None;
+                    return Poll::Ready(Some(Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "upstream closed the connection inside the response body",
+                    ))));
+                }
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => {
+                    this.conn = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
+            }
         }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        matches!(self.decode, Decode::Done)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match self.decode {
+            Decode::Done => SizeHint::with_exact(0),
+            Decode::Length(n) => SizeHint::with_exact(n),
+            _ => SizeHint::default(),
+        }
     }
 }
 
 #[cfg(test)]
-mod tests {
+mod target_tests {
     use super::*;
 
     #[test]

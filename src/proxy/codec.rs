@@ -1,0 +1,551 @@
+//! The HTTP/1.1 wire format towards upstreams: request heads written into a reusable buffer,
+//! response heads parsed with `httparse` into header values that share the read buffer, the
+//! response body's framing (RFC 9112 §6.3), and a chunked-encoding decoder. Pure functions
+//! over byte buffers; the I/O is in `mod.rs`.
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::request::Parts;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+
+/// Response heads longer than this are refused (hyper's client allowed about as much).
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// As many header fields as hyper accepts.
+const MAX_HEADERS: usize = 100;
+/// A chunk-size line (with extensions) longer than this is refused.
+const MAX_CHUNK_LINE: usize = 4096;
+/// Trailer sections longer than this are refused.
+const MAX_TRAILERS: usize = 16 * 1024;
+
+/// An upstream that does not speak HTTP/1.1 the way it must.
+#[derive(Debug, thiserror::Error)]
+#[error("malformed upstream response: {0}")]
+pub struct Malformed(pub &'static str);
+
+/// How the request body is delimited on the way upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestFraming {
+    /// No body.
+    Empty,
+    /// `Content-Length` (already in the headers).
+    Length,
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// Decides the request's framing from its body and makes the headers say so. The client's
+/// own framing headers were checked by the server; `Transfer-Encoding` is hop-by-hop and
+/// already gone.
+pub fn request_framing(headers: &mut HeaderMap, empty: bool, exact: Option<u64>) -> RequestFraming {
+    if empty {
+        return RequestFraming::Empty;
+    }
+    match exact {
+        Some(n) => {
+            if headers
+                .get(CONTENT_LENGTH)
+                .and_then(|v| parse_decimal(v.as_bytes()))
+                != Some(n)
+            {
+                headers.insert(CONTENT_LENGTH, HeaderValue::from(n));
+            }
+            RequestFraming::Length
+        }
+        None => {
+            headers.remove(CONTENT_LENGTH);
+            RequestFraming::Chunked
+        }
+    }
+}
+
+/// Appends the request line and header section to `buf`.
+pub fn write_request_head(buf: &mut Vec<u8>, parts: &Parts, framing: RequestFraming) {
+    buf.extend_from_slice(parts.method.as_str().as_bytes());
+    buf.push(b' ');
+    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    buf.extend_from_slice(target.as_bytes());
+    buf.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in &parts.headers {
+        buf.extend_from_slice(name.as_str().as_bytes());
+        buf.extend_from_slice(b": ");
+        buf.extend_from_slice(value.as_bytes());
+        buf.extend_from_slice(b"\r\n");
+    }
+    if framing == RequestFraming::Chunked {
+        buf.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    buf.extend_from_slice(b"\r\n");
+}
+
+/// Appends one chunk-size line.
+pub fn write_chunk_size(buf: &mut Vec<u8>, len: usize) {
+    use std::io::Write as _;
+    let _ = write!(buf, "{len:x}\r\n");
+}
+
+/// How the response body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFraming {
+    Empty,
+    Length(u64),
+    Chunked,
+    /// Until the upstream closes the connection.
+    UntilClose,
+}
+
+/// A complete response head.
+#[derive(Debug)]
+pub struct ResponseHead {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub framing: BodyFraming,
+    /// The upstream allows another request on this connection.
+    pub keep_alive: bool,
+}
+
+/// Where one header field's name and value are in the head: (offset, length) pairs.
+#[derive(Clone, Copy)]
+pub struct Field {
+    name: (usize, usize),
+    value: (usize, usize),
+}
+
+/// Parses a response head from the front of `buf`, consuming it. `Ok(None)`: incomplete.
+/// Interim (1xx other than 101) responses are returned like any other; the caller skips them.
+/// `fields` is scratch space kept by the caller so that parsing neither allocates nor
+/// clears a large array per response.
+pub fn parse_response_head(
+    buf: &mut BytesMut,
+    method: &Method,
+    fields: &mut Vec<Field>,
+) -> Result<Option<ResponseHead>, Malformed> {
+    let mut raw = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+    let base = buf.as_ptr() as usize;
+    let mut parsed = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut parsed,
+        buf,
+        &mut raw,
+    ) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD_BYTES => {
+            return Err(Malformed("response head too large"));
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(Malformed("too many header fields")),
+        Err(_) => return Err(Malformed("unparsable response head")),
+    };
+    if len > MAX_HEAD_BYTES {
+        return Err(Malformed("response head too large"));
+    }
+    let code = parsed.code.unwrap_or(0);
+    let version = parsed.version.unwrap_or(1);
+    fields.clear();
+    fields.extend(parsed.headers.iter().map(|h| Field {
+        name: (h.name.as_ptr() as usize - base, h.name.len()),
+        value: (h.value.as_ptr() as usize - base, h.value.len()),
+    }));
+    let status = StatusCode::from_u16(code).map_err(|_| Malformed("invalid status code"))?;
+    let head = buf.split_to(len).freeze();
+    let mut headers = HeaderMap::with_capacity(fields.len());
+    for f in fields.iter() {
+        let name = HeaderName::from_bytes(&head[f.name.0..f.name.0 + f.name.1])
+            .map_err(|_| Malformed("invalid header name"))?;
+        let value = HeaderValue::from_maybe_shared(head.slice(f.value.0..f.value.0 + f.value.1))
+            .map_err(|_| Malformed("invalid header value"))?;
+        headers.append(name, value);
+    }
+    let framing = body_framing(status, method, &headers)?;
+    let keep_alive = framing != BodyFraming::UntilClose && keeps_alive(version, &headers);
+    if framing == BodyFraming::Chunked {
+        // Transfer-Encoding overrides Content-Length (RFC 9112 §6.3); never pass both on.
+        headers.remove(CONTENT_LENGTH);
+    }
+    Ok(Some(ResponseHead {
+        status,
+        headers,
+        framing,
+        keep_alive,
+    }))
+}
+
+fn body_framing(
+    status: StatusCode,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<BodyFraming, Malformed> {
+    if *method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        return Ok(BodyFraming::Empty);
+    }
+    if headers.contains_key(TRANSFER_ENCODING) {
+        let last = headers
+            .get_all(TRANSFER_ENCODING)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .rfind(|t| !t.is_empty());
+        return Ok(match last {
+            Some(t) if t.eq_ignore_ascii_case("chunked") => BodyFraming::Chunked,
+            _ => BodyFraming::UntilClose,
+        });
+    }
+    let mut length = None;
+    for value in headers.get_all(CONTENT_LENGTH) {
+        for part in value.as_bytes().split(|&b| b == b',') {
+            let n = parse_decimal(part.trim_ascii()).ok_or(Malformed("invalid content-length"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(Malformed("conflicting content-length values"));
+            }
+            length = Some(n);
+        }
+    }
+    Ok(match length {
+        Some(0) => BodyFraming::Empty,
+        Some(n) => BodyFraming::Length(n),
+        None => BodyFraming::UntilClose,
+    })
+}
+
+fn parse_decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |acc, &d| {
+        d.is_ascii_digit().then(|| acc * 10 + u64::from(d - b'0'))
+    })
+}
+
+fn keeps_alive(version: u8, headers: &HeaderMap) -> bool {
+    let mut close = false;
+    let mut keep_alive = false;
+    for value in headers.get_all(CONNECTION) {
+        for token in value.as_bytes().split(|&b| b == b',') {
+            let token = token.trim_ascii();
+            close |= token.eq_ignore_ascii_case(b"close");
+            keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+        }
+    }
+    if version >= 1 {
+        !close
+    } else {
+        keep_alive && !close
+    }
+}
+
+/// Where the chunked decoder is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chunked {
+    Size,
+    Data(u64),
+    DataEnd,
+    Trailers,
+}
+
+/// What one decoding step produced.
+#[derive(Debug)]
+pub enum Step {
+    /// Body bytes.
+    Data(Bytes),
+    /// The body ended, with these trailers (possibly none).
+    End(Option<HeaderMap>),
+    /// More input is needed.
+    NeedMore,
+    /// The decoder moved on without output; call again.
+    Progress,
+}
+
+/// One step of chunked decoding from the front of `buf`.
+pub fn decode_chunked(state: &mut Chunked, buf: &mut BytesMut) -> Result<Step, Malformed> {
+    match *state {
+        Chunked::Size => {
+            let Some(nl) = buf.iter().position(|&b| b == b'\n') else {
+                return if buf.len() > MAX_CHUNK_LINE {
+                    Err(Malformed("chunk-size line too long"))
+                } else {
+                    Ok(Step::NeedMore)
+                };
+            };
+            if nl > MAX_CHUNK_LINE || nl == 0 || buf[nl - 1] != b'\r' {
+                return Err(Malformed("invalid chunk-size line"));
+            }
+            let line = &buf[..nl - 1];
+            let end = line
+                .iter()
+                .position(|&b| b == b';' || b == b' ' || b == b'\t')
+                .unwrap_or(line.len());
+            let size = parse_hex(&line[..end]).ok_or(Malformed("invalid chunk size"))?;
+            buf.advance(nl + 1);
+            *state = if size == 0 {
+                Chunked::Trailers
+            } else {
+                Chunked::Data(size)
+            };
+            Ok(Step::Progress)
+        }
+        Chunked::Data(left) => {
+            if buf.is_empty() {
+                return Ok(Step::NeedMore);
+            }
+            let take = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+            let data = buf.split_to(take).freeze();
+            let left = left - take as u64;
+            *state = if left == 0 {
+                Chunked::DataEnd
+            } else {
+                Chunked::Data(left)
+            };
+            Ok(Step::Data(data))
+        }
+        Chunked::DataEnd => {
+            if buf.len() < 2 {
+                return Ok(Step::NeedMore);
+            }
+            if &buf[..2] != b"\r\n" {
+                return Err(Malformed("chunk data not followed by CRLF"));
+            }
+            buf.advance(2);
+            *state = Chunked::Size;
+            Ok(Step::Progress)
+        }
+        Chunked::Trailers => {
+            if buf.len() < 2 {
+                return Ok(Step::NeedMore);
+            }
+            if &buf[..2] == b"\r\n" {
+                buf.advance(2);
+                return Ok(Step::End(None));
+            }
+            let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                return if buf.len() > MAX_TRAILERS {
+                    Err(Malformed("trailer section too large"))
+                } else {
+                    Ok(Step::NeedMore)
+                };
+            };
+            let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let trailers = match httparse::parse_headers(&buf[..end + 4], &mut raw) {
+                Ok(httparse::Status::Complete((_, fields))) => {
+                    let mut map = HeaderMap::with_capacity(fields.len());
+                    for f in fields {
+                        if let (Ok(n), Ok(v)) = (
+                            HeaderName::from_bytes(f.name.as_bytes()),
+                            HeaderValue::from_bytes(f.value),
+                        ) {
+                            map.append(n, v);
+                        }
+                    }
+                    map
+                }
+                _ => return Err(Malformed("invalid trailer section")),
+            };
+            buf.advance(end + 4);
+            Ok(Step::End(Some(trailers)))
+        }
+    }
+}
+
+fn parse_hex(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 15 {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |acc, &d| {
+        let v = match d {
+            b'0'..=b'9' => d - b'0',
+            b'a'..=b'f' => d - b'a' + 10,
+            b'A'..=b'F' => d - b'A' + 10,
+            _ => return None,
+        };
+        Some(acc * 16 + u64::from(v))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(text: &str, method: &Method) -> Result<Option<ResponseHead>, Malformed> {
+        let mut buf = BytesMut::from(text.as_bytes());
+        parse_response_head(&mut buf, method, &mut Vec::new())
+    }
+
+    fn framing(text: &str) -> BodyFraming {
+        head(text, &Method::GET).unwrap().unwrap().framing
+    }
+
+    #[test]
+    fn response_heads_parse_and_consume_only_the_head() {
+        let mut buf = BytesMut::from(
+            &b"HTTP/1.1 201 Created\r\nX-A: 1\r\nx-a: 2\r\nContent-Length: 3\r\n\r\nabc"[..],
+        );
+        let h = parse_response_head(&mut buf, &Method::GET, &mut Vec::new())
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.status, 201);
+        assert_eq!(h.headers.get_all("x-a").iter().count(), 2);
+        assert_eq!(h.framing, BodyFraming::Length(3));
+        assert!(h.keep_alive);
+        assert_eq!(&buf[..], b"abc");
+        assert!(
+            head("HTTP/1.1 200 OK\r\nContent-Le", &Method::GET)
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn body_framing_follows_rfc_9112() {
+        assert_eq!(
+            framing(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 5\r\n\r\n"
+            ),
+            BodyFraming::Chunked
+        );
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"),
+            BodyFraming::UntilClose
+        );
+        assert_eq!(framing("HTTP/1.1 200 OK\r\n\r\n"), BodyFraming::UntilClose);
+        assert_eq!(
+            framing("HTTP/1.1 204 No Content\r\nContent-Length: 9\r\n\r\n"),
+            BodyFraming::Empty
+        );
+        assert_eq!(
+            framing("HTTP/1.1 304 Not Modified\r\n\r\n"),
+            BodyFraming::Empty
+        );
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+            BodyFraming::Empty
+        );
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\nContent-Length: 7, 7\r\n\r\n"),
+            BodyFraming::Length(7)
+        );
+        let h = head(
+            "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n",
+            &Method::HEAD,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(h.framing, BodyFraming::Empty);
+        let chunked = head(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+            &Method::GET,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(
+            chunked.headers.get(CONTENT_LENGTH).is_none(),
+            "never both framings"
+        );
+        assert!(
+            !head("HTTP/1.1 200 OK\r\n\r\n", &Method::GET)
+                .unwrap()
+                .unwrap()
+                .keep_alive
+        );
+    }
+
+    #[test]
+    fn bad_lengths_and_heads_are_refused() {
+        for bad in [
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 1e3\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n",
+            "HTTP/1.1 2000 OK\r\n\r\n",
+            "HTTX/1.1 200 OK\r\n\r\n",
+        ] {
+            assert!(head(bad, &Method::GET).is_err(), "{bad:?}");
+        }
+        let huge = format!("HTTP/1.1 200 OK\r\nX: {}", "a".repeat(MAX_HEAD_BYTES + 1));
+        assert!(head(&huge, &Method::GET).is_err());
+    }
+
+    #[test]
+    fn keep_alive_depends_on_version_and_connection() {
+        let ka = |t: &str| head(t, &Method::GET).unwrap().unwrap().keep_alive;
+        assert!(!ka(
+            "HTTP/1.1 200 OK\r\nConnection: Close\r\nContent-Length: 0\r\n\r\n"
+        ));
+        assert!(!ka("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n"));
+        assert!(ka(
+            "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n"
+        ));
+    }
+
+    fn decode_all(wire: &[u8]) -> Result<(Vec<u8>, Option<HeaderMap>), Malformed> {
+        // Fed one byte at a time: every state must cope with partial input.
+        let mut state = Chunked::Size;
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        let mut input = wire.iter();
+        loop {
+            match decode_chunked(&mut state, &mut buf)? {
+                Step::Data(d) => out.extend_from_slice(&d),
+                Step::End(t) => {
+                    assert!(buf.is_empty());
+                    return Ok((out, t));
+                }
+                Step::Progress => {}
+                Step::NeedMore => match input.next() {
+                    Some(b) => buf.extend_from_slice(&[*b]),
+                    None => return Err(Malformed("eof")),
+                },
+            }
+        }
+    }
+
+    #[test]
+    fn chunked_bodies_decode_with_extensions_and_trailers() {
+        let (body, trailers) =
+            decode_all(b"5;ext=1\r\nhello\r\nA\r\n0123456789\r\n0\r\n\r\n").unwrap();
+        assert_eq!(body, b"hello0123456789");
+        assert!(trailers.is_none());
+        let (body, trailers) = decode_all(b"3\r\nabc\r\n0\r\nx-checksum: 42\r\n\r\n").unwrap();
+        assert_eq!(body, b"abc");
+        assert_eq!(trailers.unwrap().get("x-checksum").unwrap(), "42");
+        for bad in [
+            &b"g\r\nabc\r\n0\r\n\r\n"[..],
+            b"3\r\nabcX\r\n0\r\n\r\n",
+            b"3\nabc\r\n0\r\n\r\n",
+            b"\r\n",
+            b"10000000000000000\r\n",
+        ] {
+            assert!(decode_all(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn request_heads_carry_the_body_framing() {
+        let req = http::Request::post("/a?b=1")
+            .header("host", "up")
+            .header("content-length", "3")
+            .body(())
+            .unwrap();
+        let (mut parts, ()) = req.into_parts();
+        assert_eq!(
+            request_framing(&mut parts.headers, false, None),
+            RequestFraming::Chunked
+        );
+        let mut buf = Vec::new();
+        write_request_head(&mut buf, &parts, RequestFraming::Chunked);
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            "POST /a?b=1 HTTP/1.1\r\nhost: up\r\ntransfer-encoding: chunked\r\n\r\n"
+        );
+        assert_eq!(
+            request_framing(&mut parts.headers, false, Some(7)),
+            RequestFraming::Length
+        );
+        assert_eq!(parts.headers.get(CONTENT_LENGTH).unwrap(), "7");
+        let mut buf = Vec::new();
+        write_chunk_size(&mut buf, 255);
+        assert_eq!(buf, b"ff\r\n");
+    }
+}
