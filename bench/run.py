@@ -8,6 +8,8 @@ the load generator (wrk) pinned to LOAD_CPU:
   2 nginx plain proxy         6 cookie route              10 proxied p99 under a login flood
   3 Portcullis public route   7 JWT, moka off, Redis hit  11 revocation propagation A -> B
   4 JWT, cached identity      8 JWT, moka off, SQL (PostgreSQL and SQLite)
+  12 (with --callgrind) userland instructions per request of the proxy process, nginx vs
+     Portcullis rows 3-6, counted by valgrind's callgrind: unlike req/s, not moved by CPU steal
 
 and prints one table with ratios against the baseline rows of the same run. Runs are
 interleaved (run 1 of every row, then run 2, ...) and medians reported. Every process it
@@ -47,6 +49,7 @@ PORT_PG = 18192        # PostgreSQL, no Redis, cache off
 PORT_SQLITE = 18193    # SQLite, cache off
 PORT_B = 18194         # second replica of PORT_REPL_A (PostgreSQL + Redis, cache on)
 PORT_REPL_A = 18195
+PORT_CG = 18196        # rows 12: the process under callgrind
 
 STARTED = []           # (name, Popen)
 PINNED_SERVICES = []   # (pid, original affinity list)
@@ -169,7 +172,9 @@ def parse_wrk(text):
         lat[pct] = to_ms(*m.groups()) if m else float("nan")
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
     errors = re.search(r"Socket errors:.*", text)
+    requests = re.search(r"(\d+) requests in", text)
     return {"rps": rps, "p50": lat["50"], "p99": lat["99"],
+            "requests": int(requests.group(1)) if requests else 0,
             "non2xx": int(non2xx.group(1)) if non2xx else 0,
             "errors": errors.group(0) if errors else ""}
 
@@ -235,6 +240,8 @@ def main():
     ap.add_argument("--trials", type=int, default=200, help="revocation trials (row 11)")
     ap.add_argument("--quick", action="store_true", help="1 run of 5 s per row, 64 connections")
     ap.add_argument("--out", default=None, help="write the report here too")
+    ap.add_argument("--callgrind", action="store_true",
+                    help="also count instructions per request under valgrind (row 12, ~3 min)")
     args = ap.parse_args()
     if args.quick:
         args.duration, args.runs, args.conns, args.trials = "5s", 1, "64", 50
@@ -335,6 +342,8 @@ def main():
         report.append(login_rows(work, rows, args, sut, lg, token))
     if "11" in rows and have_services:
         report.append(revocation_row(work, args, sut))
+    if args.callgrind:
+        report.append(instruction_rows(work, targets, sut, lg, nginx if have_nginx else None))
     report.append("Correctness checks before load:\n\n```\n" + "\n".join(checks) + "\n```\n")
     text = "\n".join(report)
     print(text)
@@ -458,6 +467,68 @@ def login_rows(work, rows, args, sut, lg, token):
                    f"| 10 | proxied JWT req/s | {statistics.median(r['rps'] for r in calm):,.0f} | "
                    f"{statistics.median(r['rps'] for r in flood):,.0f} | |\n")
     return "\n".join(out)
+
+
+def callgrind_count(name, argv, port, sut, lg, work, url=None, headers=()):
+    """Instructions the process executes: from start to stop, with a 5 s wrk load against
+    `url` in between when given. Returns (instructions, requests answered)."""
+    out = os.path.join(work, f"callgrind.{name}.out")
+    proc = start(f"callgrind-{name}", ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"] + argv,
+                 sut, work)
+    for _ in range(600):
+        if proc.poll() is not None:
+            raise SystemExit(f"{name} under valgrind exited during start; see its log")
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            c.request("GET", "/healthz")
+            c.getresponse().read()
+            break
+        except OSError:
+            time.sleep(0.1)
+    requests = 0
+    if url:
+        wrk, _ = run_wrk(url, 8, "5s", headers, cpu=lg)
+        requests = wrk["requests"]
+    proc.terminate()
+    proc.wait(timeout=120)
+    with open(out) as f:
+        total = next(int(line.split()[1]) for line in f if line.startswith(("summary:", "totals:")))
+    return total, requests
+
+
+def instruction_rows(work, targets, sut, lg, nginx):
+    """Row 12: userland instructions per request of the proxy process (start-up subtracted)."""
+    if not shutil.which("valgrind"):
+        return "Row 12 skipped: valgrind is not installed.\n"
+    rows = []
+    if nginx:
+        text = (open(os.path.join(HERE, "nginx-proxy.conf")).read()
+                .replace("@DIR@", work).replace("@PORT@", str(PORT_CG))
+                .replace("@UPSTREAM@", str(PORT_UPSTREAM)).replace("proxy.pid", "callgrind.pid")
+                .replace("daemon off;", "daemon off;\nmaster_process off;"))
+        ng_conf = os.path.join(work, "nginx-callgrind.conf")
+        with open(ng_conf, "w") as f:
+            f.write(text)
+        argv = [nginx, "-c", ng_conf]
+        idle, _ = callgrind_count("nginx-idle", argv, PORT_CG, sut, lg, work)
+        busy, n = callgrind_count("nginx", argv, PORT_CG, sut, lg, work, f"http://127.0.0.1:{PORT_CG}/api/x")
+        rows.append(("2", "nginx plain proxy (no auth)", (busy - idle) / n))
+    cfg = portcullis_config(work, "callgrind", PORT_CG, f"sqlite://{work}/main.db")
+    argv = [BIN, "serve", "--config", cfg]
+    idle, _ = callgrind_count("portcullis-idle", argv, PORT_CG, sut, lg, work)
+    for row in ("3", "4", "5", "6"):
+        label, url, headers = targets[row]
+        url = url.replace(f":{PORT_MAIN}/", f":{PORT_CG}/")
+        busy, n = callgrind_count(f"portcullis-{row}", argv, PORT_CG, sut, lg, work, url, headers)
+        rows.append((row, label, (busy - idle) / n))
+    base = rows[0][2] if nginx else float("nan")
+    out = ["| row | scenario | instructions/request | vs nginx |", "|---|---|---:|---:|"]
+    for row, label, ir in rows:
+        out.append(f"| 12.{row} | {label} | {ir:,.0f} | {ir / base:.2f} |")
+    return ("Row 12: userland instructions per request of the proxy process under callgrind (8 "
+            "connections, 5 s; start-up measured separately and subtracted). valgrind hides the "
+            "CPU's SHA extensions, so SHA-256 of a JWT or cookie credential (rows 4 and 6) runs a "
+            "slower code path here than natively.\n\n" + "\n".join(out) + "\n")
 
 
 def revocation_row(work, args, sut):
