@@ -145,12 +145,47 @@ impl Conn {
         poll_fn(|cx| self.poll_fill(cx)).await
     }
 
-    async fn flush_wbuf(&mut self) -> io::Result<()> {
-        if !self.wbuf.is_empty() {
-            self.stream.write_all(&self.wbuf).await?;
-            self.wbuf.clear();
+    /// Ready when response bytes have arrived before the request was completely sent.
+    fn poll_answer(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.poll_fill(cx) {
+            Poll::Ready(Ok(0)) => Poll::Ready(Err(io::ErrorKind::ConnectionReset.into())),
+            Poll::Ready(Ok(_)) => Poll::Ready(Ok(())),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
         }
-        self.stream.flush().await
+    }
+
+    /// Writes `buf`. While the socket takes no more, watches for the upstream answering
+    /// before the request is complete (an early 413 or 401, say): `Ok(false)` then, with
+    /// the answer's first bytes in `rbuf`.
+    async fn send(&mut self, mut buf: &[u8]) -> io::Result<bool> {
+        poll_fn(|cx| {
+            loop {
+                if buf.is_empty() {
+                    return Poll::Ready(Ok(true));
+                }
+                match Pin::new(&mut self.stream).poll_write(cx, buf) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                    Poll::Ready(Ok(n)) => buf = &buf[n..],
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => return self.poll_answer(cx).map_ok(|()| false),
+                }
+            }
+        })
+        .await
+    }
+
+    /// Sends the buffered bytes; `Ok(false)`: the upstream answered first.
+    async fn flush_wbuf(&mut self) -> io::Result<bool> {
+        let mut wbuf = std::mem::take(&mut self.wbuf);
+        let sent = self.send(&wbuf).await;
+        wbuf.clear();
+        self.wbuf = wbuf;
+        if !sent? {
+            return Ok(false);
+        }
+        self.stream.flush().await?;
+        Ok(true)
     }
 }
 
@@ -394,8 +429,8 @@ where
     conn.wbuf.clear();
     codec::write_request_head(&mut conn.wbuf, parts, framing);
     yield_once().await;
-    send_body(conn, body, framing, started).await?;
-    let mut received = false;
+    let complete = send_body(conn, body, framing, started).await?;
+    let mut received = !complete;
     loop {
         if !conn.rbuf.is_empty() {
             match codec::parse_response_head(&mut conn.rbuf, &parts.method, &mut conn.fields) {
@@ -405,7 +440,12 @@ where
                 {
                     continue;
                 }
-                Ok(Some(head)) => return Ok(head),
+                Ok(Some(mut head)) => {
+                    // An answer before the whole request: the rest of it was never sent,
+                    // so the connection cannot carry another request.
+                    head.keep_alive &= complete;
+                    return Ok(head);
+                }
                 Ok(None) => {}
                 Err(e) => return Err(ExchangeError::Protocol(e)),
             }
@@ -441,13 +481,14 @@ async fn yield_once() {
 
 /// Writes the head already in `conn.wbuf` and then the body, gathering small frames into
 /// one write; the head goes out alone only when the body is not ready yet. Request trailers
-/// are not forwarded.
+/// are not forwarded. `Ok(false)`: the upstream answered before the request was complete,
+/// and sending stopped.
 async fn send_body<B>(
     conn: &mut Conn,
     body: &mut B,
     framing: RequestFraming,
     started: &mut bool,
-) -> Result<(), ExchangeError>
+) -> Result<bool, ExchangeError>
 where
     B: http_body::Body<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
@@ -459,8 +500,20 @@ where
             let frame = match polled {
                 Poll::Ready(frame) => frame,
                 Poll::Pending => {
-                    conn.flush_wbuf().await.map_err(ExchangeError::Write)?;
-                    poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await
+                    if !conn.flush_wbuf().await.map_err(ExchangeError::Write)? {
+                        return Ok(false);
+                    }
+                    // Waiting for the client's next bytes; the upstream may answer meanwhile.
+                    let next = poll_fn(|cx| match Pin::new(&mut *body).poll_frame(cx) {
+                        Poll::Ready(frame) => Poll::Ready(Ok(Some(frame))),
+                        Poll::Pending => conn.poll_answer(cx).map_ok(|()| None),
+                    })
+                    .await
+                    .map_err(ExchangeError::Write)?;
+                    match next {
+                        Some(frame) => frame,
+                        None => return Ok(false),
+                    }
                 }
             };
             let Some(frame) = frame else { break };
@@ -477,19 +530,21 @@ where
                 codec::write_chunk_size(&mut conn.wbuf, data.len());
             }
             if data.len() >= WRITE_BATCH {
-                conn.flush_wbuf().await.map_err(ExchangeError::Write)?;
-                conn.stream
-                    .write_all(&data)
-                    .await
-                    .map_err(ExchangeError::Write)?;
+                if !conn.flush_wbuf().await.map_err(ExchangeError::Write)?
+                    || !conn.send(&data).await.map_err(ExchangeError::Write)?
+                {
+                    return Ok(false);
+                }
             } else {
                 conn.wbuf.extend_from_slice(&data);
             }
             if chunked {
                 conn.wbuf.extend_from_slice(b"\r\n");
             }
-            if conn.wbuf.len() >= WRITE_BATCH {
-                conn.flush_wbuf().await.map_err(ExchangeError::Write)?;
+            if conn.wbuf.len() >= WRITE_BATCH
+                && !conn.flush_wbuf().await.map_err(ExchangeError::Write)?
+            {
+                return Ok(false);
             }
         }
         if chunked {

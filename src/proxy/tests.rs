@@ -23,6 +23,8 @@ enum Act {
     AnswerClose(&'static str),
     /// Close without answering.
     Close,
+    /// Answer as soon as the head is read, and never read the body.
+    AnswerBeforeBody(&'static str),
 }
 
 /// One request as the scripted upstream read it.
@@ -95,7 +97,21 @@ async fn serve(
 ) {
     let mut buf = BytesMut::new();
     loop {
-        let Some((head, body)) = read_request(&mut stream, &mut buf).await else {
+        let Some(head) = read_head(&mut stream, &mut buf).await else {
+            return;
+        };
+        let act = acts.lock().unwrap().pop_front();
+        if let Some(Act::AnswerBeforeBody(bytes)) = act {
+            seen.lock().unwrap().push(Seen {
+                head,
+                body: Vec::new(),
+                connection,
+            });
+            let _ = stream.write_all(bytes.as_bytes()).await;
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            return;
+        }
+        let Some(body) = read_body(&mut stream, &mut buf, &head).await else {
             return;
         };
         seen.lock().unwrap().push(Seen {
@@ -103,7 +119,6 @@ async fn serve(
             body,
             connection,
         });
-        let act = acts.lock().unwrap().pop_front();
         match act {
             Some(Act::Answer(bytes)) => {
                 if stream.write_all(bytes.as_bytes()).await.is_err() {
@@ -114,7 +129,7 @@ async fn serve(
                 let _ = stream.write_all(bytes.as_bytes()).await;
                 return;
             }
-            Some(Act::Close) | None => return,
+            Some(Act::Close | Act::AnswerBeforeBody(_)) | None => return,
         }
     }
 }
@@ -123,15 +138,19 @@ async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> Option<()> {
     (stream.read_buf(buf).await.ok()? > 0).then_some(())
 }
 
-/// Reads one request: its head as text and its body (content-length or chunked).
-async fn read_request(stream: &mut TcpStream, buf: &mut BytesMut) -> Option<(String, Vec<u8>)> {
+/// Reads one request head, as text.
+async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut) -> Option<String> {
     let end = loop {
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             break i + 4;
         }
         read_more(stream, buf).await?;
     };
-    let head = String::from_utf8(buf.split_to(end).to_vec()).unwrap();
+    Some(String::from_utf8(buf.split_to(end).to_vec()).unwrap())
+}
+
+/// Reads the body the head announces (content-length or chunked).
+async fn read_body(stream: &mut TcpStream, buf: &mut BytesMut, head: &str) -> Option<Vec<u8>> {
     let lower = head.to_ascii_lowercase();
     let mut body = Vec::new();
     if lower.contains("transfer-encoding: chunked") {
@@ -151,7 +170,7 @@ async fn read_request(stream: &mut TcpStream, buf: &mut BytesMut) -> Option<(Str
         }
         body = buf.split_to(n).to_vec();
     }
-    Some((head, body))
+    Some(body)
 }
 
 async fn send(
@@ -354,4 +373,41 @@ async fn head_responses_have_no_body_and_keep_the_connection() {
     let (_, _, body, _) = send(&proxy, &route, Method::GET, None).await.unwrap();
     assert_eq!(body, b"z");
     assert_eq!(up.accepted(), 1);
+}
+
+#[tokio::test]
+async fn an_upstream_answering_before_the_body_ends_is_heard() {
+    let up = Script::start(vec![
+        Act::AnswerBeforeBody("HTTP/1.1 413 Payload Too Large\r\nContent-Length: 3\r\n\r\nbig"),
+        Act::AnswerBeforeBody("HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n"),
+        Act::Answer("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+    ])
+    .await;
+    let route = up.route();
+    let proxy = Proxy::new(std::slice::from_ref(&route));
+    // More than the socket buffers hold: the write blocks, and the answer is read instead.
+    let huge = Bytes::from(vec![b'x'; 64 * 1024 * 1024]);
+    let req = Request::post("/x").body(Full::new(huge)).unwrap();
+    let started = std::time::Instant::now();
+    let resp = proxy.forward(0, &route, req, false).await.unwrap();
+    assert_eq!(resp.status(), 413);
+    assert_eq!(
+        &resp.into_body().collect().await.unwrap().to_bytes()[..],
+        b"big"
+    );
+    // A client still sending (a body that never ends): the upstream's refusal comes through.
+    let never = StreamBody::new(futures_util::stream::pending::<
+        Result<http_body::Frame<Bytes>, std::io::Error>,
+    >());
+    let req = Request::post("/x").body(never).unwrap();
+    let resp = proxy.forward(0, &route, req, false).await.unwrap();
+    assert_eq!(resp.status(), 401);
+    drop(resp);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "not the response timeout"
+    );
+    // Neither connection is reused: each carried a request that was never finished.
+    send(&proxy, &route, Method::GET, None).await.unwrap();
+    assert_eq!(up.accepted(), 3);
 }
