@@ -169,6 +169,40 @@ pub fn parse_response_head(
     }))
 }
 
+/// What the front of a read buffer holds, as far as interim responses go.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Leading {
+    /// A complete interim (1xx other than 101) response head of this many bytes.
+    Interim(usize),
+    /// Something else: a final response, or bytes the response parser will refuse.
+    Final,
+    /// Too few bytes to tell.
+    Undecided,
+}
+
+/// Tells interim responses (`100 Continue`, `103 Early Hints`) apart from a final answer
+/// while the request is still being sent.
+pub fn leading(buf: &[u8]) -> Leading {
+    // "HTTP/1.1 1xx": the status code's first digit is the tenth byte.
+    if buf.len() < 12 {
+        return Leading::Undecided;
+    }
+    if buf[9] != b'1' || &buf[9..12] == b"101" {
+        return Leading::Final;
+    }
+    let mut raw = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut []);
+    match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut parsed,
+        buf,
+        &mut raw,
+    ) {
+        Ok(httparse::Status::Complete(len)) => Leading::Interim(len),
+        Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD_BYTES => Leading::Undecided,
+        _ => Leading::Final,
+    }
+}
+
 fn body_framing(
     status: StatusCode,
     method: &Method,
@@ -465,6 +499,18 @@ mod tests {
         }
         let huge = format!("HTTP/1.1 200 OK\r\nX: {}", "a".repeat(MAX_HEAD_BYTES + 1));
         assert!(head(&huge, &Method::GET).is_err());
+    }
+
+    #[test]
+    fn interim_answers_are_told_from_final_ones() {
+        assert_eq!(
+            leading(b"HTTP/1.1 100 Continue\r\n\r\nHTTP"),
+            Leading::Interim(25)
+        );
+        assert_eq!(leading(b"HTTP/1.1 100 Contin"), Leading::Undecided);
+        assert_eq!(leading(b"HTTP/1.1 1"), Leading::Undecided);
+        assert_eq!(leading(b"HTTP/1.1 413 Too Large\r\n"), Leading::Final);
+        assert_eq!(leading(b"HTTP/1.1 101 Switching"), Leading::Final);
     }
 
     #[test]

@@ -25,6 +25,8 @@ enum Act {
     Close,
     /// Answer as soon as the head is read, and never read the body.
     AnswerBeforeBody(&'static str),
+    /// Send `100 Continue` after the head, then read the body and answer.
+    ContinueThenAnswer(&'static str),
 }
 
 /// One request as the scripted upstream read it.
@@ -111,6 +113,14 @@ async fn serve(
             tokio::time::sleep(Duration::from_secs(30)).await;
             return;
         }
+        if let Some(Act::ContinueThenAnswer(_)) = act
+            && stream
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .await
+                .is_err()
+        {
+            return;
+        }
         let Some(body) = read_body(&mut stream, &mut buf, &head).await else {
             return;
         };
@@ -120,7 +130,7 @@ async fn serve(
             connection,
         });
         match act {
-            Some(Act::Answer(bytes)) => {
+            Some(Act::Answer(bytes) | Act::ContinueThenAnswer(bytes)) => {
                 if stream.write_all(bytes.as_bytes()).await.is_err() {
                     return;
                 }
@@ -410,4 +420,30 @@ async fn an_upstream_answering_before_the_body_ends_is_heard() {
     // Neither connection is reused: each carried a request that was never finished.
     send(&proxy, &route, Method::GET, None).await.unwrap();
     assert_eq!(up.accepted(), 3);
+}
+
+#[tokio::test]
+async fn a_100_continue_while_the_body_is_awaited_does_not_stop_it() {
+    let up = Script::start(vec![Act::ContinueThenAnswer(
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    )])
+    .await;
+    let route = up.route();
+    let proxy = Proxy::new(std::slice::from_ref(&route));
+    // The client's body comes late, after the upstream's 100 Continue.
+    let late = futures_util::stream::once(async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Ok::<_, std::io::Error>(http_body::Frame::data(Bytes::from_static(b"late body")))
+    });
+    let req = Request::post("/x")
+        .header("expect", "100-continue")
+        .body(StreamBody::new(Box::pin(late)))
+        .unwrap();
+    let resp = proxy.forward(0, &route, req, false).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        &resp.into_body().collect().await.unwrap().to_bytes()[..],
+        b"ok"
+    );
+    assert_eq!(up.seen()[0].body, b"late body");
 }
