@@ -7,7 +7,7 @@
 //! - [`auth`]: credentials -> identity (JWT, API keys, passwords, sessions, the resolver).
 //! - [`cache`]: the in-process identity cache and revocation.
 //! - [`authz`]: route policy decisions.
-//! - [`proxy`]: pooled upstream clients, streaming, WebSocket tunnels.
+//! - [`proxy`]: pooled upstream connections and their HTTP/1.1 client, streaming, WebSocket tunnels.
 //! - [`account`]: the account API (register, login, ..., admin).
 //! - [`store`]: the `Store` trait and its SQLite implementation.
 //! - [`config`], [`app`], [`admin`], [`telemetry`]: configuration, wiring, operator
