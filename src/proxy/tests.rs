@@ -71,6 +71,14 @@ impl Script {
         }
     }
 
+    /// A script, a route to it, and a proxy with that one route.
+    async fn with_proxy(acts: Vec<Act>) -> (Script, RouteConfig, Proxy) {
+        let up = Script::start(acts).await;
+        let route = up.route();
+        let proxy = Proxy::new(std::slice::from_ref(&route));
+        (up, route, proxy)
+    }
+
     fn route(&self) -> RouteConfig {
         let text = format!(
             "[[routes]]\nname = \"r\"\nprefix = \"/\"\nauth = \"public\"\nupstream = \"http://127.0.0.1:{}\"\nresponse_timeout = \"2s\"\n",
@@ -205,9 +213,8 @@ async fn send(
 #[tokio::test]
 async fn content_length_responses_reuse_one_connection() {
     let ok = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
-    let up = Script::start(vec![Act::Answer(ok), Act::Answer(ok), Act::Answer(ok)]).await;
-    let route = up.route();
-    let proxy = Proxy::new(std::slice::from_ref(&route));
+    let (up, route, proxy) =
+        Script::with_proxy(vec![Act::Answer(ok), Act::Answer(ok), Act::Answer(ok)]).await;
     for _ in 0..3 {
         let (status, _, body, _) = send(&proxy, &route, Method::GET, None).await.unwrap();
         assert_eq!((status, &body[..]), (200, &b"hello"[..]));
@@ -224,7 +231,7 @@ async fn content_length_responses_reuse_one_connection() {
 
 #[tokio::test]
 async fn chunked_responses_decode_and_keep_their_trailers() {
-    let up = Script::start(vec![
+    let (up, route, proxy) = Script::with_proxy(vec![
         Act::Answer(
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 99\r\n\r\n\
              4\r\nwiki\r\n5;x=y\r\npedia\r\n0\r\nx-sum: 7\r\n\r\n",
@@ -232,8 +239,6 @@ async fn chunked_responses_decode_and_keep_their_trailers() {
         Act::Answer("HTTP/1.1 204 No Content\r\n\r\n"),
     ])
     .await;
-    let route = up.route();
-    let proxy = Proxy::new(std::slice::from_ref(&route));
     let (status, headers, body, trailers) = send(&proxy, &route, Method::GET, None).await.unwrap();
     assert_eq!(status, 200);
     assert_eq!(body, b"wikipedia");
@@ -250,13 +255,11 @@ async fn chunked_responses_decode_and_keep_their_trailers() {
 
 #[tokio::test]
 async fn interim_responses_are_skipped_and_close_delimited_bodies_end_at_eof() {
-    let up = Script::start(vec![
+    let (up, route, proxy) = Script::with_proxy(vec![
         Act::AnswerClose("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 200 OK\r\n\r\nuntil the end"),
         Act::Answer("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
     ])
     .await;
-    let route = up.route();
-    let proxy = Proxy::new(std::slice::from_ref(&route));
     let (status, _, body, _) = send(&proxy, &route, Method::GET, None).await.unwrap();
     assert_eq!((status, &body[..]), (200, &b"until the end"[..]));
     let (_, _, body, _) = send(&proxy, &route, Method::GET, None).await.unwrap();
@@ -267,9 +270,8 @@ async fn interim_responses_are_skipped_and_close_delimited_bodies_end_at_eof() {
 #[tokio::test]
 async fn request_bodies_keep_or_gain_framing() {
     let ok = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
-    let up = Script::start(vec![Act::Answer(ok), Act::Answer(ok), Act::Answer(ok)]).await;
-    let route = up.route();
-    let proxy = Proxy::new(std::slice::from_ref(&route));
+    let (up, route, proxy) =
+        Script::with_proxy(vec![Act::Answer(ok), Act::Answer(ok), Act::Answer(ok)]).await;
     send(&proxy, &route, Method::POST, Some("sized"))
         .await
         .unwrap();
@@ -304,9 +306,7 @@ async fn request_bodies_keep_or_gain_framing() {
 async fn closed_idle_connections_are_noticed_before_use() {
     // The upstream closes after answering, without saying so.
     let ok = "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na";
-    let up = Script::start(vec![Act::AnswerClose(ok), Act::Answer(ok)]).await;
-    let route = up.route();
-    let proxy = Proxy::new(std::slice::from_ref(&route));
+    let (up, route, proxy) = Script::with_proxy(vec![Act::AnswerClose(ok), Act::Answer(ok)]).await;
     send(&proxy, &route, Method::GET, None).await.unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     // Even a POST is safe: the closed connection is discarded, not written to.
@@ -320,7 +320,7 @@ async fn closed_idle_connections_are_noticed_before_use() {
 async fn a_pooled_connection_dropped_mid_request_is_retried_only_when_safe() {
     let ok = "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na";
     // Each first request is answered; the second on that connection is read and dropped.
-    let up = Script::start(vec![
+    let (up, route, proxy) = Script::with_proxy(vec![
         Act::Answer(ok),
         Act::Close,
         Act::Answer(ok),
@@ -328,8 +328,6 @@ async fn a_pooled_connection_dropped_mid_request_is_retried_only_when_safe() {
         Act::Close,
     ])
     .await;
-    let route = up.route();
-    let proxy = Proxy::new(std::slice::from_ref(&route));
     send(&proxy, &route, Method::GET, None).await.unwrap();
     let (status, _, body, _) = send(&proxy, &route, Method::GET, None).await.unwrap();
     assert_eq!(
@@ -349,14 +347,12 @@ async fn a_pooled_connection_dropped_mid_request_is_retried_only_when_safe() {
 
 #[tokio::test]
 async fn malformed_and_truncated_responses_are_errors() {
-    let up = Script::start(vec![
+    let (_up, route, proxy) = Script::with_proxy(vec![
         Act::Answer("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd"),
         Act::AnswerClose("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"),
         Act::Answer("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"),
     ])
     .await;
-    let route = up.route();
-    let proxy = Proxy::new(std::slice::from_ref(&route));
     let req = || Request::get("/x").body(Full::new(Bytes::new())).unwrap();
     assert!(matches!(
         proxy.forward(0, &route, req(), false).await,
@@ -370,13 +366,11 @@ async fn malformed_and_truncated_responses_are_errors() {
 
 #[tokio::test]
 async fn head_responses_have_no_body_and_keep_the_connection() {
-    let up = Script::start(vec![
+    let (up, route, proxy) = Script::with_proxy(vec![
         Act::Answer("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"),
         Act::Answer("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nz"),
     ])
     .await;
-    let route = up.route();
-    let proxy = Proxy::new(std::slice::from_ref(&route));
     let (status, headers, body, _) = send(&proxy, &route, Method::HEAD, None).await.unwrap();
     assert_eq!((status, body.len()), (200, 0));
     assert_eq!(headers.get("content-length").unwrap(), "1000");
@@ -387,14 +381,12 @@ async fn head_responses_have_no_body_and_keep_the_connection() {
 
 #[tokio::test]
 async fn an_upstream_answering_before_the_body_ends_is_heard() {
-    let up = Script::start(vec![
+    let (up, route, proxy) = Script::with_proxy(vec![
         Act::AnswerBeforeBody("HTTP/1.1 413 Payload Too Large\r\nContent-Length: 3\r\n\r\nbig"),
         Act::AnswerBeforeBody("HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n"),
         Act::Answer("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
     ])
     .await;
-    let route = up.route();
-    let proxy = Proxy::new(std::slice::from_ref(&route));
     // More than the socket buffers hold: the write blocks, and the answer is read instead.
     let huge = Bytes::from(vec![b'x'; 64 * 1024 * 1024]);
     let req = Request::post("/x").body(Full::new(huge)).unwrap();
@@ -424,12 +416,10 @@ async fn an_upstream_answering_before_the_body_ends_is_heard() {
 
 #[tokio::test]
 async fn a_100_continue_while_the_body_is_awaited_does_not_stop_it() {
-    let up = Script::start(vec![Act::ContinueThenAnswer(
+    let (up, route, proxy) = Script::with_proxy(vec![Act::ContinueThenAnswer(
         "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
     )])
     .await;
-    let route = up.route();
-    let proxy = Proxy::new(std::slice::from_ref(&route));
     // The client's body comes late, after the upstream's 100 Continue.
     let late = futures_util::stream::once(async {
         tokio::time::sleep(Duration::from_millis(100)).await;
