@@ -86,11 +86,11 @@ pub async fn serve(
         });
     }
     drop(listener);
-    anchor.abort();
     if tokio::time::timeout(cfg.shutdown_grace, graceful.shutdown())
         .await
         .is_err()
     {
         tracing::warn!("shutdown grace period elapsed with connections still open");
     }
+    anchor.abort();
 }
