@@ -217,17 +217,20 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    fn new(route: &RouteConfig) -> Upstream {
+    /// `tls`: the client configuration for `https://` upstreams; the public web PKI roots
+    /// when `None`.
+    fn new(route: &RouteConfig, tls: Option<&tokio_rustls::rustls::ClientConfig>) -> Upstream {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(route.connect_timeout));
         http.set_keepalive(Some(Duration::from_secs(60)));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        let builder = hyper_rustls::HttpsConnectorBuilder::new();
+        let builder = match tls {
+            Some(config) => builder.with_tls_config(config.clone()),
+            None => builder.with_webpki_roots(),
+        };
+        let connector = builder.https_or_http().enable_http1().wrap_connector(http);
         let target = Uri::builder()
             .scheme(route.upstream.scheme.clone())
             .authority(route.upstream.authority.clone())
@@ -342,7 +345,21 @@ pub fn upstream_target(
 impl Proxy {
     pub fn new(routes: &[RouteConfig]) -> Proxy {
         Proxy {
-            upstreams: routes.iter().map(|r| Arc::new(Upstream::new(r))).collect(),
+            upstreams: routes
+                .iter()
+                .map(|r| Arc::new(Upstream::new(r, None)))
+                .collect(),
+        }
+    }
+
+    /// With a TLS client configuration of the test's own (a private root).
+    #[cfg(test)]
+    fn with_tls(routes: &[RouteConfig], tls: tokio_rustls::rustls::ClientConfig) -> Proxy {
+        Proxy {
+            upstreams: routes
+                .iter()
+                .map(|r| Arc::new(Upstream::new(r, Some(&tls))))
+                .collect(),
         }
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http::{Method, Request};
 use http_body_util::{BodyExt as _, Full, StreamBody};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::codec::{self, Chunked, Step};
@@ -152,12 +152,12 @@ async fn serve(
     }
 }
 
-async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> Option<()> {
+async fn read_more<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut BytesMut) -> Option<()> {
     (stream.read_buf(buf).await.ok()? > 0).then_some(())
 }
 
 /// Reads one request head, as text.
-async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut) -> Option<String> {
+async fn read_head<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut BytesMut) -> Option<String> {
     let end = loop {
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             break i + 4;
@@ -168,7 +168,11 @@ async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut) -> Option<String>
 }
 
 /// Reads the body the head announces (content-length or chunked).
-async fn read_body(stream: &mut TcpStream, buf: &mut BytesMut, head: &str) -> Option<Vec<u8>> {
+async fn read_body<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    head: &str,
+) -> Option<Vec<u8>> {
     let lower = head.to_ascii_lowercase();
     let mut body = Vec::new();
     if lower.contains("transfer-encoding: chunked") {
@@ -436,4 +440,78 @@ async fn a_100_continue_while_the_body_is_awaited_does_not_stop_it() {
         b"ok"
     );
     assert_eq!(up.seen()[0].body, b"late body");
+}
+
+#[tokio::test]
+async fn https_upstreams_are_spoken_to_over_tls_and_pooled() {
+    use tokio_rustls::rustls;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let key = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert = key.cert.der().clone();
+    let private = rustls::pki_types::PrivatePkcs8KeyDer::from(key.signing_key.serialize_der());
+    let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.clone()], private.into())
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handshakes = Arc::new(Mutex::new(0usize));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (h, s) = (handshakes.clone(), seen.clone());
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let Ok(mut tls) = acceptor.accept(tcp).await else {
+                continue;
+            };
+            *h.lock().unwrap() += 1;
+            let s = s.clone();
+            tokio::spawn(async move {
+                let mut buf = BytesMut::new();
+                while let Some(head) = read_head(&mut tls, &mut buf).await {
+                    let body = read_body(&mut tls, &mut buf, &head).await.unwrap();
+                    s.lock().unwrap().push(body);
+                    let answer = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+                                  6\r\nsecret\r\n0\r\n\r\n";
+                    if tls.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let text = format!(
+        "[[routes]]\nname = \"tls\"\nprefix = \"/\"\nauth = \"public\"\nupstream = \"https://localhost:{port}\"\n"
+    );
+    let route = Config::from_toml(&text, Vec::new())
+        .unwrap()
+        .routes
+        .remove(0);
+    let proxy = Proxy::with_tls(std::slice::from_ref(&route), client);
+    for body in [None, Some("sent over tls"), None] {
+        let method = if body.is_some() {
+            Method::POST
+        } else {
+            Method::GET
+        };
+        let (status, _, got, _) = send(&proxy, &route, method, body).await.unwrap();
+        assert_eq!((status, &got[..]), (200, &b"secret"[..]));
+    }
+    assert_eq!(*handshakes.lock().unwrap(), 1, "one TLS connection, reused");
+    assert_eq!(seen.lock().unwrap()[1], b"sent over tls");
+    // The public roots do not know this certificate: the default proxy refuses it.
+    let strict = Proxy::new(std::slice::from_ref(&route));
+    assert!(matches!(
+        send(&strict, &route, Method::GET, None).await,
+        Err(UpstreamError::Connect(_))
+    ));
 }
