@@ -2,6 +2,20 @@
 
 use super::*;
 
+/// Verification outcomes the tests expect.
+const ACCEPTED: Verified = Verified {
+    ok: true,
+    needs_rehash: false,
+};
+const ACCEPTED_STALE: Verified = Verified {
+    ok: true,
+    needs_rehash: true,
+};
+const REFUSED: Verified = Verified {
+    ok: false,
+    needs_rehash: false,
+};
+
 fn config(memory_kib: u32, max_concurrent: usize, max_queued: usize) -> HashingConfig {
     HashingConfig {
         memory_kib,
@@ -34,13 +48,7 @@ async fn argon2id_round_trip() {
         .verify(&secret("correct horse"), Some(&stored))
         .await
         .unwrap();
-    assert_eq!(
-        good,
-        Verified {
-            ok: true,
-            needs_rehash: false
-        }
-    );
+    assert_eq!(good, ACCEPTED);
     let bad = h
         .verify(&secret("wrong horse"), Some(&stored))
         .await
@@ -82,21 +90,9 @@ async fn bcrypt_verifies_and_asks_for_rehash() {
         .verify(&secret("old-password"), Some(&legacy))
         .await
         .unwrap();
-    assert_eq!(
-        v,
-        Verified {
-            ok: true,
-            needs_rehash: true
-        }
-    );
+    assert_eq!(v, ACCEPTED_STALE);
     let v = h.verify(&secret("other"), Some(&legacy)).await.unwrap();
-    assert_eq!(
-        v,
-        Verified {
-            ok: false,
-            needs_rehash: false
-        }
-    );
+    assert_eq!(v, REFUSED);
 }
 
 #[tokio::test]
@@ -107,13 +103,7 @@ async fn weaker_argon2_parameters_ask_for_rehash() {
         .verify(&secret("pw-123456"), Some(&weak))
         .await
         .unwrap();
-    assert_eq!(
-        v,
-        Verified {
-            ok: true,
-            needs_rehash: true
-        }
-    );
+    assert_eq!(v, ACCEPTED_STALE);
 }
 
 #[tokio::test]

@@ -80,14 +80,7 @@ impl Script {
     }
 
     fn route(&self) -> RouteConfig {
-        let text = format!(
-            "[[routes]]\nname = \"r\"\nprefix = \"/\"\nauth = \"public\"\nupstream = \"http://127.0.0.1:{}\"\nresponse_timeout = \"2s\"\n",
-            self.port
-        );
-        Config::from_toml(&text, Vec::new())
-            .unwrap()
-            .routes
-            .remove(0)
+        route_to(&format!("http://127.0.0.1:{}", self.port))
     }
 
     fn seen(&self) -> std::sync::MutexGuard<'_, Vec<Seen>> {
@@ -97,6 +90,17 @@ impl Script {
     fn accepted(&self) -> usize {
         *self.accepted.lock().unwrap()
     }
+}
+
+/// A public catch-all route to `upstream`, with a short response timeout.
+fn route_to(upstream: &str) -> RouteConfig {
+    let text = format!(
+        "[[routes]]\nname = \"r\"\nprefix = \"/\"\nauth = \"public\"\nupstream = \"{upstream}\"\nresponse_timeout = \"2s\"\n"
+    );
+    Config::from_toml(&text, Vec::new())
+        .unwrap()
+        .routes
+        .remove(0)
 }
 
 async fn serve(
@@ -489,13 +493,7 @@ async fn https_upstreams_are_spoken_to_over_tls_and_pooled() {
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let text = format!(
-        "[[routes]]\nname = \"tls\"\nprefix = \"/\"\nauth = \"public\"\nupstream = \"https://localhost:{port}\"\n"
-    );
-    let route = Config::from_toml(&text, Vec::new())
-        .unwrap()
-        .routes
-        .remove(0);
+    let route = route_to(&format!("https://localhost:{port}"));
     let proxy = Proxy::with_tls(std::slice::from_ref(&route), client);
     for body in [None, Some("sent over tls"), None] {
         let method = if body.is_some() {
