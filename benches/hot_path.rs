@@ -15,6 +15,7 @@ use portcullis::auth::{AuthMethod, Identity, Role, api_key};
 use portcullis::cache::{CredentialEntry, IdentityCache, Principal};
 use portcullis::http::headers::{ConnInfo, Forwarding, HeaderPolicy};
 use portcullis::http::path;
+use portcullis::proxy::ExtraFields as _;
 
 fn request_headers(token: &str) -> HeaderMap {
     let mut h = HeaderMap::new();
@@ -77,11 +78,12 @@ fn bench_headers(c: &mut Criterion) {
     .unwrap();
     let rid = HeaderValue::from_static("0123456789abcdef0123456789abcdef");
     let template = request_headers("abc.def.ghi");
+    let mut head = Vec::with_capacity(1024);
     c.bench_function("prepare forwarded headers", |b| {
         b.iter_batched_ref(
             || template.clone(),
             |h| {
-                policy.prepare_request(
+                let injected = policy.prepare_request(
                     h,
                     &Forwarding {
                         conn: &conn,
@@ -90,7 +92,10 @@ fn bench_headers(c: &mut Criterion) {
                         forward_credentials: false,
                         upgrade: false,
                     },
-                )
+                );
+                head.clear();
+                injected.write_fields(&mut head);
+                black_box(head.len())
             },
             criterion::BatchSize::SmallInput,
         )

@@ -66,18 +66,19 @@ pub enum AuthMethod {
 }
 
 impl AuthMethod {
-    pub fn header_value(self) -> HeaderValue {
-        HeaderValue::from_static(match self {
+    /// The `X-Auth-Method` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
             AuthMethod::Jwt => "jwt",
             AuthMethod::ApiKey => "api_key",
             AuthMethod::Cookie => "cookie",
-        })
+        }
     }
 }
 
 /// A verified identity, shared by every request that presents the same credential. The
-/// header values are built once, when the identity is loaded, so injecting them costs a
-/// reference-count increment per header.
+/// header values are checked once, when the identity is loaded, so injecting them is a copy
+/// into the upstream request head.
 #[derive(Debug)]
 pub struct Identity {
     pub user_id: String,

@@ -134,8 +134,13 @@ impl HeaderPolicy {
         self.protected.iter().any(|p| same_folded(bytes, p))
     }
 
-    /// Rewrites a request's headers for the upstream.
-    pub fn prepare_request(&self, headers: &mut HeaderMap, ctx: &Forwarding<'_>) {
+    /// Rewrites a request's headers for the upstream: removes what must not pass, and
+    /// returns the verified identity and forwarding headers to write after the rest.
+    pub fn prepare_request<'a>(
+        &'a self,
+        headers: &mut HeaderMap,
+        ctx: &Forwarding<'a>,
+    ) -> Injected<'a> {
         let conn = ctx.conn;
         // Values a trusted proxy set, read before everything client-supplied is dropped.
         let prior_for = conn
@@ -175,28 +180,58 @@ impl HeaderPolicy {
             strip_credential_cookies(headers);
         }
 
-        if let Some((identity, method)) = ctx.identity {
-            headers.insert(self.names.user_id.clone(), identity.header_user_id.clone());
-            headers.insert(self.names.email.clone(), identity.header_email.clone());
-            headers.insert(self.names.role.clone(), identity.header_role.clone());
-            headers.insert(self.names.auth_method.clone(), method.header_value());
+        Injected {
+            names: &self.names,
+            identity: ctx.identity,
+            forwarded_for: prior_for.map(|prior| append_hop(&prior, &conn.peer_ip)),
+            peer_ip: &conn.peer_ip,
+            forwarded_proto: prior_proto,
+            forwarded_host: prior_host.or(host),
+            request_id: ctx.request_id,
+        }
+    }
+}
+
+/// The headers Portcullis sets on a forwarded request. They are written straight into the
+/// upstream request head after the request's own headers, none of which can share their
+/// names (`prepare_request` removed every spelling of them).
+pub struct Injected<'a> {
+    names: &'a IdentityHeaderNames,
+    identity: Option<(&'a Identity, AuthMethod)>,
+    /// A trusted proxy's `X-Forwarded-For` with the peer appended; `None`: the peer alone.
+    forwarded_for: Option<HeaderValue>,
+    peer_ip: &'a HeaderValue,
+    /// A trusted proxy's `X-Forwarded-Proto`; `None`: `http`.
+    forwarded_proto: Option<HeaderValue>,
+    forwarded_host: Option<HeaderValue>,
+    request_id: &'a HeaderValue,
+}
+
+impl crate::proxy::ExtraFields for Injected<'_> {
+    fn write_fields(&self, buf: &mut Vec<u8>) {
+        let mut field = |name: &HeaderName, value: &[u8]| {
+            crate::proxy::write_field(buf, name.as_str().as_bytes(), value);
+        };
+        if let Some((identity, method)) = self.identity {
+            field(&self.names.user_id, identity.header_user_id.as_bytes());
+            field(&self.names.email, identity.header_email.as_bytes());
+            field(&self.names.role, identity.header_role.as_bytes());
+            field(&self.names.auth_method, method.as_str().as_bytes());
             if let Some(key_id) = &identity.header_key_id {
-                headers.insert(self.names.key_id.clone(), key_id.clone());
+                field(&self.names.key_id, key_id.as_bytes());
             }
         }
-        let forwarded_for = match prior_for {
-            Some(prior) => append_hop(&prior, &conn.peer_ip),
-            None => conn.peer_ip.clone(),
-        };
-        headers.insert(X_FORWARDED_FOR.clone(), forwarded_for);
-        headers.insert(
-            X_FORWARDED_PROTO.clone(),
-            prior_proto.unwrap_or_else(|| HeaderValue::from_static("http")),
-        );
-        if let Some(h) = prior_host.or(host) {
-            headers.insert(X_FORWARDED_HOST.clone(), h);
+        let forwarded_for = self.forwarded_for.as_ref().unwrap_or(self.peer_ip);
+        field(&X_FORWARDED_FOR, forwarded_for.as_bytes());
+        let proto = self
+            .forwarded_proto
+            .as_ref()
+            .map_or(&b"http"[..], |v| v.as_bytes());
+        field(&X_FORWARDED_PROTO, proto);
+        if let Some(host) = &self.forwarded_host {
+            field(&X_FORWARDED_HOST, host.as_bytes());
         }
-        headers.insert(X_REQUEST_ID.clone(), ctx.request_id.clone());
+        field(&X_REQUEST_ID, self.request_id.as_bytes());
     }
 }
 

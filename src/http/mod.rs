@@ -143,7 +143,7 @@ async fn route_request(
         parts.headers.insert(HOST, v);
     }
     let upgrade = route.websocket && headers::is_upgrade_request(&parts.headers);
-    state.header_policy.prepare_request(
+    let injected = state.header_policy.prepare_request(
         &mut parts.headers,
         &Forwarding {
             conn,
@@ -155,7 +155,11 @@ async fn route_request(
     );
     parts.uri = uri;
     let req = Request::from_parts(parts, body);
-    match state.proxy.forward(index, route, req, upgrade).await {
+    match state
+        .proxy
+        .forward(index, route, req, &injected, upgrade)
+        .await
+    {
         Ok(resp) => (slot, Ok(resp.map(Body::from))),
         Err(e) => {
             state.metrics.record_upstream_failure(match e {

@@ -59,18 +59,31 @@ pub fn request_framing(headers: &mut HeaderMap, empty: bool, exact: Option<u64>)
 }
 
 /// Appends the request line and header section to `buf`.
-pub fn write_request_head(buf: &mut Vec<u8>, parts: &Parts, framing: RequestFraming) {
+/// Writes one header field line.
+pub fn write_field(buf: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    buf.reserve(name.len() + value.len() + 4);
+    buf.extend_from_slice(name);
+    buf.extend_from_slice(b": ");
+    buf.extend_from_slice(value);
+    buf.extend_from_slice(b"\r\n");
+}
+
+/// Writes the request line and header section: the request's own fields, then `extra`'s.
+pub fn write_request_head(
+    buf: &mut Vec<u8>,
+    parts: &Parts,
+    framing: RequestFraming,
+    extra: &impl super::ExtraFields,
+) {
     buf.extend_from_slice(parts.method.as_str().as_bytes());
     buf.push(b' ');
     let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     buf.extend_from_slice(target.as_bytes());
     buf.extend_from_slice(b" HTTP/1.1\r\n");
     for (name, value) in &parts.headers {
-        buf.extend_from_slice(name.as_str().as_bytes());
-        buf.extend_from_slice(b": ");
-        buf.extend_from_slice(value.as_bytes());
-        buf.extend_from_slice(b"\r\n");
+        write_field(buf, name.as_str().as_bytes(), value.as_bytes());
     }
+    extra.write_fields(buf);
     if framing == RequestFraming::Chunked {
         buf.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
@@ -580,7 +593,7 @@ mod tests {
             RequestFraming::Chunked
         );
         let mut buf = Vec::new();
-        write_request_head(&mut buf, &parts, RequestFraming::Chunked);
+        write_request_head(&mut buf, &parts, RequestFraming::Chunked, &());
         assert_eq!(
             String::from_utf8(buf).unwrap(),
             "POST /a?b=1 HTTP/1.1\r\nhost: up\r\ntransfer-encoding: chunked\r\n\r\n"

@@ -322,6 +322,19 @@ pub struct Proxy {
     upstreams: Vec<Arc<Upstream>>,
 }
 
+/// Header fields to write after a forwarded request's own: the identity and forwarding
+/// headers, which then never pass through a `HeaderMap`.
+pub trait ExtraFields: Sync {
+    fn write_fields(&self, buf: &mut Vec<u8>);
+}
+
+/// No extra fields.
+impl ExtraFields for () {
+    fn write_fields(&self, _: &mut Vec<u8>) {}
+}
+
+pub use codec::write_field;
+
 /// The origin-form target to send upstream: the upstream's base path, the (normalized,
 /// possibly stripped) request path, and the original query.
 pub fn upstream_target(
@@ -364,13 +377,14 @@ impl Proxy {
     }
 
     /// Sends a prepared request (origin-form URI, hop-by-hop headers removed) to route
-    /// `index`'s upstream. With `upgrade`, a `101` reply turns both connections into one byte
-    /// tunnel.
+    /// `index`'s upstream, with `extra`'s fields after its own. With `upgrade`, a `101`
+    /// reply turns both connections into one byte tunnel.
     pub async fn forward<B>(
         &self,
         index: usize,
         route: &RouteConfig,
         mut req: Request<B>,
+        extra: &impl ExtraFields,
         upgrade: bool,
     ) -> Result<Response<UpstreamBody>, UpstreamError>
     where
@@ -400,13 +414,14 @@ impl Proxy {
                 // request's.
                 None => (Box::pin(upstream.connect()).await?, false),
             };
-            match exchange(&mut conn, &parts, &mut body, framing, &mut started).await {
+            match exchange(&mut conn, &parts, extra, &mut body, framing, &mut started).await {
                 Ok(head) => Ok((conn, head)),
                 Err(e) if reused && e.retryable(&parts.method, started) => {
                     let mut fresh = Box::pin(upstream.connect()).await?;
-                    let head = exchange(&mut fresh, &parts, &mut body, framing, &mut started)
-                        .await
-                        .map_err(ExchangeError::into_upstream)?;
+                    let head =
+                        exchange(&mut fresh, &parts, extra, &mut body, framing, &mut started)
+                            .await
+                            .map_err(ExchangeError::into_upstream)?;
                     Ok((fresh, head))
                 }
                 Err(e) => Err(e.into_upstream()),
@@ -449,6 +464,7 @@ impl Proxy {
 async fn exchange<B>(
     conn: &mut Conn,
     parts: &http::request::Parts,
+    extra: &impl ExtraFields,
     body: &mut B,
     framing: RequestFraming,
     started: &mut bool,
@@ -458,7 +474,7 @@ where
     B::Error: Into<BoxError>,
 {
     conn.wbuf.clear();
-    codec::write_request_head(&mut conn.wbuf, parts, framing);
+    codec::write_request_head(&mut conn.wbuf, parts, framing, extra);
     yield_once().await;
     let complete = send_body(conn, body, framing, started).await?;
     let mut received = !complete;

@@ -210,7 +210,7 @@ async fn send(
         .uri("/x")
         .body(Full::new(Bytes::from_static(body.unwrap_or("").as_bytes())))
         .unwrap();
-    let resp = proxy.forward(0, route, req, false).await?;
+    let resp = proxy.forward(0, route, req, &(), false).await?;
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let collected = resp.into_body().collect().await.expect("body");
@@ -291,11 +291,11 @@ async fn request_bodies_keep_or_gain_framing() {
         .header("content-length", "999")
         .body(StreamBody::new(frames))
         .unwrap();
-    let resp = proxy.forward(0, &route, req, false).await.unwrap();
+    let resp = proxy.forward(0, &route, req, &(), false).await.unwrap();
     assert_eq!(resp.status(), 200);
     drop(resp);
     let req = Request::get("/x").body(Full::new(Bytes::new())).unwrap();
-    proxy.forward(0, &route, req, false).await.unwrap();
+    proxy.forward(0, &route, req, &(), false).await.unwrap();
     let seen = up.seen();
     assert!(seen[0].head.contains("content-length: 5\r\n"));
     assert_eq!(seen[0].body, b"sized");
@@ -363,12 +363,12 @@ async fn malformed_and_truncated_responses_are_errors() {
     .await;
     let req = || Request::get("/x").body(Full::new(Bytes::new())).unwrap();
     assert!(matches!(
-        proxy.forward(0, &route, req(), false).await,
+        proxy.forward(0, &route, req(), &(), false).await,
         Err(UpstreamError::Other(_))
     ));
-    let resp = proxy.forward(0, &route, req(), false).await.unwrap();
+    let resp = proxy.forward(0, &route, req(), &(), false).await.unwrap();
     assert!(resp.into_body().collect().await.is_err(), "short body");
-    let resp = proxy.forward(0, &route, req(), false).await.unwrap();
+    let resp = proxy.forward(0, &route, req(), &(), false).await.unwrap();
     assert!(resp.into_body().collect().await.is_err(), "bad chunk size");
 }
 
@@ -399,7 +399,7 @@ async fn an_upstream_answering_before_the_body_ends_is_heard() {
     let huge = Bytes::from(vec![b'x'; 64 * 1024 * 1024]);
     let req = Request::post("/x").body(Full::new(huge)).unwrap();
     let started = std::time::Instant::now();
-    let resp = proxy.forward(0, &route, req, false).await.unwrap();
+    let resp = proxy.forward(0, &route, req, &(), false).await.unwrap();
     assert_eq!(resp.status(), 413);
     assert_eq!(
         &resp.into_body().collect().await.unwrap().to_bytes()[..],
@@ -410,7 +410,7 @@ async fn an_upstream_answering_before_the_body_ends_is_heard() {
         Result<http_body::Frame<Bytes>, std::io::Error>,
     >());
     let req = Request::post("/x").body(never).unwrap();
-    let resp = proxy.forward(0, &route, req, false).await.unwrap();
+    let resp = proxy.forward(0, &route, req, &(), false).await.unwrap();
     assert_eq!(resp.status(), 401);
     drop(resp);
     assert!(
@@ -437,7 +437,7 @@ async fn a_100_continue_while_the_body_is_awaited_does_not_stop_it() {
         .header("expect", "100-continue")
         .body(StreamBody::new(Box::pin(late)))
         .unwrap();
-    let resp = proxy.forward(0, &route, req, false).await.unwrap();
+    let resp = proxy.forward(0, &route, req, &(), false).await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(
         &resp.into_body().collect().await.unwrap().to_bytes()[..],

@@ -27,15 +27,19 @@ fn conn(trusted: bool) -> ConnInfo {
     ConnInfo::new(peer, &nets)
 }
 
+/// Prepares `h` as it would be forwarded: the injected fields are written the way the
+/// upstream request head gets them, then read back into `h`.
 fn prepare(
     h: &mut HeaderMap,
     identity: Option<&Identity>,
     trusted: bool,
     forward_credentials: bool,
 ) {
+    use crate::proxy::ExtraFields as _;
     let c = conn(trusted);
     let rid = HeaderValue::from_static("rid-1");
-    policy().prepare_request(
+    let policy = policy();
+    let injected = policy.prepare_request(
         h,
         &Forwarding {
             conn: &c,
@@ -45,6 +49,21 @@ fn prepare(
             upgrade: false,
         },
     );
+    let mut buf = Vec::new();
+    injected.write_fields(&mut buf);
+    let text = String::from_utf8(buf).unwrap();
+    let lines = text.strip_suffix("\r\n").unwrap().split("\r\n");
+    for line in lines {
+        let (name, value) = line.split_once(": ").unwrap();
+        assert!(
+            !h.contains_key(name),
+            "{name} is injected and was also left in the request"
+        );
+        h.append(
+            HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            HeaderValue::from_str(value).unwrap(),
+        );
+    }
 }
 
 #[test]
