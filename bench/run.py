@@ -147,7 +147,9 @@ def portcullis_config(workdir, name, port, store, redis=None, cache=True, hashin
     return path
 
 
-def run_wrk(url, conns, duration, headers=(), script=None, cpu="1", threads=1):
+def run_wrk(url, conns, duration, headers=(), script=None, cpu="1", threads=1, pid=None):
+    """Runs wrk; returns its parsed output, the busy share of every CPU, and (with `pid`)
+    that process's user and system CPU seconds over the run."""
     argv = ["taskset", "-c", cpu, "wrk", f"-t{threads}", f"-c{conns}", f"-d{duration}", "--latency"]
     for h in headers:
         argv += ["-H", h]
@@ -155,9 +157,14 @@ def run_wrk(url, conns, duration, headers=(), script=None, cpu="1", threads=1):
         argv += ["-s", script]
     argv.append(url)
     cpu_before = cpu_times()
+    proc_before = process_times(pid) if pid else None
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     cpu_after = cpu_times()
-    return parse_wrk(out), cpu_busy(cpu_before, cpu_after)
+    result = parse_wrk(out)
+    if pid:
+        after = process_times(pid)
+        result["proc_usr"], result["proc_sys"] = (a - b for a, b in zip(after, proc_before))
+    return result, cpu_busy(cpu_before, cpu_after)
 
 
 def to_ms(value, unit):
@@ -182,6 +189,28 @@ def parse_wrk(text):
 def cpu_times():
     with open("/proc/stat") as f:
         return {l.split()[0]: list(map(int, l.split()[1:9])) for l in f if re.match(r"cpu\d", l)}
+
+
+def process_times(pid):
+    """User and system CPU seconds of every thread of `pid` so far."""
+    usr = sys_ = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        usr += int(fields[11])
+        sys_ += int(fields[12])
+    hz = os.sysconf("SC_CLK_TCK")
+    return usr / hz, sys_ / hz
+
+
+def worker_of(master):
+    """nginx's single worker: the child of the master process."""
+    for _ in range(50):
+        kids = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout.split()
+        if kids:
+            return int(kids[0])
+        time.sleep(0.05)
+    raise SystemExit(f"nginx master {master} has no worker")
 
 
 def cpu_busy(before, after):
@@ -291,6 +320,10 @@ def main():
     checks = check_contract(PORT_MAIN, token, api_key)
 
     targets = {}   # row id -> (label, url, headers)
+    served_by = {"1": worker_of(up.pid), "3": p_main.pid, "4": p_main.pid, "5": p_main.pid,
+                 "6": p_main.pid}   # row id -> the process whose CPU time is reported
+    if have_nginx:
+        served_by["2"] = worker_of(px.pid)
     targets["1"] = ("upstream alone", f"http://127.0.0.1:{PORT_UPSTREAM}/api/x", [])
     if have_nginx:
         targets["2"] = ("nginx plain proxy (no auth)", f"http://127.0.0.1:{PORT_NGINX}/api/x", [])
@@ -306,6 +339,7 @@ def main():
         wait_http(PORT_SQLITE, p, "portcullis sqlite")
         t = session(PORT_SQLITE, "bench@example.com")
         targets["8b"] = ("JWT, moka off, SQLite", f"http://127.0.0.1:{PORT_SQLITE}/api/x", [f"Authorization: Bearer {t}"])
+        served_by["8b"] = p.pid
     if have_services and rows & {"7", "8", "11"}:
         reset_pg("portcullis_bench")
         pin_service("postgres", sut)
@@ -315,10 +349,12 @@ def main():
         wait_http(PORT_REDIS, p, "portcullis redis")
         t = session(PORT_REDIS, "bench@example.com")
         targets["7"] = ("JWT, moka off, Redis hit", f"http://127.0.0.1:{PORT_REDIS}/api/x", [f"Authorization: Bearer {t}"])
+        served_by["7"] = p.pid
         pg_cfg = portcullis_config(work, "pg", PORT_PG, pg_url("portcullis_bench"), cache=False)
         p = start("portcullis-pg", [BIN, "serve", "--config", pg_cfg], sut, work)
         wait_http(PORT_PG, p, "portcullis pg")
         targets["8a"] = ("JWT, moka off, PostgreSQL", f"http://127.0.0.1:{PORT_PG}/api/x", [f"Authorization: Bearer {t}"])
+        served_by["8a"] = p.pid
 
     chosen = [r for r in ["1", "2", "3", "4", "5", "6", "7", "8a", "8b"]
               if r in targets and (r in rows or r.rstrip("ab") in rows)]
@@ -333,7 +369,8 @@ def main():
             for row in chosen:
                 label, url, headers = targets[row]
                 log(f"run {run + 1}/{args.runs} c={conns} row {row}: {label}")
-                results.setdefault((row, conns), []).append(run_wrk(url, conns, args.duration, headers, cpu=lg))
+                results.setdefault((row, conns), []).append(
+                    run_wrk(url, conns, args.duration, headers, cpu=lg, pid=served_by.get(row)))
 
     report = [header_block(args, idle_rss)]
     if chosen:
@@ -401,12 +438,26 @@ def header_block(args, idle_rss):
     )
 
 
+def sut_us(run, sut):
+    """Busy time of the SUT CPU per request, in µs."""
+    wrk, busy = run
+    return busy.get(f"cpu{sut}", 0) / 100 * 1e6 / wrk["rps"] if wrk["rps"] else float("nan")
+
+
+def per_request_us(run, key):
+    wrk = run[0]
+    return wrk[key] * 1e6 / wrk["requests"] if key in wrk and wrk["requests"] else float("nan")
+
+
 def throughput_table(results, targets, chosen, conns_list, sut, lg):
-    out = ["| row | scenario | conns | req/s (median) | min..max | vs upstream | vs nginx | p50 ms | p99 ms | SUT CPU | SUT µs/req | non-2xx |",
-           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    out = ["| row | scenario | conns | req/s (median) | min..max | vs upstream | vs nginx | p50 ms | p99 ms "
+           "| SUT CPU | SUT µs/req | server usr µs/req | server sys µs/req | vs nginx, usr = 0 | non-2xx |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    nan = [({"rps": float("nan")}, {})]
     for conns in conns_list:
-        base_up = statistics.median(r[0]["rps"] for r in results.get(("1", conns), [({"rps": float("nan")}, {})]))
-        base_ng = statistics.median(r[0]["rps"] for r in results.get(("2", conns), [({"rps": float("nan")}, {})]))
+        base_up = statistics.median(r[0]["rps"] for r in results.get(("1", conns), nan))
+        base_ng = statistics.median(r[0]["rps"] for r in results.get(("2", conns), nan))
+        ng_us = statistics.median(sut_us(r, sut) for r in results.get(("2", conns), nan))
         for row in chosen:
             runs = results[(row, conns)]
             rps = [r[0]["rps"] for r in runs]
@@ -414,14 +465,25 @@ def throughput_table(results, targets, chosen, conns_list, sut, lg):
             p50 = statistics.median(r[0]["p50"] for r in runs)
             p99 = statistics.median(r[0]["p99"] for r in runs)
             busy = statistics.median(r[1].get(f"cpu{sut}", 0) for r in runs)
+            usr = statistics.median(per_request_us(r, "proc_usr") for r in runs)
+            sys_ = statistics.median(per_request_us(r, "proc_sys") for r in runs)
+            # The most this row could reach against nginx if Portcullis's own user-space
+            # work cost nothing: the SUT CPU time left per request is kernel + upstream.
+            bound = (f"{ng_us / statistics.median(sut_us(r, sut) - per_request_us(r, 'proc_usr') for r in runs):.2f}"
+                     if row not in ("1", "2") else "–")
             non2xx = sum(r[0]["non2xx"] for r in runs)
             out.append(
                 f"| {row} | {targets[row][0]} | {conns} | {med:,.0f} | {min(rps):,.0f}..{max(rps):,.0f} | "
                 f"{med / base_up:.2f} | {med / base_ng:.2f} | {p50:.3f} | {p99:.3f} | {busy:.0f}% | "
-                f"{busy / 100 * 1e6 / med:.1f} | {non2xx} |")
+                f"{statistics.median(sut_us(r, sut) for r in runs):.1f} | {usr:.1f} | {sys_:.1f} | {bound} | {non2xx} |")
     return ("Requests/s are medians over the runs; ratios are against rows 1 and 2 of this run at the "
             "same connection count. SUT µs/req = busy time of the SUT CPU (upstream + proxy + kernel) "
-            "per request.\n\n" + "\n".join(out) + "\n")
+            "per request. Server usr/sys µs/req = CPU time of the process answering the row (the "
+            "upstream's worker in row 1, nginx's worker in row 2, Portcullis in the others) per "
+            "request; system time includes the loopback receive work the kernel does while that "
+            "process sends. `vs nginx, usr = 0` = nginx's SUT µs/req over this row's SUT µs/req minus "
+            "Portcullis's user time: the ratio this row would reach if Portcullis's own code took no "
+            "time at all.\n\n" + "\n".join(out) + "\n")
 
 
 def login_rows(work, rows, args, sut, lg, token):
