@@ -42,9 +42,10 @@ fn connection_named(headers: &HeaderMap, upgrade: bool, into: &mut Vec<HeaderNam
             if token.is_empty() || (upgrade && token.eq_ignore_ascii_case("upgrade")) {
                 continue;
             }
-            // `from_bytes` lower-cases; nothing to remove unless the header is present.
-            if let Ok(name) = HeaderName::from_bytes(token.as_bytes())
-                && headers.contains_key(&name)
+            // Looking a `&str` up folds case without allocating; only a header that is
+            // present (rare: `keep-alive` and `close` name none) becomes a `HeaderName`.
+            if headers.contains_key(token)
+                && let Ok(name) = HeaderName::from_bytes(token.as_bytes())
             {
                 into.push(name);
             }
