@@ -192,15 +192,11 @@ def cpu_times():
 
 
 def process_times(pid):
-    """User and system CPU seconds of every thread of `pid` so far."""
-    usr = sys_ = 0
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{tid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        usr += int(fields[11])
-        sys_ += int(fields[12])
+    """User and system CPU seconds of `pid` so far: all its threads, exited ones included."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
     hz = os.sysconf("SC_CLK_TCK")
-    return usr / hz, sys_ / hz
+    return int(fields[11]) / hz, int(fields[12]) / hz
 
 
 def worker_of(master):
