@@ -58,8 +58,7 @@ pub fn request_framing(headers: &mut HeaderMap, empty: bool, exact: Option<u64>)
     }
 }
 
-/// Appends the request line and header section to `buf`.
-/// Writes one header field line.
+/// Appends one header field line to `buf`.
 pub fn write_field(buf: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     buf.reserve(name.len() + value.len() + 4);
     buf.extend_from_slice(name);
@@ -68,7 +67,8 @@ pub fn write_field(buf: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     buf.extend_from_slice(b"\r\n");
 }
 
-/// Writes the request line and header section: the request's own fields, then `extra`'s.
+/// Appends the request line and header section to `buf`: the request's own fields, then
+/// `extra`'s, then the framing Portcullis chose.
 pub fn write_request_head(
     buf: &mut Vec<u8>,
     parts: &Parts,
@@ -597,6 +597,20 @@ mod tests {
         assert_eq!(
             String::from_utf8(buf).unwrap(),
             "POST /a?b=1 HTTP/1.1\r\nhost: up\r\ntransfer-encoding: chunked\r\n\r\n"
+        );
+        struct Identity;
+        impl super::super::ExtraFields for Identity {
+            fn write_fields(&self, buf: &mut Vec<u8>) {
+                write_field(buf, b"x-user-id", b"u1");
+            }
+        }
+        let mut buf = Vec::new();
+        write_request_head(&mut buf, &parts, RequestFraming::Chunked, &Identity);
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            "POST /a?b=1 HTTP/1.1\r\nhost: up\r\nx-user-id: u1\r\n\
+             transfer-encoding: chunked\r\n\r\n",
+            "extra fields follow the request's own and precede the framing"
         );
         assert_eq!(
             request_framing(&mut parts.headers, false, Some(7)),
