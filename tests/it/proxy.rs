@@ -61,6 +61,46 @@ async fn spoofed_identity_headers_are_replaced_on_a_protected_route() {
 }
 
 #[tokio::test]
+async fn renamed_identity_headers_are_injected_and_their_spoofs_removed() {
+    let srv = TestServer::start_with(
+        "[identity_headers]\nuser_id = \"X-Portcullis-User\"\nemail = \"X-Portcullis-Email\"\n\
+         role = \"X-Portcullis-Role\"\nauth_method = \"X-Portcullis-Method\"\n\
+         key_id = \"X-Portcullis-Key\"\n",
+    )
+    .await;
+    let t = srv.register("renamed@example.com").await;
+    let (key, key_id) = srv.api_key(&t.access, "renamed").await;
+    let r = srv
+        .get("/api/x")
+        .header("x-api-key", &key)
+        .header("x_portcullis_user", "spoofed")
+        .header("X.Portcullis.Role", "spoofed")
+        .header("x-portcullis-key", "spoofed")
+        .send()
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_no_spoof(&srv);
+    let seen = srv.echo.last().unwrap();
+    assert_eq!(seen.header_all("x-portcullis-user").len(), 1);
+    assert!(
+        seen.header("x-portcullis-user")
+            .is_some_and(|v| v.starts_with("user_"))
+    );
+    assert_eq!(
+        seen.header("x-portcullis-email"),
+        Some("renamed@example.com")
+    );
+    assert_eq!(seen.header("x-portcullis-role"), Some("user"));
+    assert_eq!(seen.header("x-portcullis-method"), Some("api_key"));
+    assert_eq!(seen.header("x-portcullis-key"), Some(key_id.as_str()));
+    assert!(
+        seen.header("x-user-id").is_none(),
+        "the default names are not used"
+    );
+    assert!(seen.header("x-api-key").is_none(), "key not forwarded");
+}
+
+#[tokio::test]
 async fn connection_header_cannot_remove_injected_headers() {
     let srv = TestServer::start().await;
     let t = srv.register("conn@example.com").await;
