@@ -513,3 +513,15 @@ async fn https_upstreams_are_spoken_to_over_tls_and_pooled() {
         Err(UpstreamError::Connect(_))
     ));
 }
+
+#[test]
+fn builds_origin_form_targets() {
+    use super::upstream_target;
+    assert_eq!(
+        upstream_target("", "/a/b", Some("x=1&y")).unwrap(),
+        "/a/b?x=1&y"
+    );
+    assert_eq!(upstream_target("", "/", None).unwrap(), "/");
+    assert_eq!(upstream_target("/v2", "/users", None).unwrap(), "/v2/users");
+    assert_eq!(upstream_target("/v2", "/", None).unwrap(), "/v2/");
+}
