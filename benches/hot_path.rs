@@ -110,6 +110,7 @@ fn bench_cache(c: &mut Criterion) {
     cache.put_credential(
         hash,
         Arc::new(CredentialEntry {
+            kind: portcullis::auth::credentials::CredentialKind::AccessToken,
             principal: "ses_0123456789abcdef".into(),
             subject: Some("user_1".into()),
             expires_at: i64::MAX,

@@ -70,7 +70,6 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
 /// cache, same CSRF rule for cookies).
 pub struct Caller {
     pub identity: Arc<Identity>,
-    pub method: AuthMethod,
 }
 
 impl FromRequestParts<Arc<AccountCtx>> for Caller {
@@ -85,10 +84,34 @@ impl FromRequestParts<Arc<AccountCtx>> for Caller {
             check_csrf(&parts.method, &parts.headers, &ctx.csrf_origins)?;
         }
         let identity = ctx.resolver.resolve(&cred).await?;
-        Ok(Caller {
-            identity,
-            method: cred.method,
-        })
+        Ok(Caller { identity })
+    }
+}
+
+/// A caller signed in with a session (an access token, as a bearer token or the cookie):
+/// operations that manage the account itself refuse API keys, so a leaked key cannot mint
+/// keys, change the password or end the owner's sessions.
+pub struct SessionCaller(pub Caller);
+
+/// The 403 for an account operation attempted without a session.
+pub fn session_required() -> AccountError {
+    AccountError::Forbidden(
+        "This operation needs a signed-in session; API keys cannot manage the account",
+    )
+}
+
+impl FromRequestParts<Arc<AccountCtx>> for SessionCaller {
+    type Rejection = AccountError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        ctx: &Arc<AccountCtx>,
+    ) -> Result<Self, AccountError> {
+        let caller = Caller::from_request_parts(parts, ctx).await?;
+        if caller.identity.session_id.is_none() {
+            return Err(session_required());
+        }
+        Ok(SessionCaller(caller))
     }
 }
 

@@ -1,5 +1,6 @@
 //! `/api-keys`: create (the key is shown once), list (masked), revoke (effective on the next
-//! request). Keys are created with a session credential only: a leaked key cannot mint more.
+//! request). Only a session credential may manage keys: a leaked key cannot mint more, list
+//! its siblings or revoke them.
 
 use std::sync::Arc;
 
@@ -10,19 +11,10 @@ use chrono::{DateTime, Utc};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use super::extract::{Caller, JsonBody};
+use super::extract::{JsonBody, SessionCaller};
 use super::{AccountCtx, AccountError, Message, Result, message, validate};
-use crate::auth::{AuthMethod, api_key};
+use crate::auth::api_key;
 use crate::store::ApiKeyRecord;
-
-fn require_session(caller: &Caller) -> Result<()> {
-    if caller.method == AuthMethod::ApiKey {
-        return Err(AccountError::Forbidden(
-            "API keys cannot be created with an API key; sign in",
-        ));
-    }
-    Ok(())
-}
 
 #[derive(Deserialize)]
 pub struct CreateBody {
@@ -41,10 +33,9 @@ struct CreatedKey {
 
 pub async fn create(
     State(ctx): State<Arc<AccountCtx>>,
-    caller: Caller,
+    SessionCaller(caller): SessionCaller,
     JsonBody(body): JsonBody<CreateBody>,
 ) -> Result<Response> {
-    require_session(&caller)?;
     let name = validate::text("name", &body.name, 100).map_err(AccountError::Validation)?;
     if let Some(days) = body.expires_in_days
         && !(1..=365).contains(&days)
@@ -101,7 +92,10 @@ pub struct KeyList {
     api_keys: Vec<ListedKey>,
 }
 
-pub async fn list(State(ctx): State<Arc<AccountCtx>>, caller: Caller) -> Result<Json<KeyList>> {
+pub async fn list(
+    State(ctx): State<Arc<AccountCtx>>,
+    SessionCaller(caller): SessionCaller,
+) -> Result<Json<KeyList>> {
     let keys = ctx.store.list_api_keys(&caller.identity.user_id).await?;
     Ok(Json(KeyList {
         api_keys: keys
@@ -120,7 +114,7 @@ pub async fn list(State(ctx): State<Arc<AccountCtx>>, caller: Caller) -> Result<
 
 pub async fn revoke(
     State(ctx): State<Arc<AccountCtx>>,
-    caller: Caller,
+    SessionCaller(caller): SessionCaller,
     Path(key_id): Path<String>,
 ) -> Result<Json<Message>> {
     if !ctx

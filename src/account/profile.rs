@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
 
-use super::extract::{Caller, JsonBody};
+use super::extract::{Caller, JsonBody, SessionCaller};
 use super::{AccountCtx, AccountError, Message, Result, UserOut, message, validate};
 use crate::telemetry::Secret;
 
@@ -29,7 +29,7 @@ pub struct UpdateMeBody {
 
 pub async fn update_me(
     State(ctx): State<Arc<AccountCtx>>,
-    caller: Caller,
+    SessionCaller(caller): SessionCaller,
     JsonBody(body): JsonBody<UpdateMeBody>,
 ) -> Result<Json<UserOut>> {
     let patch = validate::profile_patch(body.full_name.as_deref(), body.organization.as_deref())
@@ -46,13 +46,16 @@ pub async fn update_me(
 pub struct ChangePasswordBody {
     current_password: Secret,
     new_password: Secret,
+    /// Also revoke every API key of the user (default: keys keep working).
+    #[serde(default)]
+    revoke_api_keys: bool,
 }
 
-/// Changes the password and ends every other session of the user (the current one, if the
-/// caller used a session, stays).
+/// Changes the password and ends every other session of the user (the current one stays).
+/// With `revoke_api_keys`, the user's API keys are revoked too.
 pub async fn change_password(
     State(ctx): State<Arc<AccountCtx>>,
-    caller: Caller,
+    SessionCaller(caller): SessionCaller,
     JsonBody(body): JsonBody<ChangePasswordBody>,
 ) -> Result<Json<Message>> {
     validate::password(&ctx.accounts.password, body.new_password.expose())
@@ -78,6 +81,14 @@ pub async fn change_password(
     ctx.sessions
         .end_all(&user.user_id, caller.identity.session_id.as_deref())
         .await?;
-    tracing::info!(user_id = %user.user_id, "password changed; other sessions ended");
+    if body.revoke_api_keys {
+        let keys = ctx.store.revoke_user_api_keys(&user.user_id).await?;
+        ctx.revocations.keys_revoked(keys).await;
+    }
+    tracing::info!(
+        user_id = %user.user_id,
+        revoke_api_keys = body.revoke_api_keys,
+        "password changed; other sessions ended"
+    );
     Ok(message("Password changed successfully"))
 }

@@ -181,6 +181,9 @@ pub async fn logout(
 ) -> Result<Response> {
     let user_id = &caller.identity.user_id;
     if body.revoke_all == Some(true) {
+        if caller.identity.session_id.is_none() {
+            return Err(super::extract::session_required());
+        }
         ctx.sessions.end_all(user_id, None).await?;
     } else {
         if let Some(sid) = &caller.identity.session_id {

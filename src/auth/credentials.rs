@@ -125,6 +125,47 @@ pub fn extract(headers: &HeaderMap) -> Result<Option<Credential<'_>>, AuthError>
     Ok(chosen)
 }
 
+/// The query parameter RFC 6750 §2.3 defines for bearer tokens.
+const QUERY_CREDENTIAL: &[u8] = b"access_token";
+
+/// Whether a query string carries a credential (`access_token=`, under any percent-encoding
+/// or letter case of the name). Such requests are refused: a token in a URL ends up in logs
+/// and `Referer` headers, and forwarding it beside a verified header credential would let the
+/// upstream act on the wrong one.
+pub fn query_has_credential(query: &str) -> bool {
+    query.split('&').any(|pair| {
+        let name = pair.split_once('=').map_or(pair, |(n, _)| n).as_bytes();
+        let mut decoded = [0u8; QUERY_CREDENTIAL.len()];
+        let mut len = 0;
+        let mut i = 0;
+        while i < name.len() {
+            if len == decoded.len() {
+                return false;
+            }
+            let b = match name[i] {
+                b'%' => {
+                    let hex = name
+                        .get(i + 1..i + 3)
+                        .and_then(|h| std::str::from_utf8(h).ok());
+                    match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                        Some(v) => {
+                            i += 2;
+                            v
+                        }
+                        None => return false,
+                    }
+                }
+                b'+' => b' ',
+                other => other,
+            };
+            decoded[len] = b.to_ascii_lowercase();
+            len += 1;
+            i += 1;
+        }
+        decoded[..len] == *QUERY_CREDENTIAL
+    })
+}
+
 fn is_safe(method: &Method) -> bool {
     matches!(
         *method,
@@ -243,6 +284,32 @@ mod tests {
             ("cookie", "access_token=a.b.c"),
         ]);
         assert_eq!(extract(&same).unwrap().unwrap().method, AuthMethod::Jwt);
+    }
+
+    #[test]
+    fn query_credentials_are_found_under_any_spelling() {
+        for q in [
+            "access_token=x",
+            "a=1&access_token=x",
+            "ACCESS_TOKEN=x",
+            "access%5Ftoken=x",
+            "%61ccess_token=x&b",
+            "access_token",
+            "access_token=",
+        ] {
+            assert!(query_has_credential(q), "{q}");
+        }
+        for q in [
+            "",
+            "token=x",
+            "access_tokens=x",
+            "my_access_token=x",
+            "x=access_token",
+            "access%5",
+            "access_toke%6",
+        ] {
+            assert!(!query_has_credential(q), "{q}");
+        }
     }
 
     #[test]

@@ -131,9 +131,12 @@ impl Resolver {
     pub async fn resolve(&self, cred: &Credential<'_>) -> Result<Arc<Identity>, AuthError> {
         let hash = api_key::hash(cred.secret);
         let now = Utc::now().timestamp();
+        // A hit counts only for the kind it was verified as: an API key presented in the
+        // access-token cookie (or a token in `X-API-Key`) is verified as what it claims to
+        // be, and fails.
         let (entry, hit) = match self.cache.credential(&hash) {
-            Some(entry) => (entry, true),
-            None => (self.verify_credential(cred, &hash).await?, false),
+            Some(entry) if entry.kind == cred.kind => (entry, true),
+            _ => (self.verify_credential(cred, &hash).await?, false),
         };
         self.metrics.record_cache(hit);
         if entry.expires_at <= now {
@@ -156,6 +159,15 @@ impl Resolver {
             None => self.load_principal(cred.kind, &entry, &hash).await?,
         };
         let identity = principal_result(principal)?;
+        // The principal may have been loaded through another credential: the subject this
+        // credential names must still be its user.
+        if entry
+            .subject
+            .as_deref()
+            .is_some_and(|s| s != identity.user_id)
+        {
+            return Err(revoked());
+        }
         if cred.kind == CredentialKind::ApiKey {
             self.note_key_use(&identity, now);
         }
@@ -175,18 +187,28 @@ impl Resolver {
                     .verify(cred.secret)
                     .map_err(AuthError::InvalidToken)?;
                 CredentialEntry {
+                    kind: CredentialKind::AccessToken,
                     principal: claims.sid,
                     subject: Some(claims.sub),
                     expires_at: claims.exp.saturating_add(self.jwt.leeway_secs()),
                 }
             }
             CredentialKind::ApiKey => {
-                if !api_key::is_well_formed(cred.secret) {
+                if !api_key::is_well_formed(cred.secret) || self.cache.is_known_miss(hash) {
                     return Err(AuthError::InvalidToken("Invalid API key"));
                 }
                 let epoch = self.cache.epoch();
-                let snap = self.key_snapshot_by_hash(&hex::encode(hash)).await?;
+                let snap = match self.key_snapshot_by_hash(&hex::encode(hash)).await {
+                    Err(e @ AuthError::InvalidToken(_)) => {
+                        // Remembered for a short while, so repeating an unknown key costs
+                        // no store query.
+                        self.cache.put_miss(*hash);
+                        return Err(e);
+                    }
+                    other => other?,
+                };
                 let entry = CredentialEntry {
+                    kind: CredentialKind::ApiKey,
                     principal: snap.principal.clone(),
                     subject: Some(snap.user_id.clone()),
                     expires_at: snap.expires_at.unwrap_or(i64::MAX),

@@ -17,12 +17,20 @@ use std::time::{Duration, Instant};
 use moka::sync::Cache;
 
 use crate::auth::Identity;
+use crate::auth::credentials::CredentialKind;
 use crate::config::CacheConfig;
 use crate::store::{DynStore, StoreError};
+
+/// At most this many unknown API keys are remembered at once.
+const MAX_MISSES: u64 = 100_000;
 
 /// What a verified credential points at.
 #[derive(Debug)]
 pub struct CredentialEntry {
+    /// What the credential was verified as. A hit for a credential presented as another
+    /// kind is not a hit: an API key is never accepted where only access tokens are, and
+    /// the other way round.
+    pub kind: CredentialKind,
     /// Session id (access tokens) or API-key id.
     pub principal: String,
     /// The user the credential claims (a token's `sub`); checked against the principal.
@@ -48,11 +56,15 @@ pub struct CachedPrincipal {
 
 pub struct IdentityCache {
     credentials: Cache<[u8; 32], Arc<CredentialEntry>>,
+    /// Hashes of well-formed API keys the store does not know, for `cache.unknown_key_ttl`.
+    misses: Cache<[u8; 32], ()>,
     principals: Cache<String, CachedPrincipal>,
     /// Entries younger than this are served without asking anyone.
     fresh_for: Duration,
     /// `cache.max_entries = 0`: every request goes to Redis or the store (for measuring them).
     enabled: bool,
+    /// `cache.unknown_key_ttl = 0`: unknown keys are not remembered.
+    misses_ttl_zero: bool,
     /// Bumped by every eviction; a loader that saw it change discards what it loaded, so a
     /// store read that raced a revocation cannot leave a stale entry behind.
     epoch: AtomicU64,
@@ -65,6 +77,10 @@ impl IdentityCache {
                 .max_capacity(cfg.max_entries)
                 .time_to_live(cfg.ttl.max(Duration::from_secs(1)) * 4)
                 .build(),
+            misses: Cache::builder()
+                .max_capacity(cfg.max_entries.min(MAX_MISSES))
+                .time_to_live(cfg.unknown_key_ttl.max(Duration::from_millis(1)))
+                .build(),
             // Kept `stale_bound` past freshness: served only while the store is unreachable.
             principals: Cache::builder()
                 .max_capacity(cfg.max_entries)
@@ -72,6 +88,7 @@ impl IdentityCache {
                 .build(),
             fresh_for: cfg.ttl,
             enabled: cfg.max_entries > 0,
+            misses_ttl_zero: cfg.unknown_key_ttl.is_zero(),
             epoch: AtomicU64::new(0),
         }
     }
@@ -87,6 +104,17 @@ impl IdentityCache {
     pub fn put_credential(&self, hash: [u8; 32], entry: Arc<CredentialEntry>) {
         if self.enabled {
             self.credentials.insert(hash, entry);
+        }
+    }
+
+    /// Whether this API-key hash was looked up recently and not found.
+    pub fn is_known_miss(&self, hash: &[u8; 32]) -> bool {
+        self.enabled && self.misses.contains_key(hash)
+    }
+
+    pub fn put_miss(&self, hash: [u8; 32]) {
+        if self.enabled && !self.misses_ttl_zero {
+            self.misses.insert(hash, ());
         }
     }
 
@@ -180,6 +208,13 @@ impl Revocations {
         Ok(())
     }
 
+    /// Several API keys were revoked at once: `(key_id, key_hash)` pairs.
+    pub async fn keys_revoked(&self, keys: Vec<(String, String)>) {
+        if !keys.is_empty() {
+            self.apply(Vec::new(), keys).await;
+        }
+    }
+
     /// A user's role, status or email changed: every session and key of theirs is affected.
     pub async fn user_changed(&self, user_id: &str) -> Result<(), StoreError> {
         let sessions = self.store.live_session_ids(user_id).await?;
@@ -198,6 +233,7 @@ mod tests {
             max_entries: 100,
             ttl: Duration::from_secs(60),
             stale_bound: Duration::from_secs(60),
+            unknown_key_ttl: Duration::from_secs(60),
         })
     }
 
@@ -208,6 +244,7 @@ mod tests {
         c.put_credential(
             hash,
             Arc::new(CredentialEntry {
+                kind: CredentialKind::AccessToken,
                 principal: "ses_1".into(),
                 subject: None,
                 expires_at: i64::MAX,

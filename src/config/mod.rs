@@ -48,6 +48,7 @@ pub const DEFAULT_ARGON2_PARALLELISM: u32 = 1;
 pub const DEFAULT_HASH_QUEUE: usize = 64;
 pub const DEFAULT_CACHE_MAX_ENTRIES: u64 = 100_000;
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(300);
+pub const DEFAULT_UNKNOWN_KEY_TTL: Duration = Duration::from_secs(30);
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -201,6 +202,8 @@ pub struct CacheConfig {
     pub ttl: Duration,
     /// How much longer than `ttl` a cached identity may be served while the store is down.
     pub stale_bound: Duration,
+    /// How long a well-formed API key the store does not know is refused without asking it.
+    pub unknown_key_ttl: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -113,6 +113,7 @@ pub struct RawCache {
     pub max_entries: Option<u64>,
     pub ttl: Option<String>,
     pub stale_bound: Option<String>,
+    pub unknown_key_ttl: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -446,6 +446,11 @@ fn cache(raw: RawCache) -> Result<CacheConfig> {
             raw.stale_bound,
             DEFAULT_CACHE_STALE_BOUND,
         )?,
+        unknown_key_ttl: duration(
+            "cache.unknown_key_ttl",
+            raw.unknown_key_ttl,
+            DEFAULT_UNKNOWN_KEY_TTL,
+        )?,
     })
 }
 

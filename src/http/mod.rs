@@ -80,6 +80,14 @@ async fn route_request(
         Ok(p) => p,
         Err(e) => return (RouteSlot::Rejected, Err(e.into())),
     };
+    if req
+        .uri()
+        .query()
+        .is_some_and(credentials::query_has_credential)
+    {
+        let refused = AuthError::Malformed("credentials are not accepted in the query string");
+        return (RouteSlot::Rejected, Err(refused.into()));
+    }
     if normalized == JWKS_PATH && matches!(*req.method(), Method::GET | Method::HEAD) {
         let resp = respond::json(StatusCode::OK, state.jwks.clone(), "public, max-age=300");
         return (RouteSlot::Account, Ok(resp));

@@ -117,6 +117,12 @@ impl<S: Store> Store for Bounded<S> {
     async fn revoke_api_key(&self, user_id: &str, key_id: &str) -> Result<bool, StoreError> {
         self.run(self.inner.revoke_api_key(user_id, key_id)).await
     }
+    async fn revoke_user_api_keys(
+        &self,
+        user_id: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        self.run(self.inner.revoke_user_api_keys(user_id)).await
+    }
     async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<KeyPrincipal>, StoreError> {
         self.run(self.inner.api_key_by_hash(key_hash)).await
     }

@@ -193,6 +193,11 @@ pub trait Store: Send + Sync + 'static {
     async fn list_api_keys(&self, user_id: &str) -> Result<Vec<ApiKeyRecord>, StoreError>;
     /// Revokes the user's key; false when the user has no such live key.
     async fn revoke_api_key(&self, user_id: &str, key_id: &str) -> Result<bool, StoreError>;
+    /// Revokes every live key of a user; returns `(key_id, key_hash)` of those it revoked.
+    async fn revoke_user_api_keys(
+        &self,
+        user_id: &str,
+    ) -> Result<Vec<(String, String)>, StoreError>;
     async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<KeyPrincipal>, StoreError>;
     async fn api_key_by_id(&self, key_id: &str) -> Result<Option<KeyPrincipal>, StoreError>;
     /// `(key_id, key_hash)` of every key of a user, revoked or not.

@@ -467,6 +467,19 @@ impl Store for PostgresStore {
         Ok(r.rows_affected() > 0)
     }
 
+    async fn revoke_user_api_keys(
+        &self,
+        user_id: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(sqlx::query_as(
+            "UPDATE api_keys SET disabled = true WHERE user_id = $1 AND disabled = false \
+             RETURNING key_id, key_hash",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<KeyPrincipal>, StoreError> {
         self.fetch_key("k.key_hash = $1", key_hash).await
     }

@@ -337,6 +337,24 @@ pub async fn api_keys(s: DynStore) {
         .last_used
         .unwrap();
     assert!((used - at).num_milliseconds().abs() < 5);
+    // Revoking all of a user's keys returns the ones that were still live.
+    s.create_api_key(&ApiKeyRecord {
+        user_id: "user_z".into(),
+        ..key("key_3", "three")
+    })
+    .await
+    .unwrap();
+    let revoked = s.revoke_user_api_keys("user_k").await.unwrap();
+    assert_eq!(
+        revoked,
+        vec![(
+            "key_2".to_string(),
+            hex::encode(portcullis::auth::api_key::hash("two"))
+        )]
+    );
+    assert!(s.list_api_keys("user_k").await.unwrap().is_empty());
+    assert!(s.revoke_user_api_keys("user_k").await.unwrap().is_empty());
+    assert_eq!(s.list_api_keys("user_z").await.unwrap().len(), 1);
 }
 
 macro_rules! contract {
