@@ -12,11 +12,20 @@ use super::Role;
 use super::keys::KeyMaterial;
 use crate::config::TokenConfig;
 
+/// A token's `aud`: one audience, or several (RFC 7519 §4.1.3). Portcullis issues one;
+/// it accepts a list that contains its own.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
 /// The claims of a Portcullis access token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AccessClaims {
     pub iss: String,
-    pub aud: String,
+    pub aud: Audience,
     pub sub: String,
     pub email: String,
     pub role: Role,
@@ -38,6 +47,7 @@ pub struct JwtKeys {
     audience: String,
     access_ttl_secs: i64,
     leeway_secs: i64,
+    max_token_bytes: usize,
 }
 
 impl JwtKeys {
@@ -61,6 +71,7 @@ impl JwtKeys {
             audience: cfg.audience.clone(),
             access_ttl_secs: i64::try_from(cfg.access_ttl.as_secs()).unwrap_or(i64::MAX),
             leeway_secs: i64::try_from(cfg.leeway.as_secs()).unwrap_or(0),
+            max_token_bytes: cfg.max_token_bytes,
         }
     }
 
@@ -88,7 +99,7 @@ impl JwtKeys {
         let exp = now.saturating_add(self.access_ttl_secs);
         let claims = AccessClaims {
             iss: self.issuer.clone(),
-            aud: self.audience.clone(),
+            aud: Audience::One(self.audience.clone()),
             sub: user_id.to_string(),
             email: email.to_string(),
             role,
@@ -112,15 +123,26 @@ impl JwtKeys {
             .map(|k| &k.key)
     }
 
-    /// Verifies signature and claims. The error is a message safe to show the client.
+    /// Verifies signature and claims (RFC 8725's profile: one pinned algorithm, a known
+    /// `kid`, no `crit` extensions, `iat` not in the future, and for tokens signed with this
+    /// instance's own key a lifetime no longer than it issues). The error is a message safe
+    /// to show the client.
     pub fn verify(&self, token: &str) -> Result<AccessClaims, &'static str> {
+        if token.len() > self.max_token_bytes {
+            return Err("Token is too long");
+        }
         let header = jsonwebtoken::decode_header(token).map_err(|_| "Invalid token")?;
         if header.alg != self.material.algorithm {
             return Err("Invalid token algorithm");
         }
+        if header.crit.is_some() {
+            // No extension is understood, so any critical one must be refused (RFC 7515
+            // §4.1.11).
+            return Err("Token has unsupported critical header parameters");
+        }
         let kid = header.kid.as_deref().ok_or("Token has no key id")?;
         let key = self.key_for(kid).ok_or("Token signed by an unknown key")?;
-        jsonwebtoken::decode::<AccessClaims>(token, key, &self.validation)
+        let claims = jsonwebtoken::decode::<AccessClaims>(token, key, &self.validation)
             .map(|data| data.claims)
             .map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature => "Token has expired",
@@ -129,7 +151,18 @@ impl JwtKeys {
                 ErrorKind::InvalidAudience => "Invalid token audience",
                 ErrorKind::InvalidAlgorithm => "Invalid token algorithm",
                 _ => "Invalid token",
-            })
+            })?;
+        let now = chrono::Utc::now().timestamp();
+        if claims.iat > now.saturating_add(self.leeway_secs) {
+            return Err("Token was issued in the future");
+        }
+        if kid == self.material.kid
+            && claims.exp.saturating_sub(claims.iat)
+                > self.access_ttl_secs.saturating_add(self.leeway_secs)
+        {
+            return Err("Token lifetime is longer than this issuer allows");
+        }
+        Ok(claims)
     }
 }
 

@@ -70,6 +70,17 @@ fn positive<T: PartialOrd + Default + std::fmt::Display>(key: &str, value: T) ->
     }
 }
 
+fn at_least(key: &str, value: usize, min: usize) -> Result<usize> {
+    if value >= min {
+        Ok(value)
+    } else {
+        Err(ConfigError::invalid(
+            key,
+            format!("{value} must be at least {min}"),
+        ))
+    }
+}
+
 fn socket_addr(key: &str, text: &str) -> Result<SocketAddr> {
     text.parse().map_err(|_| {
         ConfigError::invalid(
@@ -283,6 +294,11 @@ fn tokens(raw: RawTokens, store: &StoreConfig) -> Result<TokenConfig> {
             "tokens.refresh_reuse_grace",
             raw.refresh_reuse_grace,
             DEFAULT_REFRESH_REUSE_GRACE,
+        )?,
+        max_token_bytes: at_least(
+            "tokens.max_token_bytes",
+            raw.max_token_bytes.unwrap_or(DEFAULT_MAX_TOKEN_BYTES),
+            512,
         )?,
         signing_key_path: raw.signing_key_path.map(PathBuf::from),
         verification_key_paths: raw

@@ -186,6 +186,21 @@ async fn a_forged_subject_for_a_real_session_is_refused() {
 }
 
 #[tokio::test]
+async fn a_forged_subject_is_refused_when_the_session_is_already_cached() {
+    let srv = TestServer::start().await;
+    let victim = srv.register("cached-victim@example.com").await;
+    let attacker = srv.register("cached-attacker@example.com").await;
+    // The attacker's session is loaded into the cache by its genuine token.
+    assert_eq!(status(&srv, &attacker.access).await.0, 200);
+    let (header, mut claims) = parts(&attacker.access);
+    let (_, victim_claims) = parts(&victim.access);
+    claims["sub"] = victim_claims["sub"].clone();
+    claims["jti"] = json!("another-jti");
+    assert_eq!(status(&srv, &sign(&srv, &header, &claims)).await.0, 401);
+    assert_eq!(status(&srv, &attacker.access).await.0, 200);
+}
+
+#[tokio::test]
 async fn a_cached_token_is_refused_once_it_expires() {
     let srv = TestServer::start_with("[tokens]\naccess_ttl = \"1s\"\nleeway = \"0s\"\n").await;
     let t = srv.register("short@example.com").await;
@@ -221,4 +236,84 @@ async fn generated_keys_and_sessions_survive_a_restart() {
     let dir = srv.stop().await;
     let srv = TestServer::start_in(dir, "").await;
     assert_eq!(status(&srv, &t.access).await.0, 200);
+}
+
+fn signing_header(t: &str) -> Header {
+    let (header, _) = parts(t);
+    let mut h = Header::new(Algorithm::EdDSA);
+    h.kid = header["kid"].as_str().map(str::to_string);
+    h
+}
+
+fn sign_with(srv: &TestServer, header: &Header, claims: &Value) -> String {
+    let key = EncodingKey::from_ed_pem(&srv.signing_key_pem()).unwrap();
+    jsonwebtoken::encode(header, claims, &key).unwrap()
+}
+
+#[tokio::test]
+async fn rfc_8725_profile_crit_future_iat_size_and_lifetime() {
+    let srv = TestServer::start().await;
+    let t = srv.register("profile@example.com").await;
+    let (_, claims) = parts(&t.access);
+    let now = chrono::Utc::now().timestamp();
+
+    // A critical header parameter nobody here understands.
+    let mut h = signing_header(&t.access);
+    h.crit = Some(vec!["exp".into()]);
+    let (code, detail) = status(&srv, &sign_with(&srv, &h, &claims)).await;
+    assert_eq!(code, 401, "{detail}");
+    assert!(detail.contains("critical"), "{detail}");
+    // Control: the same header without crit is accepted.
+    let h = signing_header(&t.access);
+    assert_eq!(status(&srv, &sign_with(&srv, &h, &claims)).await.0, 200);
+
+    // Issued an hour from now (nbf kept in the past so only iat is wrong).
+    let mut c = claims.clone();
+    c["iat"] = json!(now + 3600);
+    c["exp"] = json!(now + 3600 + 600);
+    let (code, detail) = status(&srv, &sign_with(&srv, &h, &c)).await;
+    assert_eq!(code, 401, "{detail}");
+    assert!(detail.contains("future"), "{detail}");
+
+    // A lifetime longer than this issuer's (15 minutes + 10 s leeway).
+    let mut c = claims.clone();
+    c["iat"] = json!(now);
+    c["exp"] = json!(now + 24 * 3600);
+    let (code, detail) = status(&srv, &sign_with(&srv, &h, &c)).await;
+    assert_eq!(code, 401, "{detail}");
+    assert!(detail.contains("lifetime"), "{detail}");
+    c["exp"] = json!(now + 900);
+    assert_eq!(status(&srv, &sign_with(&srv, &h, &c)).await.0, 200);
+
+    // A validly signed token of about 60 KiB (an extra claim as padding).
+    let mut c = claims.clone();
+    c["pad"] = json!("x".repeat(44 * 1024));
+    let big = sign_with(&srv, &h, &c);
+    assert!(
+        big.len() > 58 * 1024 && big.len() < 62 * 1024,
+        "{}",
+        big.len()
+    );
+    let r = srv.get("/api/x").bearer(&big).send().await;
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert!(r.detail().contains("too long"), "{}", r.detail());
+    // Under the default cap (8 KiB), padding is fine.
+    c["pad"] = json!("x".repeat(1024));
+    assert_eq!(status(&srv, &sign_with(&srv, &h, &c)).await.0, 200);
+}
+
+#[tokio::test]
+async fn an_audience_list_containing_ours_is_accepted() {
+    let srv = TestServer::start().await;
+    let t = srv.register("aud-list@example.com").await;
+    let (_, claims) = parts(&t.access);
+    let h = signing_header(&t.access);
+    let mut c = claims.clone();
+    c["aud"] = json!(["other-service", "portcullis"]);
+    assert_eq!(status(&srv, &sign_with(&srv, &h, &c)).await.0, 200);
+    c["aud"] = json!(["other-service", "third"]);
+    let (code, detail) = status(&srv, &sign_with(&srv, &h, &c)).await;
+    assert_eq!((code, detail.as_str()), (401, "Invalid token audience"));
+    c["aud"] = json!([]);
+    assert_eq!(status(&srv, &sign_with(&srv, &h, &c)).await.0, 401);
 }
