@@ -116,6 +116,16 @@ fn load_config(path: &Path) -> Result<Config, ExitCode> {
     })
 }
 
+/// A configuration `serve` can run with (`check-config` checks exactly this).
+fn load_serving_config(path: &Path) -> Result<Config, ExitCode> {
+    let cfg = load_config(path)?;
+    cfg.check_serving().map_err(|e| {
+        eprintln!("portcullis: configuration error: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    })?;
+    Ok(cfg)
+}
+
 fn fail(context: &str, e: impl std::fmt::Display) -> ExitCode {
     eprintln!("portcullis: {context}: {e:#}");
     ExitCode::FAILURE
@@ -140,7 +150,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config } => {
-            let cfg = match load_config(&config) {
+            let cfg = match load_serving_config(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
@@ -189,7 +199,7 @@ async fn run(command: Command) -> ExitCode {
     match command {
         // Handled in `main`, before a runtime exists.
         Command::Serve { .. } | Command::HashRate { .. } => ExitCode::from(EXIT_CONFIG),
-        Command::CheckConfig { file } => match load_config(&file) {
+        Command::CheckConfig { file } => match load_serving_config(&file) {
             Ok(cfg) => {
                 println!("{}: ok ({} routes)", file.display(), cfg.routes.len());
                 ExitCode::SUCCESS

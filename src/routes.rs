@@ -10,7 +10,8 @@ pub struct RouteTable {
     routes: Vec<RouteConfig>,
 }
 
-/// Whether `path` is `prefix` or lies below it on a segment boundary.
+/// Whether `path` is `prefix` or lies below it on a segment boundary, comparing letters
+/// exactly.
 pub fn under_prefix(path: &str, prefix: &str) -> bool {
     if prefix == "/" {
         return true;
@@ -18,6 +19,28 @@ pub fn under_prefix(path: &str, prefix: &str) -> bool {
     match path.strip_prefix(prefix) {
         Some(rest) => rest.is_empty() || rest.starts_with('/'),
         None => false,
+    }
+}
+
+/// Like `under_prefix`, but ASCII letters match in either case: `/API/Admin` is under
+/// `/api/admin`, as upstreams that route case-insensitively (Express, ASP.NET) would read
+/// it. Normalized paths are ASCII, so the matched part has the prefix's length.
+pub fn under_prefix_ignoring_case(path: &str, prefix: &str) -> bool {
+    if prefix == "/" {
+        return true;
+    }
+    let (p, pre) = (path.as_bytes(), prefix.as_bytes());
+    p.len() >= pre.len()
+        && p[..pre.len()].eq_ignore_ascii_case(pre)
+        && (p.len() == pre.len() || p[pre.len()] == b'/')
+}
+
+/// Whether a route's prefix covers `path`, by the route's own case rule.
+pub fn route_covers(route: &RouteConfig, path: &str) -> bool {
+    if route.case_sensitive {
+        under_prefix(path, &route.prefix)
+    } else {
+        under_prefix_ignoring_case(path, &route.prefix)
     }
 }
 
@@ -48,7 +71,7 @@ impl RouteTable {
     ) -> Option<(usize, &RouteConfig)> {
         let host = host.map(host_without_port);
         self.routes.iter().enumerate().find(|(_, r)| {
-            under_prefix(path, &r.prefix)
+            route_covers(r, path)
                 && r.methods.as_ref().is_none_or(|m| m.contains(method))
                 && r.host
                     .as_deref()
@@ -126,6 +149,38 @@ mod tests {
         assert_eq!(forwarded_path(api, "/api/v1/x"), "/v1/x");
         let admin = &t.routes()[0];
         assert_eq!(forwarded_path(admin, "/api/admin/x"), "/api/admin/x");
+    }
+
+    #[test]
+    fn prefixes_ignore_case_unless_told_not_to() {
+        let t = table("");
+        assert_eq!(
+            name(&t, Method::GET, None, "/API/ADMIN/u").as_deref(),
+            Some("admin")
+        );
+        assert_eq!(
+            name(&t, Method::GET, None, "/Api/Admin").as_deref(),
+            Some("admin")
+        );
+        assert_eq!(
+            name(&t, Method::GET, None, "/API/adminx").as_deref(),
+            Some("api")
+        );
+        let api = &t.routes()[1];
+        assert_eq!(forwarded_path(api, "/API/v1/X"), "/v1/X");
+        let strict = RouteTable::new(
+            Config::from_toml(
+                "[[routes]]\nname = \"s\"\nprefix = \"/api/admin\"\ncase_sensitive = true\nupstream = \"http://127.0.0.1:1\"\n",
+                Vec::new(),
+            )
+            .unwrap()
+            .routes,
+        );
+        assert_eq!(
+            name(&strict, Method::GET, None, "/api/admin/x").as_deref(),
+            Some("s")
+        );
+        assert_eq!(name(&strict, Method::GET, None, "/api/ADMIN/x"), None);
     }
 
     #[test]

@@ -253,6 +253,8 @@ pub struct RouteConfig {
     pub upstream: UpstreamConfig,
     pub policy: Policy,
     pub strip_prefix: bool,
+    /// Match the prefix's letters exactly (default: ASCII case-insensitively).
+    pub case_sensitive: bool,
     pub forward_credentials: bool,
     pub preserve_host: bool,
     pub websocket: bool,
@@ -261,6 +263,19 @@ pub struct RouteConfig {
 }
 
 impl Config {
+    /// What serving needs beyond a valid file: at least one route. (Commands that only
+    /// touch the database, such as `migrate` or `user create`, do not need routes.)
+    pub fn check_serving(&self) -> Result<(), ConfigError> {
+        if self.routes.is_empty() {
+            return Err(ConfigError::invalid(
+                "routes",
+                "at least one [[routes]] entry is required: without one, every request \
+                 outside the account API is refused",
+            ));
+        }
+        Ok(())
+    }
+
     /// Reads `path` and applies overrides from `env` (pass `std::env::vars()` in production,
     /// a literal list in tests).
     pub fn load_file<I>(path: &std::path::Path, env: I) -> Result<Config, ConfigError>

@@ -136,6 +136,7 @@ pub struct RawRoute {
     pub auth: Option<String>,
     pub roles: Option<Vec<String>>,
     pub strip_prefix: Option<bool>,
+    pub case_sensitive: Option<bool>,
     pub forward_credentials: Option<bool>,
     pub preserve_host: Option<bool>,
     pub websocket: Option<bool>,

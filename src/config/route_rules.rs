@@ -1,4 +1,5 @@
-//! `[[routes]]` entries -> `RouteConfig`: prefix, methods, host, upstream URL and policy.
+//! `[[routes]]` entries -> `RouteConfig`: prefix, methods, host, upstream URL and policy;
+//! and the table as a whole: a route that can never match is an error.
 
 use http::Method;
 
@@ -68,6 +69,7 @@ pub(super) fn route(i: usize, raw: RawRoute) -> Result<RouteConfig> {
         upstream,
         policy,
         strip_prefix: raw.strip_prefix.unwrap_or(false),
+        case_sensitive: raw.case_sensitive.unwrap_or(false),
         forward_credentials: raw.forward_credentials.unwrap_or(false),
         preserve_host: raw.preserve_host.unwrap_or(true),
         websocket: raw.websocket.unwrap_or(true),
@@ -155,4 +157,59 @@ fn policy(i: usize, auth: Option<&str>, roles: Option<Vec<String>>) -> Result<Po
             format!("{other:?} is not one of \"public\", \"optional\", \"authenticated\""),
         )),
     }
+}
+
+/// Whether every request `later` could take is taken first by `earlier`: its prefix covers
+/// `later`'s (by `earlier`'s case rule, and `later` is no looser about case), its methods
+/// include `later`'s, and its host is unrestricted or the same.
+fn covers(earlier: &RouteConfig, later: &RouteConfig) -> bool {
+    let prefix = if earlier.case_sensitive {
+        later.case_sensitive && crate::routes::under_prefix(&later.prefix, &earlier.prefix)
+    } else {
+        crate::routes::under_prefix_ignoring_case(&later.prefix, &earlier.prefix)
+    };
+    let methods = match (&earlier.methods, &later.methods) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(e), Some(l)) => l.iter().all(|m| e.contains(m)),
+    };
+    let host = match (&earlier.host, &later.host) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(e), Some(l)) => e == l,
+    };
+    prefix && methods && host
+}
+
+/// Refuses a table in which a route can never match: an earlier route covers it, or it lies
+/// under the account API's mount (which is routed first).
+pub(super) fn reachable(routes: &[RouteConfig], mount: &str) -> Result<()> {
+    for (j, later) in routes.iter().enumerate() {
+        if crate::routes::under_prefix_ignoring_case(&later.prefix, mount) {
+            return Err(ConfigError::invalid(
+                format!("routes[{j}].prefix"),
+                format!(
+                    "route {:?} ({:?}) can never match: it is under the account API's mount {mount:?}, \
+                     which is routed first",
+                    later.name, later.prefix
+                ),
+            ));
+        }
+        if let Some((i, earlier)) = routes[..j]
+            .iter()
+            .enumerate()
+            .find(|(_, e)| covers(e, later))
+        {
+            return Err(ConfigError::invalid(
+                format!("routes[{j}]"),
+                format!(
+                    "route {:?} ({:?}) can never match: routes[{i}] {:?} ({:?}) comes first and \
+                     takes every request it would (same or broader prefix, methods and host); \
+                     put the more specific route first",
+                    later.name, later.prefix, earlier.name, earlier.prefix
+                ),
+            ));
+        }
+    }
+    Ok(())
 }

@@ -32,6 +32,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
             ));
         }
     }
+    super::route_rules::reachable(&routes, &accounts.mount)?;
     Ok(Config {
         server: server(raw.server)?,
         store,
@@ -450,7 +451,70 @@ fn identity_headers(raw: RawIdentityHeaders) -> Result<IdentityHeaderNames> {
         )?,
         key_id: name("identity_headers.key_id", raw.key_id, "x-auth-key-id")?,
     };
+    let all = [
+        ("identity_headers.user_id", &names.user_id),
+        ("identity_headers.email", &names.email),
+        ("identity_headers.role", &names.role),
+        ("identity_headers.auth_method", &names.auth_method),
+        ("identity_headers.key_id", &names.key_id),
+    ];
+    for (i, (key, n)) in all.iter().enumerate() {
+        let folded = fold_header_name(n.as_str());
+        if let Some(reserved) = RESERVED_HEADER_NAMES.iter().find(|r| **r == folded) {
+            return Err(ConfigError::invalid(
+                *key,
+                format!(
+                    "{:?} cannot be an identity header: it is {reserved:?}, which frames, \
+                     routes or authenticates the request",
+                    n.as_str()
+                ),
+            ));
+        }
+        if let Some((other, _)) = all[..i]
+            .iter()
+            .find(|(_, o)| fold_header_name(o.as_str()) == folded)
+        {
+            return Err(ConfigError::invalid(
+                *key,
+                format!("{:?} is also used by {other}", n.as_str()),
+            ));
+        }
+    }
     Ok(names)
+}
+
+/// Header names an identity header must not take (compared after folding `_` and `.` to
+/// `-`, as some servers do): framing, hop-by-hop, routing and credential headers, and the
+/// forwarding headers Portcullis sets itself.
+const RESERVED_HEADER_NAMES: &[&str] = &[
+    "content-length",
+    "transfer-encoding",
+    "host",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+    "content-type",
+    "content-encoding",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "authorization",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+    "http2-settings",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-request-id",
+];
+
+fn fold_header_name(name: &str) -> String {
+    name.to_ascii_lowercase().replace(['_', '.'], "-")
 }
 
 fn cache(raw: RawCache) -> Result<CacheConfig> {

@@ -110,3 +110,79 @@ fn env_override_reaches_validation() {
     .unwrap();
     assert_eq!(c.accounts.mount, "/auth");
 }
+
+#[test]
+fn a_route_that_can_never_match_is_an_error_naming_both() {
+    let admin = "[[routes]]\nname = \"admin\"\nprefix = \"/api/admin\"\nroles = [\"admin\"]\nupstream = \"http://127.0.0.1:9000\"\n";
+    // The broad route first makes the admin route dead.
+    let err = load(&format!("{ROUTE}{admin}")).unwrap_err();
+    assert!(err.starts_with("routes[1]: "), "{err}");
+    assert!(
+        err.contains("\"admin\"") && err.contains("\"api\""),
+        "{err}"
+    );
+    // The other order is the intended one.
+    assert!(load(&format!("{admin}{ROUTE}")).is_ok());
+    // Same prefix twice, or a catch-all first.
+    let dup = ROUTE.replace("name = \"api\"", "name = \"api2\"");
+    assert!(
+        load(&format!("{ROUTE}{dup}"))
+            .unwrap_err()
+            .starts_with("routes[1]: ")
+    );
+    let all = ROUTE
+        .replace("\"/api\"", "\"/\"")
+        .replace("name = \"api\"", "name = \"all\"");
+    assert!(
+        load(&format!("{all}{ROUTE}"))
+            .unwrap_err()
+            .starts_with("routes[1]: ")
+    );
+    // Case: an insensitive "/api" covers "/API/admin" too.
+    let upper = admin.replace("/api/admin", "/API/admin");
+    assert!(load(&format!("{ROUTE}{upper}")).is_err());
+    // Narrower methods or a host on the earlier route leave the later one reachable.
+    let get_only = format!("{ROUTE}methods = [\"GET\"]\n");
+    assert!(load(&format!("{get_only}{admin}")).is_ok());
+    let hosted = format!("{ROUTE}host = \"a.example.com\"\n");
+    assert!(load(&format!("{hosted}{admin}")).is_ok());
+    // Later methods within the earlier ones: still dead.
+    let admin_get = format!("{admin}methods = [\"GET\"]\n");
+    let get_post = format!("{ROUTE}methods = [\"GET\", \"POST\"]\n");
+    assert!(load(&format!("{get_post}{admin_get}")).is_err());
+    // A case-sensitive earlier route does not cover a case-insensitive later one.
+    let strict = format!("{ROUTE}case_sensitive = true\n");
+    assert!(load(&format!("{strict}{admin}")).is_ok());
+    // Under the account API's mount.
+    let mounted = ROUTE.replace("\"/api\"", "\"/api/v1/auth/extra\"");
+    let err = load(&mounted).unwrap_err();
+    assert!(err.starts_with("routes[0].prefix: "), "{err}");
+}
+
+#[test]
+fn serving_needs_a_route() {
+    let empty = load("").unwrap();
+    let err = empty.check_serving().unwrap_err().to_string();
+    assert!(err.starts_with("routes: "), "{err}");
+    assert!(load(ROUTE).unwrap().check_serving().is_ok());
+}
+
+#[test]
+fn identity_headers_cannot_take_framing_or_each_others_names() {
+    for (key, value) in [
+        ("user_id", "Content-Length"),
+        ("email", "host"),
+        ("role", "Connection"),
+        ("auth_method", "Transfer_Encoding"),
+        ("key_id", "cookie"),
+        ("user_id", "X-Forwarded-For"),
+        ("email", "x-user-id"),
+    ] {
+        let err = load(&format!("[identity_headers]\n{key} = \"{value}\"\n")).unwrap_err();
+        assert!(
+            err.starts_with(&format!("identity_headers.{key}: ")),
+            "{key}={value}: {err}"
+        );
+    }
+    assert!(load("[identity_headers]\nuser_id = \"X-Principal\"\n").is_ok());
+}

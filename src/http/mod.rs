@@ -24,7 +24,7 @@ use crate::auth::credentials::{self, check_csrf};
 use crate::auth::sessions::ClientMeta;
 use crate::auth::{AuthError, AuthMethod, Identity};
 use crate::authz::{self, Decision};
-use crate::routes::{forwarded_path, under_prefix};
+use crate::routes::{forwarded_path, under_prefix_ignoring_case};
 use crate::telemetry::{AuthOutcome, RouteSlot};
 
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
@@ -92,7 +92,7 @@ async fn route_request(
         let resp = respond::json(StatusCode::OK, state.jwks.clone(), "public, max-age=300");
         return (RouteSlot::Account, Ok(resp));
     }
-    if under_prefix(&normalized, &state.mount) {
+    if under_prefix_ignoring_case(&normalized, &state.mount) {
         let rest = normalized[state.mount.len()..].to_owned();
         // Boxed: the account API's future is large and rare; the proxy path stays small.
         return (

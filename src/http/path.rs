@@ -22,6 +22,8 @@ pub enum PathError {
     NonAscii,
     #[error("the request path climbs above the root")]
     AboveRoot,
+    #[error("the request path is percent-encoded twice")]
+    DoubleEncoding,
 }
 
 fn is_unreserved(b: u8) -> bool {
@@ -97,6 +99,13 @@ fn decode_unreserved(path: &[u8]) -> Result<String, PathError> {
             b'/' | b'\\' => return Err(PathError::EncodedSeparator),
             b';' => return Err(PathError::PathParameter),
             0..=0x1f | 0x7f => return Err(PathError::ControlByte),
+            // `%25` then two hex digits: a second decoding (by the upstream, a framework, a
+            // WAF) would read something else than what was authorized.
+            b'%' if path.get(i + 3).copied().and_then(hex_value).is_some()
+                && path.get(i + 4).copied().and_then(hex_value).is_some() =>
+            {
+                return Err(PathError::DoubleEncoding);
+            }
             _ if is_unreserved(v) => out.push(v as char),
             _ => {
                 out.push('%');
@@ -178,6 +187,8 @@ mod tests {
         assert_eq!(n("/a%20b/%c3%a9").unwrap(), "/a%20b/%C3%A9");
         assert_eq!(n("/a/%2e%2e/b").unwrap(), "/b");
         assert_eq!(n("/%25").unwrap(), "/%25");
+        assert_eq!(n("/%25zz").unwrap(), "/%25zz");
+        assert_eq!(n("/100%25").unwrap(), "/100%25");
         // idempotent
         assert_eq!(n(&n("/a%20b/%c3%a9").unwrap()).unwrap(), "/a%20b/%C3%A9");
     }
@@ -196,6 +207,12 @@ mod tests {
         assert_eq!(n("/%2e%2e/etc"), Err(PathError::AboveRoot));
         assert_eq!(n("/api/%2e%2e/%2e%2e/x"), Err(PathError::AboveRoot));
         assert_eq!(n("/../x"), Err(PathError::AboveRoot));
+        assert_eq!(
+            n("/public/%252e%252e/admin"),
+            Err(PathError::DoubleEncoding)
+        );
+        assert_eq!(n("/a/%252F"), Err(PathError::DoubleEncoding));
+        assert_eq!(n("/a/%2541"), Err(PathError::DoubleEncoding));
         assert_eq!(n("/a%zz"), Err(PathError::BadPercentEncoding));
         assert_eq!(n("/a%4"), Err(PathError::BadPercentEncoding));
         assert_eq!(n("/é"), Err(PathError::NonAscii));

@@ -47,6 +47,37 @@ fn check_config_names_the_bad_key_and_exits_64() {
         "check-config touches nothing"
     );
 
+    // A route an earlier one makes unreachable: both are named.
+    let shadowed = dir.path().join("shadowed.toml");
+    std::fs::write(
+        &shadowed,
+        "[[routes]]\nname = \"api\"\nprefix = \"/api\"\nupstream = \"http://x\"\n\
+         [[routes]]\nname = \"admin\"\nprefix = \"/api/admin\"\nroles = [\"admin\"]\nupstream = \"http://x\"\n",
+    )
+    .unwrap();
+    let out = bin().arg("check-config").arg(&shadowed).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("routes[1]: ")
+            && stderr.contains("\"admin\"")
+            && stderr.contains("\"api\""),
+        "{stderr}"
+    );
+    // No routes at all, and an identity header that would reframe the request.
+    for (name, text) in [
+        ("empty.toml", "[server]\nlisten = \"127.0.0.1:0\"\n"),
+        (
+            "framing.toml",
+            "[identity_headers]\nuser_id = \"Content-Length\"\n[[routes]]\nname = \"a\"\nprefix = \"/a\"\nupstream = \"http://x\"\n",
+        ),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let out = bin().arg("check-config").arg(&path).output().unwrap();
+        assert_eq!(out.status.code(), Some(64), "{name}");
+    }
+
     let out = bin()
         .arg("check-config")
         .arg(dir.path().join("missing.toml"))

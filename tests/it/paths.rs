@@ -77,3 +77,69 @@ async fn prefixes_match_on_segment_boundaries() {
     assert_eq!(srv.raw_get_status("/public-x", "").await, 404);
     assert_eq!(srv.raw_get_status("/api2/x", "").await, 404);
 }
+
+#[tokio::test]
+async fn double_encoded_paths_are_refused() {
+    let srv = TestServer::start().await;
+    for target in [
+        "/public/%252e%252e/admin",
+        "/public/%252e%252e/%252e%252e/api/x",
+        "/public/a%252Fb",
+        "/public/%2541dmin",
+    ] {
+        assert_eq!(srv.raw_get_status(target, "").await, 400, "{target}");
+    }
+    assert!(srv.echo.requests().is_empty());
+    // A literal percent sign that is not followed by hex digits stays allowed.
+    assert_eq!(srv.raw_get_status("/public/100%25", "").await, 200);
+    assert_eq!(srv.echo.last().unwrap().target, "/public/100%25");
+}
+
+#[tokio::test]
+async fn prefixes_match_letters_in_either_case_by_default() {
+    let srv = TestServer::start_with(
+        r#"
+[[routes]]
+name = "api-admin"
+prefix = "/api/admin"
+roles = ["admin"]
+upstream = "http://127.0.0.1:9"
+
+[[routes]]
+name = "strict"
+prefix = "/strict/admin"
+roles = ["admin"]
+case_sensitive = true
+upstream = "http://127.0.0.1:9"
+"#,
+    )
+    .await;
+    let user = srv.register("case@example.com").await;
+    let auth = format!("Authorization: Bearer {}\r\n", user.access);
+    // Every spelling of /api/admin is judged by the admin route: 403 for a user.
+    for target in [
+        "/api/admin/x",
+        "/api/ADMIN/x",
+        "/API/Admin",
+        "/api/%41dmin/x",
+        "/api/%61DMIN/x",
+    ] {
+        assert_eq!(srv.raw_get_status(target, &auth).await, 403, "{target}");
+    }
+    assert!(srv.echo.requests().is_empty());
+    // The weaker /api route still takes what is not under /api/admin.
+    assert_eq!(srv.raw_get_status("/api/adminx", &auth).await, 200);
+    assert_eq!(srv.raw_get_status("/API/other", &auth).await, 200);
+    assert_eq!(srv.echo.last().unwrap().target, "/API/other");
+    // The account API's mount also matches in either case.
+    let text = srv
+        .raw(&format!(
+            "GET /API/V1/AUTH/me HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n"
+        ))
+        .await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("case@example.com"), "{text}");
+    // A case-sensitive route opts out: other spellings fall through (here to nothing).
+    assert_eq!(srv.raw_get_status("/strict/ADMIN/x", &auth).await, 404);
+    assert_eq!(srv.raw_get_status("/strict/admin/x", &auth).await, 403);
+}
