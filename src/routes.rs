@@ -44,15 +44,6 @@ pub fn route_covers(route: &RouteConfig, path: &str) -> bool {
     }
 }
 
-/// The host part of a `Host` header value, without the port.
-fn host_without_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        // IPv6 literal: keep the brackets, drop a port after them.
-        return host.find(']').map_or(host, |end| &host[..=end]);
-    }
-    host.rsplit_once(':').map_or(host, |(h, _)| h)
-}
-
 impl RouteTable {
     pub fn new(routes: Vec<RouteConfig>) -> RouteTable {
         RouteTable { routes }
@@ -62,14 +53,14 @@ impl RouteTable {
         &self.routes
     }
 
-    /// The first route matching the request, with its index.
+    /// The first route matching the request, with its index. `host` is the request's host
+    /// without port or trailing dot (`http::host::for_matching`).
     pub fn match_route(
         &self,
         method: &Method,
         host: Option<&str>,
         path: &str,
     ) -> Option<(usize, &RouteConfig)> {
-        let host = host.map(host_without_port);
         self.routes.iter().enumerate().find(|(_, r)| {
             route_covers(r, path)
                 && r.methods.as_ref().is_none_or(|m| m.contains(method))
@@ -134,7 +125,7 @@ mod tests {
             Some("api")
         );
         assert_eq!(
-            name(&t, Method::GET, Some("DOCS.example.com:8443"), "/x").as_deref(),
+            name(&t, Method::GET, Some("DOCS.example.com"), "/x").as_deref(),
             Some("hosted")
         );
         assert_eq!(name(&t, Method::GET, Some("other.example.com"), "/x"), None);
@@ -181,12 +172,5 @@ mod tests {
             Some("s")
         );
         assert_eq!(name(&strict, Method::GET, None, "/api/ADMIN/x"), None);
-    }
-
-    #[test]
-    fn host_ports_and_ipv6() {
-        assert_eq!(host_without_port("a.b:80"), "a.b");
-        assert_eq!(host_without_port("[::1]:80"), "[::1]");
-        assert_eq!(host_without_port("a.b"), "a.b");
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod body;
 pub mod headers;
+pub mod host;
 pub mod path;
 pub mod respond;
 
@@ -11,7 +12,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::{HOST, USER_AGENT};
+use http::header::USER_AGENT;
 use http::{Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 use tower::ServiceExt as _;
@@ -74,8 +75,14 @@ async fn route_request(
     state: &AppState,
     conn: &ConnInfo,
     request_id: &http::HeaderValue,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Routed {
+    // The authority is only there for HTTP/2 and absolute-form targets; the common request
+    // clones nothing.
+    let authority = req.uri().authority().cloned();
+    if let Err(e) = host::settle(req.version(), authority.as_ref(), req.headers_mut()) {
+        return (RouteSlot::Rejected, Err(e.into()));
+    }
     let normalized = match path::normalize(req.uri().path()) {
         Ok(p) => p,
         Err(e) => return (RouteSlot::Rejected, Err(e.into())),
@@ -100,11 +107,7 @@ async fn route_request(
             Box::pin(account(state, conn, req, &rest)).await,
         );
     }
-    let host = req
-        .headers()
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()));
+    let host = host::for_matching(req.headers());
     let Some((index, route)) = state.routes.match_route(req.method(), host, &normalized) else {
         return (RouteSlot::Unmatched, Err(ProxyError::NotFound));
     };
@@ -141,15 +144,6 @@ async fn route_request(
     };
     drop(normalized);
     let (mut parts, body) = req.into_parts();
-    if !parts.headers.contains_key(HOST)
-        && let Some(v) = parts
-            .uri
-            .authority()
-            .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
-    {
-        // HTTP/2 carries the host in :authority; HTTP/1.1 upstreams need a Host header.
-        parts.headers.insert(HOST, v);
-    }
     let upgrade = route.websocket && headers::is_upgrade_request(&parts.headers);
     let injected = state.header_policy.prepare_request(
         &mut parts.headers,

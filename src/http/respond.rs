@@ -7,6 +7,7 @@ use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 
 use super::body::Body;
+use super::host::HostError;
 use super::path::PathError;
 use crate::account::AccountError;
 use crate::auth::AuthError;
@@ -20,6 +21,8 @@ use crate::store::StoreError;
 pub enum ProxyError {
     #[error(transparent)]
     BadPath(#[from] PathError),
+    #[error(transparent)]
+    BadHost(#[from] HostError),
     #[error("{0}")]
     BadRequest(&'static str),
     #[error("Not Found")]
@@ -169,6 +172,7 @@ fn build(r: ErrorReply) -> Response<Body> {
 pub fn proxy_error(e: ProxyError) -> Response<Body> {
     build(match e {
         ProxyError::BadPath(p) => reply(StatusCode::BAD_REQUEST, "bad_path", p.to_string()),
+        ProxyError::BadHost(h) => reply(StatusCode::BAD_REQUEST, "bad_host", h.to_string()),
         ProxyError::BadRequest(detail) => reply(StatusCode::BAD_REQUEST, "bad_request", detail),
         ProxyError::NotFound => reply(StatusCode::NOT_FOUND, "not_found", "Not Found"),
         ProxyError::Auth(a) => auth_reply(a),

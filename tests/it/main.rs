@@ -8,6 +8,7 @@ mod channels;
 mod cli;
 mod failures;
 mod harness;
+mod hosts;
 mod import;
 mod jwt;
 mod keys_admin;
