@@ -95,7 +95,7 @@ async fn an_absolute_target_replaces_host() {
 async fn http2_authority_and_host_must_agree() {
     let srv = TestServer::start().await;
     let tcp = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
-    let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
     tokio::spawn(conn);
     let send = |authority: &str, host: Option<&str>| {
         let mut req = http::Request::builder()
