@@ -197,6 +197,9 @@ pub struct IdentityHeaderNames {
     pub role: HeaderName,
     pub auth_method: HeaderName,
     pub key_id: HeaderName,
+    /// More client headers to remove on every route: lower-case names, or prefixes ending
+    /// in `*`.
+    pub also_remove: Vec<String>,
 }
 
 #[derive(Debug, Clone)]

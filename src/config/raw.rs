@@ -106,6 +106,7 @@ pub struct RawIdentityHeaders {
     pub role: Option<String>,
     pub auth_method: Option<String>,
     pub key_id: Option<String>,
+    pub also_remove: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -450,6 +450,21 @@ fn identity_headers(raw: RawIdentityHeaders) -> Result<IdentityHeaderNames> {
             "x-auth-method",
         )?,
         key_id: name("identity_headers.key_id", raw.key_id, "x-auth-key-id")?,
+        also_remove: raw
+            .also_remove
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let bare = n.strip_suffix('*').unwrap_or(n);
+                if bare.is_empty() || HeaderName::try_from(bare).is_err() {
+                    return Err(ConfigError::invalid(
+                        format!("identity_headers.also_remove[{i}]"),
+                        format!("{n:?} is not a header name (or a prefix ending in '*')"),
+                    ));
+                }
+                Ok(n.to_ascii_lowercase())
+            })
+            .collect::<Result<Vec<_>>>()?,
     };
     let all = [
         ("identity_headers.user_id", &names.user_id),

@@ -53,15 +53,34 @@ fn connection_named(headers: &HeaderMap, upgrade: bool, into: &mut Vec<HeaderNam
     }
 }
 
-/// Forwarding headers that Portcullis sets itself and a client must not smuggle in.
-const FORWARDING: [&str; 6] = [
+/// Headers a client must not smuggle in, on any route: the forwarding headers Portcullis
+/// sets itself, and those other proxies, auth proxies and frameworks read as the client's
+/// address, the original URL or a verified user (oauth2-proxy, nginx `auth_request`,
+/// Apache `REMOTE_USER`, IIS URL rewriting, Spring's forwarded-header filter, ...).
+const UNTRUSTED: [&str; 19] = [
     "x-forwarded-for",
     "x-forwarded-proto",
     "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-uri",
+    "x-forwarded-user",
+    "x-forwarded-email",
+    "x-forwarded-groups",
+    "x-original-url",
+    "x-original-uri",
+    "x-rewrite-url",
     "x-real-ip",
     "forwarded",
+    "x-remote-user",
+    "remote-user",
+    "x-authenticated-user",
     "x-request-id",
+    "x-forwarded-preferred-username",
 ];
+
+/// Name prefixes removed likewise (oauth2-proxy's `X-Auth-Request-User`, `-Email`, ...).
+const UNTRUSTED_PREFIXES: [&str; 1] = ["x-auth-request-"];
 
 /// Credential headers, removed unless the route forwards credentials.
 const CREDENTIAL_HEADERS: [&str; 2] = ["authorization", "x-api-key"];
@@ -96,8 +115,13 @@ fn canonical_ip(ip: IpAddr) -> IpAddr {
 
 /// Compares a (lower-case) header name with a canonical one, treating `_` and `.` as `-`.
 fn same_folded(name: &[u8], canonical: &[u8]) -> bool {
-    name.len() == canonical.len()
-        && name.iter().zip(canonical).all(|(a, b)| {
+    name.len() == canonical.len() && starts_folded(name, canonical)
+}
+
+/// Whether a header name starts with a canonical prefix, under the same folding.
+fn starts_folded(name: &[u8], prefix: &[u8]) -> bool {
+    name.len() >= prefix.len()
+        && name.iter().zip(prefix).all(|(a, b)| {
             let a = match a {
                 b'_' | b'.' => b'-',
                 other => other.to_ascii_lowercase(),
@@ -109,8 +133,17 @@ fn same_folded(name: &[u8], canonical: &[u8]) -> bool {
 /// The header-name lists a route needs, prepared once at start-up.
 pub struct HeaderPolicy {
     names: IdentityHeaderNames,
-    /// Canonical spellings of every protected name (identity + forwarding).
+    /// Canonical spellings of every protected name (identity, forwarding, other proxies'
+    /// identity headers, and the configured extras).
     protected: Vec<Vec<u8>>,
+    /// Canonical prefixes of protected names.
+    protected_prefixes: Vec<Vec<u8>>,
+}
+
+fn canonical(name: &str) -> Vec<u8> {
+    name.to_ascii_lowercase()
+        .replace(['_', '.'], "-")
+        .into_bytes()
 }
 
 impl HeaderPolicy {
@@ -123,16 +156,35 @@ impl HeaderPolicy {
             &names.key_id,
         ]
         .iter()
-        .map(|n| n.as_str().replace(['_', '.'], "-").into_bytes())
+        .map(|n| canonical(n.as_str()))
         .collect();
-        protected.extend(FORWARDING.iter().map(|n| n.as_bytes().to_vec()));
-        HeaderPolicy { names, protected }
+        protected.extend(UNTRUSTED.iter().map(|n| n.as_bytes().to_vec()));
+        let mut protected_prefixes: Vec<Vec<u8>> = UNTRUSTED_PREFIXES
+            .iter()
+            .map(|p| p.as_bytes().to_vec())
+            .collect();
+        for extra in &names.also_remove {
+            match extra.strip_suffix('*') {
+                Some(prefix) => protected_prefixes.push(canonical(prefix)),
+                None => protected.push(canonical(extra)),
+            }
+        }
+        HeaderPolicy {
+            names,
+            protected,
+            protected_prefixes,
+        }
     }
 
-    /// True if `name` is, under folding, one of the names Portcullis sets.
+    /// True if `name` is, under folding, one of the names Portcullis sets or refuses to
+    /// pass on.
     pub fn is_protected(&self, name: &HeaderName) -> bool {
         let bytes = name.as_str().as_bytes();
         self.protected.iter().any(|p| same_folded(bytes, p))
+            || self
+                .protected_prefixes
+                .iter()
+                .any(|p| starts_folded(bytes, p))
     }
 
     /// Rewrites a request's headers for the upstream: removes what must not pass, and
@@ -180,6 +232,7 @@ impl HeaderPolicy {
         if !ctx.forward_credentials {
             strip_credential_cookies(headers);
         }
+        join_cookies(headers);
 
         Injected {
             names: &self.names,
@@ -326,6 +379,26 @@ fn strip_credential_cookies(headers: &mut HeaderMap) {
     if !kept.is_empty()
         && let Ok(v) = HeaderValue::from_str(&kept.join("; "))
     {
+        headers.insert(COOKIE, v);
+    }
+}
+
+/// Joins several `Cookie` fields into one, separated by `; ` (RFC 9113 §8.2.3: HTTP/2
+/// clients may split cookies across fields; an HTTP/1.1 request carries one).
+fn join_cookies(headers: &mut HeaderMap) {
+    let mut values = headers.get_all(COOKIE).iter();
+    if values.next().is_none() || values.next().is_none() {
+        return;
+    }
+    let mut all: Vec<u8> = Vec::new();
+    for v in headers.get_all(COOKIE) {
+        if !all.is_empty() {
+            all.extend_from_slice(b"; ");
+        }
+        all.extend_from_slice(v.as_bytes());
+    }
+    headers.remove(COOKIE);
+    if let Ok(v) = HeaderValue::from_bytes(&all) {
         headers.insert(COOKIE, v);
     }
 }

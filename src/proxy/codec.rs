@@ -170,8 +170,9 @@ pub fn parse_response_head(
     }
     let framing = body_framing(status, method, &headers)?;
     let keep_alive = framing != BodyFraming::UntilClose && keeps_alive(version, &headers);
-    if framing == BodyFraming::Chunked {
-        // Transfer-Encoding overrides Content-Length (RFC 9112 §6.3); never pass both on.
+    if headers.contains_key(TRANSFER_ENCODING) {
+        // Transfer-Encoding overrides Content-Length (RFC 9112 §6.3), whatever the coding;
+        // never pass both on.
         headers.remove(CONTENT_LENGTH);
     }
     Ok(Some(ResponseHead {

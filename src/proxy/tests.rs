@@ -238,6 +238,19 @@ async fn content_length_responses_reuse_one_connection() {
 }
 
 #[tokio::test]
+async fn a_transfer_coding_other_than_chunked_drops_content_length() {
+    let (_up, route, proxy) = Script::with_proxy(vec![Act::AnswerClose(
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 3\r\n\r\nabcdefgh",
+    )])
+    .await;
+    let (status, headers, body, _) = send(&proxy, &route, Method::GET, None).await.unwrap();
+    assert_eq!(status, 200);
+    assert!(headers.get("content-length").is_none(), "{headers:?}");
+    // Delimited by the close, not by the length it also claimed.
+    assert_eq!(body, b"abcdefgh");
+}
+
+#[tokio::test]
 async fn chunked_responses_decode_and_keep_their_trailers() {
     let (up, route, proxy) = Script::with_proxy(vec![
         Act::Answer(

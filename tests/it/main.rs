@@ -18,3 +18,4 @@ mod replicas;
 mod server;
 mod services;
 mod store_contract;
+mod trusted_headers;

@@ -1,0 +1,100 @@
+//! Headers other proxies and frameworks trust as identity or routing truth never pass from
+//! the client, on any route and under any spelling; Portcullis sets the ones it owns.
+
+use crate::harness::TestServer;
+
+const FOREIGN: [&str; 17] = [
+    "X-Forwarded-Port",
+    "X-Forwarded-Prefix",
+    "X-Forwarded-Uri",
+    "X-Original-URL",
+    "X-Original-URI",
+    "X-Rewrite-URL",
+    "X-Real-IP",
+    "Forwarded",
+    "X-Forwarded-User",
+    "X-Forwarded-Email",
+    "X-Forwarded-Groups",
+    "X-Auth-Request-User",
+    "X-Auth-Request-Email",
+    "X-Auth-Request-Access-Token",
+    "X-Remote-User",
+    "Remote-User",
+    "X-Authenticated-User",
+];
+
+/// The name as sent, and two aliases a backend might fold into it.
+fn spellings(name: &str) -> [String; 3] {
+    [
+        name.to_string(),
+        name.to_ascii_lowercase().replace('-', "_"),
+        name.to_ascii_uppercase().replace('-', "."),
+    ]
+}
+
+#[tokio::test]
+async fn other_proxies_identity_and_routing_headers_are_removed_everywhere() {
+    let srv = TestServer::start_with(
+        "[identity_headers]\nalso_remove = [\"X-Tenant-Id\", \"X-Internal-*\"]\n",
+    )
+    .await;
+    let t = srv.register("foreign@example.com").await;
+    let mut head = String::new();
+    for name in FOREIGN.iter().chain(&["X-Tenant-Id", "X-Internal-Role"]) {
+        for (i, spelled) in spellings(name).iter().enumerate() {
+            head.push_str(&format!("{spelled}: spoofed-{i}\r\n"));
+        }
+    }
+    for (path, auth) in [
+        ("/public/x", String::new()),
+        ("/api/x", format!("Authorization: Bearer {}\r\n", t.access)),
+    ] {
+        srv.echo.clear();
+        let text = srv
+            .raw(&format!(
+                "GET {path} HTTP/1.1\r\nHost: app.example\r\n{auth}{head}X-Kept: yes\r\nConnection: close\r\n\r\n"
+            ))
+            .await;
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        let seen = srv.echo.last().unwrap();
+        for name in FOREIGN.iter().chain(&["X-Tenant-Id", "X-Internal-Role"]) {
+            for spelled in spellings(name) {
+                assert!(
+                    seen.header(&spelled.to_ascii_lowercase()).is_none(),
+                    "{path}: {spelled} reached the upstream"
+                );
+            }
+        }
+        // Portcullis's own forwarding headers are there, with its values; unrelated
+        // headers pass.
+        assert_eq!(seen.header_all("x-forwarded-for"), vec!["127.0.0.1"]);
+        assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
+        assert_eq!(seen.header("x-forwarded-host"), Some("app.example"));
+        assert_eq!(seen.header("x-kept"), Some("yes"));
+    }
+}
+
+#[tokio::test]
+async fn http2_cookie_fields_are_joined_for_the_http1_upstream() {
+    let srv = TestServer::start().await;
+    let tcp = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::builder()
+        .uri(format!("http://{}/public/cookies", srv.addr))
+        .header("cookie", "a=1")
+        .header("cookie", "b=2")
+        .header("cookie", "c=3")
+        .body(())
+        .unwrap();
+    let (resp, _) = client
+        .ready()
+        .await
+        .unwrap()
+        .send_request(req, true)
+        .unwrap();
+    let resp = resp.await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen = srv.echo.last().unwrap();
+    assert_eq!(seen.header_all("cookie"), vec!["a=1; b=2; c=3"]);
+}
