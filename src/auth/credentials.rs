@@ -183,6 +183,13 @@ pub fn check_csrf(
     if is_safe(method) {
         return Ok(());
     }
+    check_origin(headers, allowed_origins)
+}
+
+/// The origin half of the CSRF rule, for any request a browser could be tricked into
+/// sending with the user's cookie: unsafe methods, and WebSocket handshakes (a GET, but one
+/// that opens a two-way channel — cross-site WebSocket hijacking).
+pub fn check_origin(headers: &HeaderMap, allowed_origins: &[String]) -> Result<(), AuthError> {
     if let Some(site) = headers.get(&SEC_FETCH_SITE).and_then(|v| v.to_str().ok())
         && (site.eq_ignore_ascii_case("same-origin") || site.eq_ignore_ascii_case("none"))
     {

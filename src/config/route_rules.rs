@@ -72,7 +72,7 @@ pub(super) fn route(i: usize, raw: RawRoute) -> Result<RouteConfig> {
         case_sensitive: raw.case_sensitive.unwrap_or(false),
         forward_credentials: raw.forward_credentials.unwrap_or(false),
         preserve_host: raw.preserve_host.unwrap_or(true),
-        websocket: raw.websocket.unwrap_or(true),
+        websocket: raw.websocket.unwrap_or(false),
         connect_timeout: duration(
             &key("connect_timeout"),
             raw.connect_timeout,

@@ -32,6 +32,7 @@ fn is_hop_by_hop(name: &HeaderName, upgrade: bool) -> bool {
         || (*name == UPGRADE && !upgrade)
         || name.as_str() == "keep-alive"
         || name.as_str() == "proxy-connection"
+        || name.as_str() == "http2-settings"
 }
 
 /// The headers a `Connection` header names (except `upgrade` when upgrading).
@@ -322,15 +323,22 @@ fn append_hop(prior: &HeaderValue, hop: &HeaderValue) -> HeaderValue {
     HeaderValue::from_bytes(&all).unwrap_or_else(|_| hop.clone())
 }
 
-/// Whether the request asks to switch protocols (WebSocket).
-pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
-    headers.contains_key(UPGRADE)
-        && headers
-            .get_all(CONNECTION)
+/// Whether the request is a WebSocket handshake (RFC 6455 §4.1): a GET whose `Upgrade`
+/// names `websocket` and whose `Connection` names `upgrade`. It is the only upgrade
+/// Portcullis tunnels; any other (`h2c`, say) has its `Upgrade` removed and is proxied as a
+/// plain request.
+pub fn is_websocket_upgrade(method: &http::Method, headers: &HeaderMap) -> bool {
+    let tokens = |name| {
+        headers
+            .get_all(name)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            .map(str::trim)
+    };
+    *method == http::Method::GET
+        && tokens(UPGRADE).any(|t| t.eq_ignore_ascii_case("websocket"))
+        && tokens(CONNECTION).any(|t| t.eq_ignore_ascii_case("upgrade"))
 }
 
 /// Removes hop-by-hop headers and every header `Connection` names. With `upgrade`, keeps

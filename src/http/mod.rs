@@ -21,7 +21,7 @@ use self::body::Body;
 use self::headers::{ConnInfo, Forwarding, X_REQUEST_ID};
 use self::respond::ProxyError;
 use crate::app::AppState;
-use crate::auth::credentials::{self, check_csrf};
+use crate::auth::credentials::{self, check_csrf, check_origin};
 use crate::auth::sessions::ClientMeta;
 use crate::auth::{AuthError, AuthMethod, Identity};
 use crate::authz::{self, Decision};
@@ -144,7 +144,7 @@ async fn route_request(
     };
     drop(normalized);
     let (mut parts, body) = req.into_parts();
-    let upgrade = route.websocket && headers::is_upgrade_request(&parts.headers);
+    let upgrade = route.websocket && headers::is_websocket_upgrade(&parts.method, &parts.headers);
     let injected = state.header_policy.prepare_request(
         &mut parts.headers,
         &Forwarding {
@@ -194,7 +194,11 @@ fn authenticate<'a>(
     };
     if let Some(c) = &cred
         && c.method == AuthMethod::Cookie
-        && let Err(e) = check_csrf(req.method(), req.headers(), &state.csrf_origins)
+        && let Err(e) = if headers::is_websocket_upgrade(req.method(), req.headers()) {
+            check_origin(req.headers(), &state.csrf_origins)
+        } else {
+            check_csrf(req.method(), req.headers(), &state.csrf_origins)
+        }
     {
         record(AuthOutcome::Forbidden);
         return Err(e.into());

@@ -85,6 +85,7 @@ upstream = "http://{echo}"
 [[routes]]
 name = "api"
 prefix = "/api"
+websocket = true
 upstream = "http://{echo}"
 
 [[routes]]

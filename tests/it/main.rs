@@ -19,3 +19,4 @@ mod server;
 mod services;
 mod store_contract;
 mod trusted_headers;
+mod upgrades;

@@ -145,7 +145,7 @@ fn connection_named_and_hop_by_hop_headers_are_removed() {
 #[test]
 fn websocket_upgrade_keeps_upgrade() {
     let mut h = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
-    assert!(is_upgrade_request(&h));
+    assert!(is_websocket_upgrade(&http::Method::GET, &h));
     strip_hop_by_hop(&mut h, true);
     assert_eq!(h.get("upgrade").unwrap(), "websocket");
     assert_eq!(h.get("connection").unwrap(), "upgrade");
