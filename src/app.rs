@@ -18,7 +18,7 @@ use crate::cache::shared::RedisTier;
 use crate::cache::{IdentityCache, Revocations};
 use crate::config::Config;
 use crate::http::headers::HeaderPolicy;
-use crate::proxy::Proxy;
+use crate::proxy::{Proxy, ProxyLimits};
 use crate::routes::RouteTable;
 use crate::store::DynStore;
 use crate::telemetry::Metrics;
@@ -38,6 +38,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub store: DynStore,
     pub access_log: bool,
+    /// `accounts.max_body_bytes`.
+    pub account_body_limit: u64,
+    /// `server.body_read_timeout`.
+    pub body_read_timeout: std::time::Duration,
 }
 
 /// A built application: state plus the background work it needs.
@@ -108,7 +112,7 @@ impl App {
         });
         let state = AppState {
             routes: RouteTable::new(config.routes.clone()),
-            proxy: Proxy::new(&config.routes),
+            proxy: Proxy::new(&config.routes, ProxyLimits::from_config(&config.server)),
             resolver,
             sessions,
             account: account::router(ctx),
@@ -120,6 +124,8 @@ impl App {
             metrics,
             store,
             access_log: config.log.access_log,
+            account_body_limit: config.accounts.max_body_bytes as u64,
+            body_read_timeout: config.server.body_read_timeout,
         };
         Ok(App {
             state: Arc::new(state),

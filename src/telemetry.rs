@@ -208,6 +208,10 @@ impl Metrics {
         self.connections_open.fetch_sub(1, Ordering::Relaxed);
     }
 
+    pub fn connections_open(&self) -> u64 {
+        self.connections_open.load(Ordering::Relaxed)
+    }
+
     pub fn cache_hits(&self) -> u64 {
         self.cache[0].load(Ordering::Relaxed)
     }

@@ -26,6 +26,34 @@ pub struct Credential<'a> {
     pub method: AuthMethod,
 }
 
+/// A credential kept beyond its request (by a WebSocket tunnel, to re-check its caller).
+#[derive(Clone)]
+pub struct OwnedCredential {
+    secret: crate::telemetry::Secret,
+    kind: CredentialKind,
+    method: AuthMethod,
+}
+
+impl OwnedCredential {
+    pub fn borrow(&self) -> Credential<'_> {
+        Credential {
+            secret: self.secret.expose(),
+            kind: self.kind,
+            method: self.method,
+        }
+    }
+}
+
+impl From<Credential<'_>> for OwnedCredential {
+    fn from(c: Credential<'_>) -> OwnedCredential {
+        OwnedCredential {
+            secret: crate::telemetry::Secret::new(c.secret.to_owned()),
+            kind: c.kind,
+            method: c.method,
+        }
+    }
+}
+
 fn single<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<Option<&'a str>, AuthError> {
     let mut values = headers.get_all(name).iter();
     let Some(first) = values.next() else {

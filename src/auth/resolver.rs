@@ -128,6 +128,11 @@ impl Resolver {
         (resolver, rx)
     }
 
+    /// Changes after every revocation applied here (see `IdentityCache::evictions`).
+    pub fn evictions(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.cache.evictions()
+    }
+
     pub async fn resolve(&self, cred: &Credential<'_>) -> Result<Arc<Identity>, AuthError> {
         let hash = api_key::hash(cred.secret);
         let now = Utc::now().timestamp();

@@ -68,6 +68,9 @@ pub struct IdentityCache {
     /// Bumped by every eviction; a loader that saw it change discards what it loaded, so a
     /// store read that raced a revocation cannot leave a stale entry behind.
     epoch: AtomicU64,
+    /// Announces every eviction (the new epoch) to whoever holds a long-lived right that a
+    /// revocation must end: WebSocket tunnels re-check their caller on each.
+    evictions: tokio::sync::watch::Sender<u64>,
 }
 
 impl IdentityCache {
@@ -90,7 +93,13 @@ impl IdentityCache {
             enabled: cfg.max_entries > 0,
             misses_ttl_zero: cfg.unknown_key_ttl.is_zero(),
             epoch: AtomicU64::new(0),
+            evictions: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// A receiver that changes after every eviction.
+    pub fn evictions(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.evictions.subscribe()
     }
 
     pub fn is_fresh(&self, cached: &CachedPrincipal) -> bool {
@@ -142,15 +151,17 @@ impl IdentityCache {
     }
 
     pub fn evict(&self, principal_ids: &[String]) {
-        self.epoch.fetch_add(1, Ordering::SeqCst);
+        let epoch = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
         for id in principal_ids {
             self.principals.invalidate(id);
         }
+        self.evictions.send_replace(epoch);
     }
 
     pub fn evict_all(&self) {
-        self.epoch.fetch_add(1, Ordering::SeqCst);
+        let epoch = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
         self.principals.invalidate_all();
+        self.evictions.send_replace(epoch);
     }
 }
 

@@ -23,6 +23,16 @@ use crate::telemetry::Secret;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+pub const DEFAULT_HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_TUNNEL_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+pub const DEFAULT_TUNNEL_MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// `server.max_connections` may not exceed this.
+pub const MAX_CONNECTIONS_LIMIT: usize = 1 << 20;
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 100 * 1024 * 1024;
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://portcullis-data/portcullis.db";
 pub const DEFAULT_DB_MAX_CONNECTIONS: u32 = 8;
@@ -100,6 +110,21 @@ pub struct ServerConfig {
     pub admin_listen: Option<SocketAddr>,
     pub max_connections: usize,
     pub header_read_timeout: Duration,
+    /// The longest pause between request-body bytes (408 after it).
+    pub body_read_timeout: Duration,
+    /// The largest request head (request line and header fields), in bytes; 431 beyond it.
+    pub max_header_bytes: usize,
+    /// A connection with no request in progress for this long is closed (HTTP/1.1
+    /// keep-alive and HTTP/2 alike).
+    pub idle_timeout: Duration,
+    /// HTTP/2: PING a connection this often, and close it if the PING is not answered
+    /// within `http2_keepalive_timeout`.
+    pub http2_keepalive_interval: Duration,
+    pub http2_keepalive_timeout: Duration,
+    /// A WebSocket tunnel with no bytes either way for this long is closed.
+    pub tunnel_idle_timeout: Duration,
+    /// A WebSocket tunnel is closed after this long, whatever its traffic.
+    pub tunnel_max_lifetime: Duration,
     pub shutdown_grace: Duration,
     pub trusted_proxies: Vec<IpNet>,
 }
@@ -263,6 +288,9 @@ pub struct RouteConfig {
     pub websocket: bool,
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
+    /// The largest request body forwarded; a larger declared length is 413 before any body
+    /// byte is read, a larger streamed body is cut off with 413.
+    pub max_body_bytes: u64,
 }
 
 impl Config {

@@ -27,6 +27,13 @@ pub struct RawServer {
     pub admin_listen: Option<String>,
     pub max_connections: Option<usize>,
     pub header_read_timeout: Option<String>,
+    pub body_read_timeout: Option<String>,
+    pub max_header_bytes: Option<usize>,
+    pub idle_timeout: Option<String>,
+    pub http2_keepalive_interval: Option<String>,
+    pub http2_keepalive_timeout: Option<String>,
+    pub tunnel_idle_timeout: Option<String>,
+    pub tunnel_max_lifetime: Option<String>,
     pub shutdown_grace: Option<String>,
     pub trusted_proxies: Vec<String>,
 }
@@ -143,4 +150,5 @@ pub struct RawRoute {
     pub websocket: Option<bool>,
     pub connect_timeout: Option<String>,
     pub response_timeout: Option<String>,
+    pub max_body_bytes: Option<u64>,
 }

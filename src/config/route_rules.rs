@@ -83,6 +83,16 @@ pub(super) fn route(i: usize, raw: RawRoute) -> Result<RouteConfig> {
             raw.response_timeout,
             DEFAULT_RESPONSE_TIMEOUT,
         )?,
+        max_body_bytes: match raw.max_body_bytes {
+            Some(0) => {
+                return Err(ConfigError::invalid(
+                    key("max_body_bytes"),
+                    "must be greater than 0",
+                ));
+            }
+            Some(n) => n,
+            None => DEFAULT_MAX_BODY_BYTES,
+        },
     })
 }
 

@@ -60,6 +60,18 @@ pub(super) fn duration(key: &str, value: Option<String>, default: Duration) -> R
     }
 }
 
+pub(super) fn nonzero_duration(
+    key: &str,
+    value: Option<String>,
+    default: Duration,
+) -> Result<Duration> {
+    let d = duration(key, value, default)?;
+    if d.is_zero() {
+        return Err(ConfigError::invalid(key, "must be longer than 0s"));
+    }
+    Ok(d)
+}
+
 fn positive<T: PartialOrd + Default + std::fmt::Display>(key: &str, value: T) -> Result<T> {
     if value > T::default() {
         Ok(value)
@@ -121,14 +133,58 @@ fn server(raw: RawServer) -> Result<ServerConfig> {
         listen,
         worker_threads: positive("server.worker_threads", raw.worker_threads.unwrap_or(cores))?,
         admin_listen,
-        max_connections: positive(
-            "server.max_connections",
-            raw.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
-        )?,
-        header_read_timeout: duration(
+        max_connections: {
+            let n = positive(
+                "server.max_connections",
+                raw.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            )?;
+            if n > MAX_CONNECTIONS_LIMIT {
+                return Err(ConfigError::invalid(
+                    "server.max_connections",
+                    format!("{n} is more than {MAX_CONNECTIONS_LIMIT}"),
+                ));
+            }
+            n
+        },
+        header_read_timeout: nonzero_duration(
             "server.header_read_timeout",
             raw.header_read_timeout,
             DEFAULT_HEADER_READ_TIMEOUT,
+        )?,
+        body_read_timeout: nonzero_duration(
+            "server.body_read_timeout",
+            raw.body_read_timeout,
+            DEFAULT_BODY_READ_TIMEOUT,
+        )?,
+        max_header_bytes: at_least(
+            "server.max_header_bytes",
+            raw.max_header_bytes.unwrap_or(DEFAULT_MAX_HEADER_BYTES),
+            8192,
+        )?,
+        idle_timeout: nonzero_duration(
+            "server.idle_timeout",
+            raw.idle_timeout,
+            DEFAULT_IDLE_TIMEOUT,
+        )?,
+        http2_keepalive_interval: nonzero_duration(
+            "server.http2_keepalive_interval",
+            raw.http2_keepalive_interval,
+            DEFAULT_HTTP2_KEEPALIVE_INTERVAL,
+        )?,
+        http2_keepalive_timeout: nonzero_duration(
+            "server.http2_keepalive_timeout",
+            raw.http2_keepalive_timeout,
+            DEFAULT_HTTP2_KEEPALIVE_TIMEOUT,
+        )?,
+        tunnel_idle_timeout: nonzero_duration(
+            "server.tunnel_idle_timeout",
+            raw.tunnel_idle_timeout,
+            DEFAULT_TUNNEL_IDLE_TIMEOUT,
+        )?,
+        tunnel_max_lifetime: nonzero_duration(
+            "server.tunnel_max_lifetime",
+            raw.tunnel_max_lifetime,
+            DEFAULT_TUNNEL_MAX_LIFETIME,
         )?,
         shutdown_grace: duration(
             "server.shutdown_grace",

@@ -87,12 +87,24 @@ const UNTRUSTED_PREFIXES: [&str; 1] = ["x-auth-request-"];
 const CREDENTIAL_HEADERS: [&str; 2] = ["authorization", "x-api-key"];
 
 /// Facts about the client connection, computed once per connection.
-#[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
     pub peer_ip: HeaderValue,
     /// The peer is a trusted proxy: its `X-Forwarded-*` values are believed.
     pub trusted: bool,
+    /// The server's hold on the connection (its slot under `max_connections`), released
+    /// when the last holder of this `ConnInfo` — the connection, or a tunnel it became —
+    /// lets go.
+    _slot: Option<Box<dyn Send + Sync>>,
+}
+
+impl std::fmt::Debug for ConnInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnInfo")
+            .field("peer", &self.peer)
+            .field("trusted", &self.trusted)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ConnInfo {
@@ -103,7 +115,14 @@ impl ConnInfo {
             peer_ip: HeaderValue::from_str(&ip.to_string())
                 .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
             trusted: trusted_proxies.iter().any(|net| net.contains(&ip)),
+            _slot: None,
         }
+    }
+
+    /// Keeps `slot` alive as long as this `ConnInfo`.
+    pub fn holding(mut self, slot: impl Send + Sync + 'static) -> ConnInfo {
+        self._slot = Some(Box::new(slot));
+        self
     }
 }
 

@@ -3,6 +3,7 @@
 //! stages, not their rules.
 
 pub mod body;
+pub mod framing;
 pub mod headers;
 pub mod host;
 pub mod path;
@@ -21,12 +22,13 @@ use self::body::Body;
 use self::headers::{ConnInfo, Forwarding, X_REQUEST_ID};
 use self::respond::ProxyError;
 use crate::app::AppState;
-use crate::auth::credentials::{self, check_csrf, check_origin};
+use crate::auth::credentials::{self, OwnedCredential, check_csrf, check_origin};
 use crate::auth::sessions::ClientMeta;
 use crate::auth::{AuthError, AuthMethod, Identity};
 use crate::authz::{self, Decision};
+use crate::proxy::{Tunnel, UpstreamError};
 use crate::routes::{forwarded_path, under_prefix_ignoring_case};
-use crate::telemetry::{AuthOutcome, RouteSlot};
+use crate::telemetry::{AuthOutcome, RouteSlot, UpstreamFailure};
 
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 
@@ -73,7 +75,7 @@ type Routed = (RouteSlot, Result<Response<Body>, ProxyError>);
 
 async fn route_request(
     state: &AppState,
-    conn: &ConnInfo,
+    conn: &Arc<ConnInfo>,
     request_id: &http::HeaderValue,
     mut req: Request<Incoming>,
 ) -> Routed {
@@ -83,6 +85,10 @@ async fn route_request(
     if let Err(e) = host::settle(req.version(), authority.as_ref(), req.headers_mut()) {
         return (RouteSlot::Rejected, Err(e.into()));
     }
+    let declared = match framing::declared_length(req.version(), req.headers()) {
+        Ok(d) => d,
+        Err(e) => return (RouteSlot::Rejected, Err(e)),
+    };
     let normalized = match path::normalize(req.uri().path()) {
         Ok(p) => p,
         Err(e) => return (RouteSlot::Rejected, Err(e.into())),
@@ -104,7 +110,7 @@ async fn route_request(
         // Boxed: the account API's future is large and rare; the proxy path stays small.
         return (
             RouteSlot::Account,
-            Box::pin(account(state, conn, req, &rest)).await,
+            Box::pin(account(state, conn, req, &rest, declared)).await,
         );
     }
     let host = host::for_matching(req.headers());
@@ -112,6 +118,9 @@ async fn route_request(
         return (RouteSlot::Unmatched, Err(ProxyError::NotFound));
     };
     let slot = RouteSlot::Route(index);
+    if let Err(e) = framing::check_declared(declared, route.max_body_bytes) {
+        return (slot, Err(e));
+    }
     let identity = if authz::wants_identity(&route.policy) {
         match authenticate(state, &req) {
             Ok(fut) => match fut.await {
@@ -145,6 +154,9 @@ async fn route_request(
     drop(normalized);
     let (mut parts, body) = req.into_parts();
     let upgrade = route.websocket && headers::is_websocket_upgrade(&parts.method, &parts.headers);
+    // Built before the credential headers are stripped: the tunnel re-checks its caller.
+    let tunnel =
+        upgrade.then(|| tunnel_for(state, conn, route, &parts.headers, identity.is_some()));
     let injected = state.header_policy.prepare_request(
         &mut parts.headers,
         &Forwarding {
@@ -159,20 +171,66 @@ async fn route_request(
     let req = Request::from_parts(parts, body);
     match state
         .proxy
-        .forward(index, route, req, &injected, upgrade)
+        .forward(index, route, req, &injected, tunnel)
         .await
     {
         Ok(resp) => (slot, Ok(resp.map(Body::from))),
         Err(e) => {
-            state.metrics.record_upstream_failure(match e {
-                crate::proxy::UpstreamError::Connect(_) => {
-                    crate::telemetry::UpstreamFailure::Connect
-                }
-                crate::proxy::UpstreamError::Timeout => crate::telemetry::UpstreamFailure::Timeout,
-                crate::proxy::UpstreamError::Other(_) => crate::telemetry::UpstreamFailure::Other,
-            });
+            let failure = match e {
+                UpstreamError::Connect(_) => Some(UpstreamFailure::Connect),
+                UpstreamError::Timeout => Some(UpstreamFailure::Timeout),
+                UpstreamError::Other(_) => Some(UpstreamFailure::Other),
+                // The client's body: not the upstream's failure.
+                UpstreamError::Client(_) => None,
+            };
+            if let Some(f) = failure {
+                state.metrics.record_upstream_failure(f);
+            }
             (slot, Err(e.into()))
         }
+    }
+}
+
+/// The tunnel an allowed WebSocket handshake becomes. It holds the client connection's
+/// slot, and closes as soon as a revocation means the route would no longer admit the
+/// caller's credential (logout, disable, key revocation, a role change) — the same moment
+/// the next request with that credential is refused.
+fn tunnel_for(
+    state: &AppState,
+    conn: &Arc<ConnInfo>,
+    route: &crate::config::RouteConfig,
+    headers: &http::HeaderMap,
+    authenticated: bool,
+) -> Tunnel {
+    let hold = conn.clone();
+    let cred = authenticated
+        .then(|| credentials::extract(headers).ok().flatten())
+        .flatten()
+        .map(OwnedCredential::from);
+    let Some(cred) = cred else {
+        return Tunnel::unwatched(hold);
+    };
+    let resolver = state.resolver.clone();
+    let policy = route.policy.clone();
+    let mut evictions = resolver.evictions();
+    Tunnel {
+        hold: Box::new(hold),
+        revoked: Box::pin(async move {
+            loop {
+                if evictions.changed().await.is_err() {
+                    return std::future::pending().await;
+                }
+                let admitted = match resolver.resolve(&cred.borrow()).await {
+                    Ok(identity) => authz::decide(&policy, Some(&identity)) == Decision::Allow,
+                    // The store is unreachable: judged again at the next revocation.
+                    Err(AuthError::Store(_)) => true,
+                    Err(_) => false,
+                };
+                if !admitted {
+                    return;
+                }
+            }
+        }),
     }
 }
 
@@ -233,8 +291,14 @@ async fn account(
     conn: &ConnInfo,
     req: Request<Incoming>,
     rest: &str,
+    declared: Option<u64>,
 ) -> Result<Response<Body>, ProxyError> {
+    let limit = state.account_body_limit;
+    framing::check_declared(declared, limit)?;
     let (mut parts, body) = req.into_parts();
+    // Account bodies are small JSON documents: read whole, bounded in size and in time,
+    // before any handler (and any password hash) runs.
+    let body = framing::read_bounded(body, limit, state.body_read_timeout).await?;
     let path = if rest.is_empty() { "/" } else { rest };
     let pq = match parts.uri.query() {
         Some(q) => format!("{path}?{q}"),
@@ -254,7 +318,7 @@ async fn account(
         )),
     };
     parts.extensions.insert(meta);
-    let req = Request::from_parts(parts, axum::body::Body::new(body));
+    let req = Request::from_parts(parts, axum::body::Body::from(body));
     let resp = match state.account.clone().oneshot(req).await {
         Ok(resp) => resp,
         Err(never) => match never {},

@@ -13,7 +13,7 @@ use crate::account::AccountError;
 use crate::auth::AuthError;
 use crate::auth::password::HashError;
 use crate::auth::sessions::SessionError;
-use crate::proxy::UpstreamError;
+use crate::proxy::{BodyError, UpstreamError};
 use crate::store::StoreError;
 
 /// Errors on the proxy path.
@@ -33,6 +33,18 @@ pub enum ProxyError {
     Forbidden,
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    /// A `Transfer-Encoding` other than exactly `chunked` (RFC 9112 §6.1): 501.
+    #[error("unsupported transfer coding")]
+    UnsupportedTransferCoding,
+    /// Both `Transfer-Encoding` and `Content-Length`.
+    #[error("ambiguous message length")]
+    AmbiguousLength,
+}
+
+impl From<BodyError> for ProxyError {
+    fn from(e: BodyError) -> ProxyError {
+        ProxyError::Upstream(UpstreamError::Client(e))
+    }
 }
 
 /// A response's parts before it is built.
@@ -42,6 +54,8 @@ struct ErrorReply {
     detail: String,
     www_authenticate: Option<&'static str>,
     retry_after: Option<&'static str>,
+    /// The request's framing cannot be trusted: close the connection after answering.
+    close: bool,
 }
 
 fn reply(status: StatusCode, code: &'static str, detail: impl Into<String>) -> ErrorReply {
@@ -51,7 +65,13 @@ fn reply(status: StatusCode, code: &'static str, detail: impl Into<String>) -> E
         detail: detail.into(),
         www_authenticate: None,
         retry_after: None,
+        close: false,
     }
+}
+
+/// A reply after which the connection is closed.
+fn closing(r: ErrorReply) -> ErrorReply {
+    ErrorReply { close: true, ..r }
 }
 
 fn unavailable(cause: &dyn std::fmt::Display) -> ErrorReply {
@@ -154,6 +174,29 @@ fn session_reply(e: SessionError) -> ErrorReply {
     }
 }
 
+fn body_reply(e: &BodyError) -> ErrorReply {
+    closing(match e {
+        BodyError::Malformed(cause) => {
+            tracing::debug!(error = %cause, "malformed request body");
+            reply(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                "Malformed request body",
+            )
+        }
+        BodyError::Timeout => reply(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            "The request body stopped arriving",
+        ),
+        BodyError::TooLarge(limit) => reply(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("Request body larger than {limit} bytes"),
+        ),
+    })
+}
+
 fn build(r: ErrorReply) -> Response<Body> {
     let body = serde_json::json!({ "detail": r.detail, "code": r.code });
     let mut resp = Response::new(Body::full(body.to_string()));
@@ -165,6 +208,9 @@ fn build(r: ErrorReply) -> Response<Body> {
     }
     if let Some(v) = r.retry_after {
         h.insert(RETRY_AFTER, HeaderValue::from_static(v));
+    }
+    if r.close {
+        h.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     }
     resp
 }
@@ -206,7 +252,18 @@ pub fn proxy_error(e: ProxyError) -> Response<Body> {
                     "Upstream request failed",
                 )
             }
+            UpstreamError::Client(b) => body_reply(&b),
         },
+        ProxyError::UnsupportedTransferCoding => closing(reply(
+            StatusCode::NOT_IMPLEMENTED,
+            "unsupported_transfer_coding",
+            "Only Transfer-Encoding: chunked is supported",
+        )),
+        ProxyError::AmbiguousLength => closing(reply(
+            StatusCode::BAD_REQUEST,
+            "bad_framing",
+            "Transfer-Encoding and Content-Length together are ambiguous",
+        )),
     })
 }
 

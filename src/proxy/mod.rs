@@ -9,6 +9,9 @@
 mod codec;
 #[cfg(test)]
 mod tests;
+mod tunnel;
+
+pub use tunnel::{Tunnel, TunnelLimits};
 
 use std::future::{Future as _, poll_fn};
 use std::io;
@@ -51,6 +54,24 @@ pub enum UpstreamError {
     Timeout,
     #[error("upstream request failed: {0}")]
     Other(#[source] BoxError),
+    /// The client's request body, not the upstream, failed: a 4xx, never counted as an
+    /// upstream failure.
+    #[error(transparent)]
+    Client(#[from] BodyError),
+}
+
+/// What can go wrong with the request body the client sends.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// Bad chunked framing, a truncated body, too many chunk extensions, ...
+    #[error("malformed request body: {0}")]
+    Malformed(#[source] BoxError),
+    /// No body bytes arrived for `server.body_read_timeout`.
+    #[error("the request body stopped arriving")]
+    Timeout,
+    /// More than the route's `max_body_bytes`.
+    #[error("the request body is larger than {0} bytes")]
+    TooLarge(u64),
 }
 
 type TlsStream = tokio_rustls::client::TlsStream<TokioIo<TokioIo<TcpStream>>>;
@@ -287,8 +308,8 @@ enum ExchangeError {
     Write(io::Error),
     /// The connection ended (or was reset) before any byte of a response.
     Closed,
-    /// Reading the request body from the client failed.
-    Body(BoxError),
+    /// The client's body was malformed, too slow or too large.
+    Client(BodyError),
     Read(io::Error),
     Protocol(Malformed),
 }
@@ -312,7 +333,7 @@ impl ExchangeError {
             ExchangeError::Closed => {
                 UpstreamError::Other("upstream closed the connection without answering".into())
             }
-            ExchangeError::Body(e) => UpstreamError::Other(e),
+            ExchangeError::Client(e) => UpstreamError::Client(e),
             ExchangeError::Protocol(e) => UpstreamError::Other(Box::new(e)),
         }
     }
@@ -320,6 +341,27 @@ impl ExchangeError {
 
 pub struct Proxy {
     upstreams: Vec<Arc<Upstream>>,
+    limits: ProxyLimits,
+}
+
+/// Time bounds on what the client sends through the proxy.
+#[derive(Debug, Clone, Copy)]
+pub struct ProxyLimits {
+    /// The longest wait for the client's next request-body bytes.
+    pub body_read_timeout: Duration,
+    pub tunnel: TunnelLimits,
+}
+
+impl ProxyLimits {
+    pub fn from_config(cfg: &crate::config::ServerConfig) -> ProxyLimits {
+        ProxyLimits {
+            body_read_timeout: cfg.body_read_timeout,
+            tunnel: TunnelLimits {
+                idle: cfg.tunnel_idle_timeout,
+                max_lifetime: cfg.tunnel_max_lifetime,
+            },
+        }
+    }
 }
 
 /// Header fields to write after a forwarded request's own: the identity and forwarding
@@ -356,35 +398,45 @@ pub fn upstream_target(
 }
 
 impl Proxy {
-    pub fn new(routes: &[RouteConfig]) -> Proxy {
-        Proxy::build(routes, None)
+    pub fn new(routes: &[RouteConfig], limits: ProxyLimits) -> Proxy {
+        Proxy::build(routes, None, limits)
     }
 
     /// With a TLS client configuration of the test's own (a private root).
     #[cfg(test)]
-    fn with_tls(routes: &[RouteConfig], tls: tokio_rustls::rustls::ClientConfig) -> Proxy {
-        Proxy::build(routes, Some(&tls))
+    fn with_tls(
+        routes: &[RouteConfig],
+        tls: tokio_rustls::rustls::ClientConfig,
+        limits: ProxyLimits,
+    ) -> Proxy {
+        Proxy::build(routes, Some(&tls), limits)
     }
 
-    fn build(routes: &[RouteConfig], tls: Option<&tokio_rustls::rustls::ClientConfig>) -> Proxy {
+    fn build(
+        routes: &[RouteConfig],
+        tls: Option<&tokio_rustls::rustls::ClientConfig>,
+        limits: ProxyLimits,
+    ) -> Proxy {
         Proxy {
             upstreams: routes
                 .iter()
                 .map(|r| Arc::new(Upstream::new(r, tls)))
                 .collect(),
+            limits,
         }
     }
 
     /// Sends a prepared request (origin-form URI, hop-by-hop headers removed) to route
-    /// `index`'s upstream, with `extra`'s fields after its own. With `upgrade`, a `101`
-    /// reply turns both connections into one byte tunnel.
+    /// `index`'s upstream, with `extra`'s fields after its own. With `tunnel` (an allowed
+    /// WebSocket handshake), a `101` reply turns both connections into one byte tunnel,
+    /// which `tunnel.revoked` can close.
     pub async fn forward<B>(
         &self,
         index: usize,
         route: &RouteConfig,
         mut req: Request<B>,
         extra: &impl ExtraFields,
-        upgrade: bool,
+        tunnel: Option<Tunnel>,
     ) -> Result<Response<UpstreamBody>, UpstreamError>
     where
         B: http_body::Body<Data = Bytes> + Unpin,
@@ -393,7 +445,8 @@ impl Proxy {
         let Some(upstream) = self.upstreams.get(index) else {
             return Err(UpstreamError::Other("route has no upstream".into()));
         };
-        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let upgrade = tunnel.is_some();
+        let client_upgrade = tunnel.map(|t| (hyper::upgrade::on(&mut req), t));
         let (mut parts, mut body) = req.into_parts();
         if (!route.preserve_host || !parts.headers.contains_key(http::header::HOST))
             && let Some(host) = &upstream.host
@@ -405,6 +458,10 @@ impl Proxy {
             body.is_end_stream(),
             body.size_hint().exact(),
         );
+        let limits = BodyLimits {
+            max_bytes: route.max_body_bytes,
+            idle: self.limits.body_read_timeout,
+        };
         let exchange = async {
             let mut started = false;
             let (mut conn, reused) = match upstream.pop_idle() {
@@ -413,14 +470,30 @@ impl Proxy {
                 // request's.
                 None => (Box::pin(upstream.connect()).await?, false),
             };
-            match exchange(&mut conn, &parts, extra, &mut body, framing, &mut started).await {
+            let first = exchange(
+                &mut conn,
+                &parts,
+                extra,
+                &mut body,
+                framing,
+                limits,
+                &mut started,
+            );
+            match first.await {
                 Ok(head) => Ok((conn, head)),
                 Err(e) if reused && e.retryable(&parts.method, started) => {
                     let mut fresh = Box::pin(upstream.connect()).await?;
-                    let head =
-                        exchange(&mut fresh, &parts, extra, &mut body, framing, &mut started)
-                            .await
-                            .map_err(ExchangeError::into_upstream)?;
+                    let head = exchange(
+                        &mut fresh,
+                        &parts,
+                        extra,
+                        &mut body,
+                        framing,
+                        limits,
+                        &mut started,
+                    )
+                    .await
+                    .map_err(ExchangeError::into_upstream)?;
                     Ok((fresh, head))
                 }
                 Err(e) => Err(e.into_upstream()),
@@ -439,12 +512,12 @@ impl Proxy {
         let switching = status == StatusCode::SWITCHING_PROTOCOLS;
         strip_hop_by_hop(&mut headers, switching && upgrade);
         let body = if switching {
-            let Some(client_side) = client_upgrade else {
+            let Some((client_side, tunnel)) = client_upgrade else {
                 return Err(UpstreamError::Other(
                     "upstream switched protocols without being asked".into(),
                 ));
             };
-            splice(client_side, conn);
+            tunnel::splice(client_side, conn, tunnel, self.limits.tunnel);
             UpstreamBody::empty()
         } else {
             let pool = keep_alive.then(|| upstream.clone());
@@ -458,6 +531,13 @@ impl Proxy {
     }
 }
 
+/// How much request body a route takes, and how long the client may pause sending it.
+#[derive(Debug, Clone, Copy)]
+struct BodyLimits {
+    max_bytes: u64,
+    idle: Duration,
+}
+
 /// Writes the request (head and body) and reads the response head, skipping interim 1xx
 /// responses other than 101.
 async fn exchange<B>(
@@ -466,6 +546,7 @@ async fn exchange<B>(
     extra: &impl ExtraFields,
     body: &mut B,
     framing: RequestFraming,
+    limits: BodyLimits,
     started: &mut bool,
 ) -> Result<ResponseHead, ExchangeError>
 where
@@ -475,7 +556,7 @@ where
     conn.wbuf.clear();
     codec::write_request_head(&mut conn.wbuf, parts, framing, extra);
     yield_once().await;
-    let complete = send_body(conn, body, framing, started).await?;
+    let complete = send_body(conn, body, framing, limits, started).await?;
     let mut received = !complete;
     loop {
         if !conn.rbuf.is_empty() {
@@ -533,6 +614,7 @@ async fn send_body<B>(
     conn: &mut Conn,
     body: &mut B,
     framing: RequestFraming,
+    limits: BodyLimits,
     started: &mut bool,
 ) -> Result<bool, ExchangeError>
 where
@@ -540,6 +622,7 @@ where
     B::Error: Into<BoxError>,
 {
     let chunked = framing == RequestFraming::Chunked;
+    let mut sent: u64 = 0;
     if framing != RequestFraming::Empty {
         loop {
             let polled = poll_fn(|cx| Poll::Ready(Pin::new(&mut *body).poll_frame(cx))).await;
@@ -549,13 +632,16 @@ where
                     if !conn.flush_wbuf().await.map_err(ExchangeError::Write)? {
                         return Ok(false);
                     }
-                    // Waiting for the client's next bytes; the upstream may answer meanwhile.
-                    let next = poll_fn(|cx| match Pin::new(&mut *body).poll_frame(cx) {
+                    // Waiting for the client's next bytes, for at most `idle`; the upstream
+                    // may answer meanwhile.
+                    let waiting = poll_fn(|cx| match Pin::new(&mut *body).poll_frame(cx) {
                         Poll::Ready(frame) => Poll::Ready(Ok(Some(frame))),
                         Poll::Pending => conn.poll_answer(cx).map_ok(|()| None),
-                    })
-                    .await
-                    .map_err(ExchangeError::Write)?;
+                    });
+                    let next = tokio::time::timeout(limits.idle, waiting)
+                        .await
+                        .map_err(|_| ExchangeError::Client(BodyError::Timeout))?
+                        .map_err(ExchangeError::Write)?;
                     match next {
                         Some(frame) => frame,
                         None => return Ok(false),
@@ -564,13 +650,17 @@ where
             };
             let Some(frame) = frame else { break };
             *started = true;
-            let frame = frame.map_err(|e| ExchangeError::Body(e.into()))?;
+            let frame = frame.map_err(|e| ExchangeError::Client(BodyError::Malformed(e.into())))?;
             let Ok(data) = frame.into_data() else {
                 // Trailers end the body.
                 break;
             };
             if data.is_empty() {
                 continue;
+            }
+            sent = sent.saturating_add(data.len() as u64);
+            if sent > limits.max_bytes {
+                return Err(ExchangeError::Client(BodyError::TooLarge(limits.max_bytes)));
             }
             if chunked {
                 codec::write_chunk_size(&mut conn.wbuf, data.len());
@@ -598,24 +688,6 @@ where
         }
     }
     conn.flush_wbuf().await.map_err(ExchangeError::Write)
-}
-
-fn splice(client: hyper::upgrade::OnUpgrade, mut upstream: Conn) {
-    tokio::spawn(async move {
-        let client = match client.await {
-            Ok(io) => io,
-            Err(e) => {
-                tracing::debug!(error = %e, "upgrade failed");
-                return;
-            }
-        };
-        let mut client = TokioIo::new(client);
-        // Bytes the upstream sent right after its 101 belong to the tunnel.
-        if !upstream.rbuf.is_empty() && client.write_all(&upstream.rbuf).await.is_err() {
-            return;
-        }
-        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream.stream).await;
-    });
 }
 
 /// Where an upstream response body is.

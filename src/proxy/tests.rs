@@ -12,7 +12,12 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::codec::{self, Chunked, Step};
-use super::{Proxy, UpstreamError};
+use super::{Proxy, ProxyLimits, UpstreamError};
+
+fn limits() -> ProxyLimits {
+    let cfg = Config::from_toml("", Vec::new()).unwrap();
+    ProxyLimits::from_config(&cfg.server)
+}
 use crate::config::{Config, RouteConfig};
 
 /// What the scripted upstream does with the next request it reads.
@@ -75,7 +80,7 @@ impl Script {
     async fn with_proxy(acts: Vec<Act>) -> (Script, RouteConfig, Proxy) {
         let up = Script::start(acts).await;
         let route = up.route();
-        let proxy = Proxy::new(std::slice::from_ref(&route));
+        let proxy = Proxy::new(std::slice::from_ref(&route), limits());
         (up, route, proxy)
     }
 
@@ -210,7 +215,7 @@ async fn send(
         .uri("/x")
         .body(Full::new(Bytes::from_static(body.unwrap_or("").as_bytes())))
         .unwrap();
-    let resp = proxy.forward(0, route, req, &(), false).await?;
+    let resp = proxy.forward(0, route, req, &(), None).await?;
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let collected = resp.into_body().collect().await.expect("body");
@@ -304,11 +309,11 @@ async fn request_bodies_keep_or_gain_framing() {
         .header("content-length", "999")
         .body(StreamBody::new(frames))
         .unwrap();
-    let resp = proxy.forward(0, &route, req, &(), false).await.unwrap();
+    let resp = proxy.forward(0, &route, req, &(), None).await.unwrap();
     assert_eq!(resp.status(), 200);
     drop(resp);
     let req = Request::get("/x").body(Full::new(Bytes::new())).unwrap();
-    proxy.forward(0, &route, req, &(), false).await.unwrap();
+    proxy.forward(0, &route, req, &(), None).await.unwrap();
     let seen = up.seen();
     assert!(seen[0].head.contains("content-length: 5\r\n"));
     assert_eq!(seen[0].body, b"sized");
@@ -376,12 +381,12 @@ async fn malformed_and_truncated_responses_are_errors() {
     .await;
     let req = || Request::get("/x").body(Full::new(Bytes::new())).unwrap();
     assert!(matches!(
-        proxy.forward(0, &route, req(), &(), false).await,
+        proxy.forward(0, &route, req(), &(), None).await,
         Err(UpstreamError::Other(_))
     ));
-    let resp = proxy.forward(0, &route, req(), &(), false).await.unwrap();
+    let resp = proxy.forward(0, &route, req(), &(), None).await.unwrap();
     assert!(resp.into_body().collect().await.is_err(), "short body");
-    let resp = proxy.forward(0, &route, req(), &(), false).await.unwrap();
+    let resp = proxy.forward(0, &route, req(), &(), None).await.unwrap();
     assert!(resp.into_body().collect().await.is_err(), "bad chunk size");
 }
 
@@ -412,7 +417,7 @@ async fn an_upstream_answering_before_the_body_ends_is_heard() {
     let huge = Bytes::from(vec![b'x'; 64 * 1024 * 1024]);
     let req = Request::post("/x").body(Full::new(huge)).unwrap();
     let started = std::time::Instant::now();
-    let resp = proxy.forward(0, &route, req, &(), false).await.unwrap();
+    let resp = proxy.forward(0, &route, req, &(), None).await.unwrap();
     assert_eq!(resp.status(), 413);
     assert_eq!(
         &resp.into_body().collect().await.unwrap().to_bytes()[..],
@@ -423,7 +428,7 @@ async fn an_upstream_answering_before_the_body_ends_is_heard() {
         Result<http_body::Frame<Bytes>, std::io::Error>,
     >());
     let req = Request::post("/x").body(never).unwrap();
-    let resp = proxy.forward(0, &route, req, &(), false).await.unwrap();
+    let resp = proxy.forward(0, &route, req, &(), None).await.unwrap();
     assert_eq!(resp.status(), 401);
     drop(resp);
     assert!(
@@ -450,7 +455,7 @@ async fn a_100_continue_while_the_body_is_awaited_does_not_stop_it() {
         .header("expect", "100-continue")
         .body(StreamBody::new(Box::pin(late)))
         .unwrap();
-    let resp = proxy.forward(0, &route, req, &(), false).await.unwrap();
+    let resp = proxy.forward(0, &route, req, &(), None).await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(
         &resp.into_body().collect().await.unwrap().to_bytes()[..],
@@ -507,7 +512,7 @@ async fn https_upstreams_are_spoken_to_over_tls_and_pooled() {
         .with_root_certificates(roots)
         .with_no_client_auth();
     let route = route_to(&format!("https://localhost:{port}"));
-    let proxy = Proxy::with_tls(std::slice::from_ref(&route), client);
+    let proxy = Proxy::with_tls(std::slice::from_ref(&route), client, limits());
     for body in [None, Some("sent over tls"), None] {
         let method = if body.is_some() {
             Method::POST
@@ -520,7 +525,7 @@ async fn https_upstreams_are_spoken_to_over_tls_and_pooled() {
     assert_eq!(*handshakes.lock().unwrap(), 1, "one TLS connection, reused");
     assert_eq!(seen.lock().unwrap()[1], b"sent over tls");
     // The public roots do not know this certificate: the default proxy refuses it.
-    let strict = Proxy::new(std::slice::from_ref(&route));
+    let strict = Proxy::new(std::slice::from_ref(&route), limits());
     assert!(matches!(
         send(&strict, &route, Method::GET, None).await,
         Err(UpstreamError::Connect(_))

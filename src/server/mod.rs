@@ -1,20 +1,59 @@
-//! The accept loop: a bound listener, a connection limit, hyper-util's auto builder
-//! (HTTP/1.1 and h2, upgrades allowed), a header-read timeout, and a graceful drain on
-//! shutdown. Knows nothing about routes or credentials.
+//! The accept loop: a bound listener, a connection limit, and a graceful drain on shutdown.
+//! Each connection is served by `conn` (HTTP/1.1 or HTTP/2, every phase bounded in time, so
+//! no client can hold a slot by saying nothing). Knows nothing about routes or credentials.
+
+mod conn;
+mod io;
 
 use std::future::Future;
 use std::sync::Arc;
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 
 use crate::app::AppState;
 use crate::config::ServerConfig;
 use crate::http::headers::ConnInfo;
+use crate::telemetry::Metrics;
+
+/// A connection's place under `max_connections`, counted in the open-connections gauge.
+/// Released when the connection ends — or, for a connection that became a WebSocket
+/// tunnel, when the tunnel ends.
+struct Slot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    metrics: Arc<Metrics>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.metrics.connection_closed();
+    }
+}
+
+fn protocols(cfg: &ServerConfig) -> conn::Protocols {
+    let mut http1 = http1::Builder::new();
+    // The head deadline is `conn`'s (from a head's first byte, not from the end of the
+    // previous response, so keep-alive idleness has its own bound).
+    http1
+        .timer(TokioTimer::new())
+        .header_read_timeout(None)
+        .max_header_size(cfg.max_header_bytes)
+        .keep_alive(true);
+    let mut http2 = http2::Builder::new(TokioExecutor::new());
+    http2
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(cfg.max_header_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(cfg.http2_keepalive_interval)
+        .keep_alive_timeout(cfg.http2_keepalive_timeout);
+    conn::Protocols {
+        http1,
+        http2,
+        header_read_timeout: cfg.header_read_timeout,
+        idle_timeout: cfg.idle_timeout,
+    }
+}
 
 /// Serves until `shutdown` resolves; then stops accepting and gives open connections up to
 /// `shutdown_grace` to finish.
@@ -24,21 +63,13 @@ pub async fn serve(
     cfg: &ServerConfig,
     shutdown: impl Future<Output = ()>,
 ) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(cfg.header_read_timeout)
-        .keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
-    let builder = Arc::new(builder);
+    let protocols = Arc::new(protocols(cfg));
     let limit = Arc::new(Semaphore::new(cfg.max_connections));
-    let graceful = GracefulShutdown::new();
+    let (drain_tx, drain_rx) = watch::channel(false);
     // Keeps a timer due within a second in the runtime's timer wheel. Tokio wakes its event
     // loop (an eventfd write, then an extra epoll round) whenever a new timer is due before
-    // every pending one; hyper's header-read timer and each request's response timer are
-    // registered per request, so without an earlier timer most requests paid that system
-    // call.
+    // every pending one; the request-head deadline and each request's response timer are
+    // set per request, so without an earlier timer most requests paid that system call.
     let anchor = tokio::spawn(async {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         loop {
@@ -67,26 +98,25 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let conn_info = Arc::new(ConnInfo::new(peer, &cfg.trusted_proxies));
-        let state = state.clone();
-        let metrics = state.metrics.clone();
-        let service =
-            service_fn(move |req| crate::http::handle(state.clone(), conn_info.clone(), req));
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
-        metrics.connection_opened();
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-            metrics.connection_closed();
-            drop(permit);
-        });
+        state.metrics.connection_opened();
+        let slot = Slot {
+            _permit: permit,
+            metrics: state.metrics.clone(),
+        };
+        let conn_info = Arc::new(ConnInfo::new(peer, &cfg.trusted_proxies).holding(slot));
+        tokio::spawn(conn::serve(
+            protocols.clone(),
+            stream,
+            state.clone(),
+            conn_info,
+            drain_rx.clone(),
+        ));
     }
     drop(listener);
-    if tokio::time::timeout(cfg.shutdown_grace, graceful.shutdown())
+    let _ = drain_tx.send(true);
+    // Every slot back means every connection (and tunnel) has ended.
+    let all = u32::try_from(cfg.max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(cfg.shutdown_grace, limit.acquire_many(all))
         .await
         .is_err()
     {

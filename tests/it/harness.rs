@@ -117,6 +117,8 @@ upstream = "http://127.0.0.1:9"
         dir = dir.display()
     );
     let mut table: toml::Table = base.parse().unwrap();
+    // `{echo}` in the extra text stands for the echo upstream's address.
+    let extra = extra.replace("{echo}", &echo.to_string());
     merge(&mut table, extra.parse().unwrap());
     table.to_string()
 }

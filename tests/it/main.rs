@@ -6,7 +6,9 @@
 mod accounts;
 mod channels;
 mod cli;
+mod connections;
 mod failures;
+mod framing;
 mod harness;
 mod hosts;
 mod import;
