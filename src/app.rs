@@ -93,6 +93,7 @@ impl App {
             revocations.clone(),
             config.tokens.refresh_ttl,
             config.tokens.refresh_reuse_grace,
+            config.tokens.session_max_lifetime,
         ));
         let hasher = Arc::new(
             PasswordHasher::new(&config.hashing, metrics.clone())

@@ -120,6 +120,11 @@ async fn apply(
         .update_user(user_id, &patch)
         .await?
         .ok_or(AccountError::NotFound("User not found"))?;
+    if patch.disabled == Some(true) {
+        // Disabling ends every session and refresh token for good: enabling the user
+        // again does not bring them back (API keys, which are not sessions, work again).
+        ctx.sessions.end_all(user_id, None).await?;
+    }
     if patch.role.is_some() || patch.disabled.is_some() || patch.email.is_some() {
         ctx.revocations.user_changed(user_id).await?;
     }

@@ -74,14 +74,16 @@ fn principal_from(
     subject: Option<&str>,
 ) -> Result<Principal, AuthError> {
     let now = Utc::now().timestamp();
-    if snap.revoked
-        || snap.expires_at.is_some_and(|t| t <= now)
-        || subject.is_some_and(|s| s != snap.user_id)
-    {
+    if subject.is_some_and(|s| s != snap.user_id) {
         return Ok(Principal::Revoked);
     }
+    // A disabled user hears so (403) even though disabling also ended the session; once
+    // enabled again, the ended session is refused as revoked (401).
     if snap.disabled {
         return Ok(Principal::Disabled);
+    }
+    if snap.revoked || snap.expires_at.is_some_and(|t| t <= now) {
+        return Ok(Principal::Revoked);
     }
     let (session_id, key_id) = match kind {
         CredentialKind::AccessToken => (Some(snap.principal.clone()), None),

@@ -50,6 +50,8 @@ pub struct Sessions {
     revocations: Revocations,
     refresh_ttl: chrono::Duration,
     reuse_grace: chrono::Duration,
+    /// No session outlives its start by more than this, however often it is refreshed.
+    max_lifetime: chrono::Duration,
 }
 
 fn chrono_duration(d: Duration) -> chrono::Duration {
@@ -76,6 +78,7 @@ impl Sessions {
         revocations: Revocations,
         refresh_ttl: Duration,
         reuse_grace: Duration,
+        max_lifetime: Duration,
     ) -> Sessions {
         Sessions {
             store,
@@ -83,6 +86,7 @@ impl Sessions {
             revocations,
             refresh_ttl: chrono_duration(refresh_ttl),
             reuse_grace: chrono_duration(reuse_grace),
+            max_lifetime: chrono_duration(max_lifetime),
         }
     }
 
@@ -128,6 +132,7 @@ impl Sessions {
         let now = Utc::now();
         let session_id = format!("ses_{}", random_hex(16));
         let (refresh_token, record) = self.new_refresh(meta, now);
+        let record = crate::store::capped(&record, now + self.max_lifetime);
         let session = NewSession {
             session_id: session_id.clone(),
             user_id: user.user_id.clone(),
@@ -154,7 +159,7 @@ impl Sessions {
         let (refresh_token, record) = self.new_refresh(meta, now);
         match self
             .store
-            .rotate_refresh_token(&presented_hash, &record, now)
+            .rotate_refresh_token(&presented_hash, &record, now, self.max_lifetime)
             .await?
         {
             Rotation::Rotated { session_id, user } => {
@@ -166,14 +171,18 @@ impl Sessions {
             Rotation::AlreadyRotated {
                 session_id,
                 rotated_at,
+                latest,
                 ..
             } => {
-                if now - rotated_at > self.reuse_grace {
+                // Only the token spent last can be a client racing itself, and only within
+                // the grace window; an older generation means someone kept a copy.
+                if !latest || now - rotated_at > self.reuse_grace {
                     tracing::warn!(session_id, "refresh token reuse detected; session revoked");
                     self.end(&session_id).await?;
                 }
                 Err(SessionError::RefreshTokenReused)
             }
+            Rotation::UserDisabled => Err(SessionError::Disabled),
             Rotation::Invalid => Err(SessionError::InvalidRefreshToken),
         }
     }

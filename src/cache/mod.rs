@@ -228,7 +228,7 @@ impl Revocations {
 
     /// A user's role, status or email changed: every session and key of theirs is affected.
     pub async fn user_changed(&self, user_id: &str) -> Result<(), StoreError> {
-        let sessions = self.store.live_session_ids(user_id).await?;
+        let sessions = self.store.unexpired_session_ids(user_id).await?;
         let keys = self.store.api_keys_of_user(user_id).await?;
         self.apply(sessions, keys).await;
         Ok(())

@@ -48,6 +48,7 @@ pub const DEFAULT_REFRESH_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
 pub const DEFAULT_REFRESH_REUSE_GRACE: Duration = Duration::from_secs(5);
+pub const DEFAULT_SESSION_MAX_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
 pub const DEFAULT_MOUNT: &str = "/api/v1/auth";
 pub const DEFAULT_PASSWORD_MIN: usize = 8;
 pub const DEFAULT_PASSWORD_MAX: usize = 128;
@@ -166,6 +167,8 @@ pub struct TokenConfig {
     pub refresh_ttl: Duration,
     pub leeway: Duration,
     pub refresh_reuse_grace: Duration,
+    /// A session ends this long after it started, however often it is refreshed.
+    pub session_max_lifetime: Duration,
     /// Access tokens longer than this are refused before any parsing.
     pub max_token_bytes: usize,
     pub signing_key_path: Option<PathBuf>,

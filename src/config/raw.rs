@@ -62,6 +62,7 @@ pub struct RawTokens {
     pub refresh_ttl: Option<String>,
     pub leeway: Option<String>,
     pub refresh_reuse_grace: Option<String>,
+    pub session_max_lifetime: Option<String>,
     pub max_token_bytes: Option<usize>,
     pub signing_key_path: Option<String>,
     pub verification_key_paths: Vec<String>,

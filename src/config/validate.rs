@@ -352,6 +352,20 @@ fn tokens(raw: RawTokens, store: &StoreConfig) -> Result<TokenConfig> {
             raw.refresh_reuse_grace,
             DEFAULT_REFRESH_REUSE_GRACE,
         )?,
+        session_max_lifetime: {
+            let d = duration(
+                "tokens.session_max_lifetime",
+                raw.session_max_lifetime,
+                DEFAULT_SESSION_MAX_LIFETIME,
+            )?;
+            if d < access_ttl {
+                return Err(ConfigError::invalid(
+                    "tokens.session_max_lifetime",
+                    "must be at least tokens.access_ttl",
+                ));
+            }
+            d
+        },
         max_token_bytes: at_least(
             "tokens.max_token_bytes",
             raw.max_token_bytes.unwrap_or(DEFAULT_MAX_TOKEN_BYTES),

@@ -72,9 +72,13 @@ impl<S: Store> Store for Bounded<S> {
         presented_hash: &str,
         next: &NewRefreshToken,
         now: DateTime<Utc>,
+        session_max_lifetime: chrono::Duration,
     ) -> Result<Rotation, StoreError> {
-        self.run(self.inner.rotate_refresh_token(presented_hash, next, now))
-            .await
+        self.run(
+            self.inner
+                .rotate_refresh_token(presented_hash, next, now, session_max_lifetime),
+        )
+        .await
     }
     async fn session_principal(
         &self,
@@ -105,8 +109,8 @@ impl<S: Store> Store for Bounded<S> {
         self.run(self.inner.revoke_user_sessions(user_id, except, now))
             .await
     }
-    async fn live_session_ids(&self, user_id: &str) -> Result<Vec<String>, StoreError> {
-        self.run(self.inner.live_session_ids(user_id)).await
+    async fn unexpired_session_ids(&self, user_id: &str) -> Result<Vec<String>, StoreError> {
+        self.run(self.inner.unexpired_session_ids(user_id)).await
     }
     async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
         self.run(self.inner.create_api_key(key)).await

@@ -88,12 +88,17 @@ pub struct NewRefreshToken {
 pub enum Rotation {
     /// The token was live and is now spent; `next` was stored in its place.
     Rotated { session_id: String, user: User },
-    /// The token was already spent (at `rotated_at`): a replay or a lost race.
+    /// The token was already spent (at `rotated_at`): a replay or a lost race. `latest`:
+    /// it is the most recently spent token of its session (its successor is unspent), the
+    /// only one a client racing itself could still hold.
     AlreadyRotated {
         session_id: String,
         user_id: String,
         rotated_at: DateTime<Utc>,
+        latest: bool,
     },
+    /// The token's user is disabled; nothing was spent.
+    UserDisabled,
     /// Unknown, expired, or its session has ended.
     Invalid,
 }
@@ -127,6 +132,14 @@ pub struct KeyPrincipal {
     pub user: User,
 }
 
+/// `token`, expiring no later than `deadline` (a session's absolute end).
+pub(crate) fn capped(token: &NewRefreshToken, deadline: DateTime<Utc>) -> NewRefreshToken {
+    NewRefreshToken {
+        expires_at: token.expires_at.min(deadline),
+        ..token.clone()
+    }
+}
+
 pub type DynStore = Arc<dyn Store>;
 
 #[async_trait::async_trait]
@@ -156,12 +169,15 @@ pub trait Store: Send + Sync + 'static {
         first: &NewRefreshToken,
     ) -> Result<(), StoreError>;
     /// Spends the token with `presented_hash` and stores `next` in the same session, as one
-    /// atomic step: of two concurrent calls with one token, exactly one gets `Rotated`.
+    /// atomic step: of two concurrent calls with one token, exactly one gets `Rotated`. A
+    /// disabled user's token is not spent. `next` expires no later than the session's
+    /// creation plus `session_max_lifetime`.
     async fn rotate_refresh_token(
         &self,
         presented_hash: &str,
         next: &NewRefreshToken,
         now: DateTime<Utc>,
+        session_max_lifetime: chrono::Duration,
     ) -> Result<Rotation, StoreError>;
     async fn session_principal(
         &self,
@@ -185,8 +201,9 @@ pub trait Store: Send + Sync + 'static {
         except: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Vec<String>, StoreError>;
-    /// Ids of a user's live sessions.
-    async fn live_session_ids(&self, user_id: &str) -> Result<Vec<String>, StoreError>;
+    /// Ids of a user's sessions that have not expired, ended or not: every session whose
+    /// cached state a change to the user can affect.
+    async fn unexpired_session_ids(&self, user_id: &str) -> Result<Vec<String>, StoreError>;
 
     // API keys.
     async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError>;

@@ -282,6 +282,7 @@ impl Store for PostgresStore {
         presented_hash: &str,
         next: &NewRefreshToken,
         now: DateTime<Utc>,
+        session_max_lifetime: chrono::Duration,
     ) -> Result<Rotation, StoreError> {
         let mut tx = self.pool.begin().await?;
         // Row-level locking decides the race: a second concurrent UPDATE waits for the first
@@ -290,7 +291,10 @@ impl Store for PostgresStore {
             "UPDATE refresh_tokens SET rotated_at = $1 WHERE token_hash = $2 \
              AND rotated_at IS NULL AND revoked = false AND expires_at > $1 \
              AND session_id IN (SELECT session_id FROM sessions WHERE revoked_at IS NULL) \
-             RETURNING session_id, user_id",
+             AND user_id IN (SELECT user_id FROM users WHERE disabled = false) \
+             RETURNING session_id, user_id, \
+             (SELECT created_at FROM sessions s WHERE s.session_id = refresh_tokens.session_id) \
+             AS session_created",
         )
         .bind(now)
         .bind(presented_hash)
@@ -298,30 +302,41 @@ impl Store for PostgresStore {
         .await?;
         let Some(spent) = spent else {
             let row = sqlx::query(
-                "SELECT session_id, user_id, rotated_at, revoked FROM refresh_tokens \
-                 WHERE token_hash = $1",
+                "SELECT rt.session_id, rt.user_id, rt.rotated_at, rt.revoked, \
+                 u.disabled AS user_disabled, \
+                 EXISTS (SELECT 1 FROM refresh_tokens n WHERE n.session_id = rt.session_id \
+                         AND n.id > rt.id AND n.rotated_at IS NOT NULL) AS superseded \
+                 FROM refresh_tokens rt JOIN users u ON u.user_id = rt.user_id \
+                 WHERE rt.token_hash = $1",
             )
             .bind(presented_hash)
             .fetch_optional(&mut *tx)
             .await?;
             tx.commit().await?;
-            return match row {
-                Some(r) if !r.try_get::<bool, _>("revoked")? => {
-                    match r.try_get::<Option<DateTime<Utc>>, _>("rotated_at")? {
-                        Some(rotated_at) => Ok(Rotation::AlreadyRotated {
-                            session_id: r.try_get("session_id")?,
-                            user_id: r.try_get("user_id")?,
-                            rotated_at,
-                        }),
-                        None => Ok(Rotation::Invalid),
-                    }
-                }
-                _ => Ok(Rotation::Invalid),
+            let Some(r) = row else {
+                return Ok(Rotation::Invalid);
+            };
+            if r.try_get::<bool, _>("user_disabled")? {
+                return Ok(Rotation::UserDisabled);
+            }
+            if r.try_get::<bool, _>("revoked")? {
+                return Ok(Rotation::Invalid);
+            }
+            return match r.try_get::<Option<DateTime<Utc>>, _>("rotated_at")? {
+                Some(rotated_at) => Ok(Rotation::AlreadyRotated {
+                    session_id: r.try_get("session_id")?,
+                    user_id: r.try_get("user_id")?,
+                    rotated_at,
+                    latest: !r.try_get::<bool, _>("superseded")?,
+                }),
+                None => Ok(Rotation::Invalid),
             };
         };
         let session_id: String = spent.try_get("session_id")?;
         let user_id: String = spent.try_get("user_id")?;
-        Self::insert_refresh(&mut tx, &session_id, &user_id, next, now).await?;
+        let created: DateTime<Utc> = spent.try_get("session_created")?;
+        let next = capped(next, created + session_max_lifetime);
+        Self::insert_refresh(&mut tx, &session_id, &user_id, &next, now).await?;
         let sql = format!("SELECT {USER_COLS} FROM users u WHERE u.user_id = $1");
         let user_row = sqlx::query(&sql).bind(&user_id).fetch_one(&mut *tx).await?;
         let user = user_from_row(&user_row)?;
@@ -415,10 +430,9 @@ impl Store for PostgresStore {
         Ok(ended)
     }
 
-    async fn live_session_ids(&self, user_id: &str) -> Result<Vec<String>, StoreError> {
+    async fn unexpired_session_ids(&self, user_id: &str) -> Result<Vec<String>, StoreError> {
         Ok(sqlx::query_scalar(
-            "SELECT session_id FROM sessions WHERE user_id = $1 AND revoked_at IS NULL \
-             AND expires_at > NOW()",
+            "SELECT session_id FROM sessions WHERE user_id = $1 AND expires_at > NOW()",
         )
         .bind(user_id)
         .fetch_all(&self.pool)

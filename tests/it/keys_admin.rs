@@ -203,7 +203,8 @@ async fn admin_manages_users_and_changes_apply_on_the_next_request() {
         .await;
     assert_eq!(bad_page.status, 422);
 
-    // Disable: tokens and keys refused at once (403), enable restores them.
+    // Disable: tokens and keys refused at once (403). Enabling restores the key, not the
+    // sessions that disabling ended.
     let path = |s: &str| srv.auth_path(&format!("/admin/users/{uid}{s}"));
     let r = srv
         .req(http::Method::PUT, &path("/disable"))
@@ -225,8 +226,12 @@ async fn admin_manages_users_and_changes_apply_on_the_next_request() {
     assert_eq!(r.status, 200);
     assert_eq!(
         srv.get("/api/x").bearer(&user.access).send().await.status,
-        200
+        401
     );
+    assert_eq!(srv.get("/api/x").bearer(&key).send().await.status, 200);
+    let r = srv.login("member@example.com", PASSWORD).await;
+    assert_eq!(r.status, 200);
+    let user = Tokens::from(&r);
 
     // Role change: the very next request carries the new role.
     assert_eq!(

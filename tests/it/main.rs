@@ -17,6 +17,7 @@ mod keys_admin;
 mod paths;
 mod proxy;
 mod replicas;
+mod revocation;
 mod server;
 mod services;
 mod store_contract;

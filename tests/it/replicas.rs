@@ -122,6 +122,13 @@ async fn an_admin_change_on_one_replica_applies_on_all() {
             .status,
         200
     );
+    // Disabling ended the user's sessions for good: they sign in again.
+    assert_eq!(status(a, &user.access).await, 401);
+    let r = a
+        .login("target@example.com", crate::harness::PASSWORD)
+        .await;
+    assert_eq!(r.status, 200);
+    let user = crate::harness::Tokens::from(&r);
     let promote = c.auth_path(&format!("/admin/users/{uid}/role?role=admin"));
     assert_eq!(
         c.req(http::Method::PUT, &promote)
