@@ -112,7 +112,8 @@ pub async fn login(
     if body.password.expose().chars().count() > ctx.accounts.password.max_length.max(128) {
         return Err(AccountError::InvalidCredentials);
     }
-    let email = validate::email(&body.email).unwrap_or_else(|_| body.email.trim().to_lowercase());
+    let email =
+        validate::email(&body.email).unwrap_or_else(|_| validate::normalize_email(&body.email));
     let user = ctx.store.user_by_email(&email).await?;
     let verified = ctx
         .hasher

@@ -6,10 +6,20 @@ use crate::store::UserPatch;
 
 pub type Invalid = String;
 
-/// A syntactically valid address, lower-cased (addresses compare case-insensitively).
+/// The one spelling of an address that is stored, compared and injected: NFKC-normalized
+/// and case-folded (lower case), then NFKC again (lower-casing can leave a string that is
+/// not NFKC). `ｕ1@Example.test` and `u1@example.test` are one address.
+pub fn normalize_email(raw: &str) -> String {
+    use unicode_normalization::UnicodeNormalization as _;
+    let folded: String = raw.trim().nfkc().collect::<String>().to_lowercase();
+    folded.nfkc().collect()
+}
+
+/// A syntactically valid address, in its normalized form (`normalize_email`).
 pub fn email(raw: &str) -> Result<String, Invalid> {
     let bad = || "Invalid email address".to_string();
-    let text = raw.trim();
+    let normalized = normalize_email(raw);
+    let text = normalized.as_str();
     if text.len() > 254 || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(bad());
     }
@@ -38,7 +48,7 @@ pub fn email(raw: &str) -> Result<String, Invalid> {
     if !local_ok || !domain_ok {
         return Err(bad());
     }
-    Ok(text.to_lowercase())
+    Ok(normalized)
 }
 
 pub fn password(policy: &PasswordPolicy, pw: &str) -> Result<(), Invalid> {
@@ -117,6 +127,18 @@ mod tests {
             "alice.smith+x@example.com"
         );
         assert!(email("josé@exämple.de").is_ok());
+        // Compatibility forms and case fold to one address.
+        assert_eq!(email("ｕ1@example.test").unwrap(), "u1@example.test");
+        assert_eq!(email("Ｕ1@ＥＸＡＭＰＬＥ.test").unwrap(), "u1@example.test");
+        assert_eq!(
+            email("ÅSA@example.test").unwrap(),
+            email("åsa@example.test").unwrap()
+        );
+        // A + combining ring (decomposed) is the same address as the precomposed Å.
+        assert_eq!(
+            email("A\u{30a}sa@example.test").unwrap(),
+            email("Åsa@example.test").unwrap()
+        );
         for bad in [
             "",
             "plain",

@@ -537,3 +537,35 @@ async fn mixed_character_rule_is_available() {
         .await;
     assert_eq!(r.status, 201);
 }
+
+#[tokio::test]
+async fn emails_are_one_account_after_nfkc_and_case_folding() {
+    let srv = TestServer::start().await;
+    let t = srv.register("ｕ1@example.test").await;
+    // The normalized form is what is stored and injected.
+    let r = srv.get("/api/x").bearer(&t.access).send().await;
+    assert_eq!(
+        r.echoed_header("x-user-email").as_deref(),
+        Some("u1@example.test")
+    );
+    for twin in [
+        "u1@example.test",
+        "U1@EXAMPLE.TEST",
+        "Ｕ１@ｅｘａｍｐｌｅ.test",
+    ] {
+        let r = srv
+            .post(&srv.auth_path("/register"))
+            .json(json!({"email": twin, "password": PASSWORD, "full_name": "Twin"}))
+            .send()
+            .await;
+        assert_eq!(r.status, 400, "{twin}: {}", r.text());
+        assert_eq!(r.detail(), "Email already registered");
+        assert_eq!(srv.login(twin, PASSWORD).await.status, 200, "{twin}");
+    }
+    let me = srv
+        .get(&srv.auth_path("/me"))
+        .bearer(&t.access)
+        .send()
+        .await;
+    assert_eq!(me.json()["email"], "u1@example.test");
+}
