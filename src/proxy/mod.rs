@@ -470,33 +470,27 @@ impl Proxy {
                 // request's.
                 None => (Box::pin(upstream.connect()).await?, false),
             };
-            let first = exchange(
-                &mut conn,
-                &parts,
-                extra,
-                &mut body,
-                framing,
-                limits,
-                &mut started,
-            );
-            match first.await {
-                Ok(head) => Ok((conn, head)),
-                Err(e) if reused && e.retryable(&parts.method, started) => {
-                    let mut fresh = Box::pin(upstream.connect()).await?;
-                    let head = exchange(
-                        &mut fresh,
-                        &parts,
-                        extra,
-                        &mut body,
-                        framing,
-                        limits,
-                        &mut started,
-                    )
-                    .await
-                    .map_err(ExchangeError::into_upstream)?;
-                    Ok((fresh, head))
+            // A pooled connection the upstream closed under the request is replaced once.
+            let mut may_retry = reused;
+            loop {
+                let sent = exchange(
+                    &mut conn,
+                    &parts,
+                    extra,
+                    &mut body,
+                    framing,
+                    limits,
+                    &mut started,
+                )
+                .await;
+                match sent {
+                    Ok(head) => return Ok((conn, head)),
+                    Err(e) if may_retry && e.retryable(&parts.method, started) => {
+                        conn = Box::pin(upstream.connect()).await?;
+                        may_retry = false;
+                    }
+                    Err(e) => return Err(e.into_upstream()),
                 }
-                Err(e) => Err(e.into_upstream()),
             }
         };
         let (conn, head) = match tokio::time::timeout(route.response_timeout, exchange).await {

@@ -43,6 +43,14 @@ async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (Vec<u8>,
 
 /// Waits until at most `want` connections are open (the test client's own pooled
 /// keep-alive connection may still count).
+/// How long until the peer closes `stream` (at most 5 s, else the test fails).
+async fn time_to_close(stream: &mut TcpStream) -> Duration {
+    let started = std::time::Instant::now();
+    let (_, closed) = read_until_closed(stream, Duration::from_secs(5)).await;
+    assert!(closed, "not closed within 5 s");
+    started.elapsed()
+}
+
 async fn wait_for_gauge(srv: &TestServer, want: u64) {
     for _ in 0..100 {
         if srv.state.metrics.connections_open() <= want {
@@ -114,27 +122,14 @@ async fn idle_keep_alive_and_http2_connections_are_closed() {
     );
 
     // HTTP/2 with a client that answers PINGs: one request, then no streams.
-    let tcp = TcpStream::connect(srv.addr).await.unwrap();
-    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
-    let driver = tokio::spawn(conn);
+    let h2 = srv.h2().await;
     let req = http::Request::builder()
         .uri(format!("http://{}/public/h2", srv.addr))
         .body(())
         .unwrap();
-    let (resp, _) = client
-        .ready()
-        .await
-        .unwrap()
-        .send_request(req, true)
-        .unwrap();
-    let resp = resp.await.unwrap();
-    assert_eq!(resp.status(), 200);
-    let mut body = resp.into_body();
-    while let Some(chunk) = body.data().await {
-        chunk.unwrap();
-    }
+    assert_eq!(h2.send(req).await, 200);
     // The server ends the connection (GOAWAY) once it has been idle.
-    let ended = tokio::time::timeout(Duration::from_secs(5), driver).await;
+    let ended = tokio::time::timeout(Duration::from_secs(5), h2.driver).await;
     assert!(ended.is_ok(), "idle HTTP/2 connection was not closed");
     wait_for_gauge(&srv, 0).await;
 }
@@ -210,14 +205,8 @@ async fn tunnels_end_when_idle_and_when_too_old() {
     let base = srv.state.metrics.connections_open();
 
     let mut quiet = open_tunnel(&srv, &auth).await;
-    let started = std::time::Instant::now();
-    let (_, closed) = read_until_closed(&mut quiet, Duration::from_secs(5)).await;
-    assert!(closed);
-    assert!(
-        started.elapsed() < Duration::from_millis(1200),
-        "{:?}",
-        started.elapsed()
-    );
+    let took = time_to_close(&mut quiet).await;
+    assert!(took < Duration::from_millis(1200), "{took:?}");
 
     // A busy tunnel lives until its maximum lifetime, not longer.
     let mut busy = open_tunnel(&srv, &auth).await;
@@ -326,10 +315,7 @@ async fn keep_alive_idleness_and_slow_heads_have_their_own_bounds() {
     s.write_all(b"GET /public/x HTTP/1.1\r\nHost: a\r\n\r\n")
         .await
         .unwrap();
-    let started = std::time::Instant::now();
-    let (_, closed) = read_until_closed(&mut s, Duration::from_secs(5)).await;
-    assert!(closed);
-    let lived = started.elapsed();
+    let lived = time_to_close(&mut s).await;
     assert!(
         lived > Duration::from_millis(1200) && lived < Duration::from_millis(2500),
         "{lived:?}"
@@ -347,23 +333,11 @@ async fn keep_alive_idleness_and_slow_heads_have_their_own_bounds() {
     s.write_all(b"GET /public/2 HTTP/1.1\r\nHost: a\r\n")
         .await
         .unwrap();
-    let started = std::time::Instant::now();
-    let (_, closed) = read_until_closed(&mut s, Duration::from_secs(5)).await;
-    assert!(closed);
-    assert!(
-        started.elapsed() < Duration::from_millis(1000),
-        "{:?}",
-        started.elapsed()
-    );
+    let took = time_to_close(&mut s).await;
+    assert!(took < Duration::from_millis(1000), "{took:?}");
     // Slowloris from the first byte: the same bound.
     let mut s = TcpStream::connect(srv.addr).await.unwrap();
     s.write_all(b"GET /public/x HTTP/1.1\r\n").await.unwrap();
-    let started = std::time::Instant::now();
-    let (_, closed) = read_until_closed(&mut s, Duration::from_secs(5)).await;
-    assert!(closed);
-    assert!(
-        started.elapsed() < Duration::from_millis(1000),
-        "{:?}",
-        started.elapsed()
-    );
+    let took = time_to_close(&mut s).await;
+    assert!(took < Duration::from_millis(1000), "{took:?}");
 }

@@ -281,6 +281,17 @@ impl TestServer {
             .unwrap_or(0)
     }
 
+    /// An HTTP/2 connection made with the h2 crate, which sends exactly the fields a test
+    /// gives it (`host` included); the task driving it ends when the server closes it.
+    pub async fn h2(&self) -> H2 {
+        let tcp = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+        H2 {
+            client,
+            driver: tokio::spawn(conn),
+        }
+    }
+
     pub fn signing_key_pem(&self) -> Vec<u8> {
         std::fs::read(self.dir.path().join("jwt-signing-eddsa.pem")).unwrap()
     }
@@ -401,5 +412,31 @@ impl From<&Resp> for Tokens {
             access: v["access_token"].as_str().unwrap().to_string(),
             refresh: v["refresh_token"].as_str().unwrap().to_string(),
         }
+    }
+}
+
+pub struct H2 {
+    client: h2::client::SendRequest<Bytes>,
+    pub driver: tokio::task::JoinHandle<Result<(), h2::Error>>,
+}
+
+impl H2 {
+    /// Sends a request without a body and reads the whole answer; returns its status.
+    pub async fn send(&self, req: http::Request<()>) -> u16 {
+        let (resp, _) = self
+            .client
+            .clone()
+            .ready()
+            .await
+            .unwrap()
+            .send_request(req, true)
+            .unwrap();
+        let resp = resp.await.unwrap();
+        let status = resp.status().as_u16();
+        let mut body = resp.into_body();
+        while let Some(chunk) = body.data().await {
+            chunk.unwrap();
+        }
+        status
     }
 }

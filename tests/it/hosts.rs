@@ -94,13 +94,9 @@ async fn an_absolute_target_replaces_host() {
 #[tokio::test]
 async fn http2_authority_and_host_must_agree() {
     let srv = TestServer::start().await;
-    let tcp = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
-    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(conn);
-    let send = |authority: &str, host: Option<&str>| {
-        let mut req = http::Request::builder()
-            .uri(format!("http://{authority}/public/h2"))
-            .version(http::Version::HTTP_2);
+    let h2 = srv.h2().await;
+    let request = |authority: &str, host: Option<&str>| {
+        let mut req = http::Request::builder().uri(format!("http://{authority}/public/h2"));
         if let Some(h) = host {
             req = req.header("host", h);
         }
@@ -111,19 +107,8 @@ async fn http2_authority_and_host_must_agree() {
         ("a.example", Some("a.example"), 200),
         ("a.example", None, 200),
     ] {
-        let (resp, _) = client
-            .clone()
-            .ready()
-            .await
-            .unwrap()
-            .send_request(send(authority, host), true)
-            .unwrap();
-        let resp = resp.await.unwrap();
-        assert_eq!(resp.status(), want, "{authority} {host:?}");
-        let mut body = resp.into_body();
-        while let Some(chunk) = body.data().await {
-            chunk.unwrap();
-        }
+        let status = h2.send(request(authority, host)).await;
+        assert_eq!(status, want, "{authority} {host:?}");
     }
     let seen = srv.echo.last().unwrap();
     assert_eq!(seen.header_all("host"), vec!["a.example"]);
