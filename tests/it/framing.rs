@@ -8,14 +8,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use crate::harness::TestServer;
-
-fn status_of(text: &str) -> u16 {
-    text.split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
-}
+use crate::harness::{TestServer, status_of};
 
 /// Sends `bytes`, optionally half-closes, and reads the answer until the server closes (or
 /// 5 s pass).

@@ -275,10 +275,7 @@ impl TestServer {
                 "GET {target} HTTP/1.1\r\nHost: localhost\r\n{extra_headers}Connection: close\r\n\r\n"
             ))
             .await;
-        text.split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0)
+        status_of(&text)
     }
 
     /// An HTTP/2 connection made with the h2 crate, which sends exactly the fields a test
@@ -439,4 +436,12 @@ impl H2 {
         }
         status
     }
+}
+
+/// The status code of a raw HTTP/1.1 response's text (0 if there is none).
+pub fn status_of(text: &str) -> u16 {
+    text.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }

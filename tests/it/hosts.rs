@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 
-use crate::harness::TestServer;
+use crate::harness::{TestServer, status_of};
 
 const DOCS_ROUTE: &str = r#"
 [[routes]]
@@ -14,13 +14,6 @@ host = "docs.example.com"
 auth = "public"
 upstream = "http://127.0.0.1:9"
 "#;
-
-fn status_of(text: &str) -> u16 {
-    text.split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
-}
 
 #[tokio::test]
 async fn bad_hosts_are_400_and_never_forwarded() {

@@ -2,16 +2,9 @@
 //! cookie-authenticated handshake must come from an allowed origin (no cross-site WebSocket
 //! hijacking).
 
-use crate::harness::TestServer;
+use crate::harness::{TestServer, status_of};
 
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
-
-fn status_of(text: &str) -> u16 {
-    text.split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
-}
 
 fn handshake(path: &str, extra: &str) -> String {
     format!(
