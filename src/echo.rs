@@ -2,7 +2,8 @@
 //! (method, path, query, headers, body size) and records it. The quickstart runs it behind
 //! Portcullis so the injected headers can be seen; the integration tests use it to check
 //! exactly what an upstream receives. Test hooks: `x-echo-delay-ms` delays the answer,
-//! `x-echo-status` sets its status, `x-echo-close` answers `Connection: close`, and a
+//! `x-echo-status` sets its status, `x-echo-close` answers `Connection: close`,
+//! `x-echo-bytes: N` answers N bytes of `x` instead of the JSON (at most 64 MiB), and a
 //! WebSocket upgrade becomes a raw byte echo.
 
 use std::collections::BTreeMap;
@@ -111,6 +112,9 @@ async fn answer(
     mut req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let close = req.headers().contains_key("x-echo-close");
+    let filler = header_str(&req, "x-echo-bytes")
+        .and_then(|v| v.parse::<usize>().ok())
+        .map(|n| n.min(64 << 20));
     let delay = header_str(&req, "x-echo-delay-ms").and_then(|v| v.parse::<u64>().ok());
     let status = header_str(&req, "x-echo-status")
         .and_then(|v| v.parse::<u16>().ok())
@@ -170,7 +174,11 @@ async fn answer(
         "headers": header_map.iter().map(|(k, v)| (k.to_string(), serde_json::Value::from(v.join(", ")))).collect::<serde_json::Map<_, _>>(),
         "body_bytes": record.body_len,
     });
-    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    let body = match filler {
+        Some(n) => Bytes::from(vec![b'x'; n]),
+        None => Bytes::from(body.to_string()),
+    };
+    let mut resp = Response::new(Full::new(body));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,

@@ -24,6 +24,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
@@ -113,6 +114,8 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// The longest pause between request-body bytes (408 after it).
     pub body_read_timeout: Duration,
+    /// The longest a write to the client may wait for it to take bytes.
+    pub send_timeout: Duration,
     /// The largest request head (request line and header fields), in bytes; 431 beyond it.
     pub max_header_bytes: usize,
     /// A connection with no request in progress for this long is closed (HTTP/1.1

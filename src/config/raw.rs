@@ -28,6 +28,7 @@ pub struct RawServer {
     pub max_connections: Option<usize>,
     pub header_read_timeout: Option<String>,
     pub body_read_timeout: Option<String>,
+    pub send_timeout: Option<String>,
     pub max_header_bytes: Option<usize>,
     pub idle_timeout: Option<String>,
     pub http2_keepalive_interval: Option<String>,

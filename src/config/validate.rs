@@ -156,6 +156,11 @@ fn server(raw: RawServer) -> Result<ServerConfig> {
             raw.body_read_timeout,
             DEFAULT_BODY_READ_TIMEOUT,
         )?,
+        send_timeout: nonzero_duration(
+            "server.send_timeout",
+            raw.send_timeout,
+            DEFAULT_SEND_TIMEOUT,
+        )?,
         max_header_bytes: at_least(
             "server.max_header_bytes",
             raw.max_header_bytes.unwrap_or(DEFAULT_MAX_HEADER_BYTES),

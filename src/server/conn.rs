@@ -19,9 +19,10 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use pin_project_lite::pin_project;
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use super::drain::Drain;
 use super::io::{Activity, ClientIo, InFlight, Protocol, sniff};
 use crate::app::AppState;
 use crate::http::body::{Body, BoxError};
@@ -33,6 +34,7 @@ pub struct Protocols {
     pub http2: http2::Builder<TokioExecutor>,
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
+    pub send_timeout: Duration,
 }
 
 pin_project! {
@@ -96,12 +98,13 @@ pub async fn serve(
     mut stream: TcpStream,
     state: Arc<AppState>,
     conn_info: Arc<ConnInfo>,
-    mut draining: watch::Receiver<bool>,
+    drain: Arc<Drain>,
 ) {
+    let mut subscription = drain.subscribe();
     let head_deadline = Instant::now() + protocols.header_read_timeout;
     let sniffed = tokio::select! {
         sniffed = tokio::time::timeout_at(head_deadline, sniff(&mut stream)) => sniffed,
-        _ = draining.wait_for(|d| *d) => return,
+        _ = &mut subscription.signal => return,
     };
     let Ok(Ok(Some((protocol, prefix)))) = sniffed else {
         // Silent, too slow to say which protocol, or gone: the slot is freed.
@@ -110,7 +113,13 @@ pub async fn serve(
     let activity = Arc::new(Activity::new());
     let head =
         (protocol == Protocol::Http1).then_some((protocols.header_read_timeout, head_deadline));
-    let io = TokioIo::new(ClientIo::new(prefix, stream, activity.clone(), head));
+    let io = TokioIo::new(ClientIo::new(
+        prefix,
+        stream,
+        activity.clone(),
+        head,
+        protocols.send_timeout,
+    ));
     let tracker = activity.clone();
     let service = service_fn(move |req| {
         let in_flight = tracker.begin();
@@ -129,11 +138,11 @@ pub async fn serve(
                 .http1
                 .serve_connection(io, service)
                 .with_upgrades();
-            drive(conn, &activity, &protocols, draining).await;
+            drive(conn, &activity, &protocols, &mut subscription.signal).await;
         }
         Protocol::Http2 => {
             let conn = protocols.http2.serve_connection(io, service);
-            drive(conn, &activity, &protocols, draining).await;
+            drive(conn, &activity, &protocols, &mut subscription.signal).await;
         }
     }
 }
@@ -145,7 +154,7 @@ async fn drive<C, E>(
     conn: C,
     activity: &Activity,
     protocols: &Protocols,
-    mut draining: watch::Receiver<bool>,
+    draining: &mut oneshot::Receiver<()>,
 ) where
     C: Graceful<Output = Result<(), E>>,
     E: std::fmt::Display,
@@ -156,6 +165,7 @@ async fn drive<C, E>(
     tokio::pin!(check);
     let idled_out = loop {
         tokio::select! {
+            biased;
             ended = conn.as_mut() => {
                 if let Err(e) = ended {
                     tracing::debug!(error = %e, "connection ended with an error");
@@ -167,7 +177,7 @@ async fn drive<C, E>(
                 Some(quiet) => check.as_mut().reset(Instant::now() + (idle - quiet)),
                 None => check.as_mut().reset(Instant::now() + idle),
             },
-            _ = draining.wait_for(|d| *d) => break false,
+            _ = &mut *draining => break false,
         }
     };
     conn.as_mut().begin_shutdown();

@@ -1,6 +1,6 @@
 //! The client connection's byte stream: the bytes read while telling HTTP/1.1 from HTTP/2,
-//! handed back to the protocol before the socket's own; the requests in progress on it; and
-//! the HTTP/1.1 request-head deadline.
+//! handed back to the protocol before the socket's own; the requests in progress on it; the
+//! HTTP/1.1 request-head deadline; and the bound on a write the client does not take.
 
 use std::future::Future as _;
 use std::io;
@@ -122,6 +122,47 @@ pub struct ClientIo {
     inner: TcpStream,
     activity: Arc<Activity>,
     head: Option<HeadDeadline>,
+    send: SendDeadline,
+}
+
+/// The bound on a write the client does not take: a client that stops reading (a slow-read
+/// attack, or one gone without a FIN) fails the connection after `send_timeout` without
+/// progress, instead of holding it.
+struct SendDeadline {
+    timeout: Duration,
+    /// Armed while a write waits for the client; made on the first wait.
+    sleep: Option<Pin<Box<Sleep>>>,
+    armed: bool,
+}
+
+impl SendDeadline {
+    /// Passes a write's outcome through, arming the deadline while it waits and failing it
+    /// once the deadline passes.
+    fn watch<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if polled.is_ready() {
+            self.armed = false;
+            return polled;
+        }
+        let timeout = self.timeout;
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        if !self.armed {
+            self.armed = true;
+            sleep.as_mut().reset(Instant::now() + timeout);
+        }
+        if sleep.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client took nothing for send_timeout",
+            )));
+        }
+        Poll::Pending
+    }
 }
 
 impl ClientIo {
@@ -132,11 +173,17 @@ impl ClientIo {
         inner: TcpStream,
         activity: Arc<Activity>,
         head_timeout: Option<(Duration, Instant)>,
+        send_timeout: Duration,
     ) -> ClientIo {
         ClientIo {
             prefix,
             inner,
             activity,
+            send: SendDeadline {
+                timeout: send_timeout,
+                sleep: None,
+                armed: false,
+            },
             head: head_timeout.map(|(timeout, deadline)| HeadDeadline {
                 timeout,
                 armed: Some(0),
@@ -194,7 +241,9 @@ impl AsyncWrite for ClientIo {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.send.watch(cx, polled)
     }
 
     fn poll_write_vectored(
@@ -202,7 +251,9 @@ impl AsyncWrite for ClientIo {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.send.watch(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -236,7 +287,13 @@ mod tests {
         client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
         let (proto, prefix) = sniff(&mut server).await.unwrap().unwrap();
         assert_eq!(proto, Protocol::Http1);
-        let mut rewound = ClientIo::new(prefix, server, Arc::new(Activity::new()), None);
+        let mut rewound = ClientIo::new(
+            prefix,
+            server,
+            Arc::new(Activity::new()),
+            None,
+            Duration::from_secs(5),
+        );
         client.write_all(b"Host: x\r\n\r\n").await.unwrap();
         drop(client);
         let mut all = Vec::new();

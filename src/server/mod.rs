@@ -3,6 +3,7 @@
 //! no client can hold a slot by saying nothing). Knows nothing about routes or credentials.
 
 mod conn;
+mod drain;
 mod io;
 
 use std::future::Future;
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::Semaphore;
 
 use crate::app::AppState;
 use crate::config::ServerConfig;
@@ -52,6 +53,7 @@ fn protocols(cfg: &ServerConfig) -> conn::Protocols {
         http2,
         header_read_timeout: cfg.header_read_timeout,
         idle_timeout: cfg.idle_timeout,
+        send_timeout: cfg.send_timeout,
     }
 }
 
@@ -65,7 +67,7 @@ pub async fn serve(
 ) {
     let protocols = Arc::new(protocols(cfg));
     let limit = Arc::new(Semaphore::new(cfg.max_connections));
-    let (drain_tx, drain_rx) = watch::channel(false);
+    let drain = Arc::new(drain::Drain::default());
     // Keeps a timer due within a second in the runtime's timer wheel. Tokio wakes its event
     // loop (an eventfd write, then an extra epoll round) whenever a new timer is due before
     // every pending one; the request-head deadline and each request's response timer are
@@ -109,11 +111,11 @@ pub async fn serve(
             stream,
             state.clone(),
             conn_info,
-            drain_rx.clone(),
+            drain.clone(),
         ));
     }
     drop(listener);
-    let _ = drain_tx.send(true);
+    drain.start();
     // Every slot back means every connection (and tunnel) has ended.
     let all = u32::try_from(cfg.max_connections).unwrap_or(u32::MAX);
     if tokio::time::timeout(cfg.shutdown_grace, limit.acquire_many(all))

@@ -341,3 +341,22 @@ async fn keep_alive_idleness_and_slow_heads_have_their_own_bounds() {
     let took = time_to_close(&mut s).await;
     assert!(took < Duration::from_millis(1000), "{took:?}");
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_off() {
+    let srv = TestServer::start_with("[server]\nsend_timeout = \"500ms\"\n").await;
+    let base = srv.state.metrics.connections_open();
+    let mut s = TcpStream::connect(srv.addr).await.unwrap();
+    // 32 MiB answer, far more than the socket buffers hold; the client reads nothing.
+    s.write_all(b"GET /public/big HTTP/1.1\r\nHost: a\r\nx-echo-bytes: 33554432\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(srv.state.metrics.connections_open(), base + 1);
+    // The server gives up on the stalled write and frees the slot.
+    wait_for_gauge(&srv, base).await;
+    // Reading now finds the answer cut short.
+    let (out, closed) = read_until_closed(&mut s, Duration::from_secs(5)).await;
+    assert!(closed);
+    assert!(out.len() < 32 << 20, "{}", out.len());
+}
