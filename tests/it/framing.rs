@@ -83,6 +83,20 @@ async fn transfer_codings_other_than_chunked_are_501() {
         .await;
         assert_eq!(status_of(&text), 501, "{te:?}: {text}");
     }
+    // A last coding other than chunked leaves the length unknowable: 400 and closed
+    // (RFC 9112 §6.3; hyper answers before Portcullis sees the request).
+    for te in ["identity", "gzip", "chunked, gzip"] {
+        let text = exchange(
+            &srv,
+            format!(
+                "POST /public/upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: {te}\r\n\r\nhello"
+            )
+            .as_bytes(),
+            false,
+        )
+        .await;
+        assert_eq!(status_of(&text), 400, "{te:?}: {text}");
+    }
     assert!(srv.echo.requests().is_empty(), "nothing was forwarded");
     // Both framings at once: chunked wins and Content-Length never reaches the upstream
     // (RFC 9112 §6.3; hyper drops it before Portcullis sees the request).
