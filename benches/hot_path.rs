@@ -10,11 +10,12 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderName, HeaderValue};
+use portcullis::auth::api_key;
 use portcullis::auth::credentials::{self, Credential};
-use portcullis::auth::{AuthMethod, Identity, Role, api_key};
 use portcullis::cache::{CredentialEntry, IdentityCache, Principal};
 use portcullis::http::headers::{ConnInfo, Forwarding, HeaderPolicy};
 use portcullis::http::path;
+use portcullis::identity::{AuthMethod, Identity, Role};
 use portcullis::proxy::ExtraFields as _;
 
 fn request_headers(token: &str) -> HeaderMap {
@@ -60,7 +61,7 @@ fn bench_credentials(c: &mut Criterion) {
         b.iter(|| {
             let k = black_box(key.as_str());
             assert!(api_key::is_well_formed(k));
-            api_key::hash(k)
+            portcullis::secret::hash(k)
         })
     });
 }
@@ -106,11 +107,11 @@ fn bench_cache(c: &mut Criterion) {
     let cache = IdentityCache::new(&config().cache);
     let token =
         "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ1c2VyXzEyMyJ9.c2lnbmF0dXJlc2lnbmF0dXJlc2lnbmF0dXJl";
-    let hash = api_key::hash(token);
+    let hash = portcullis::secret::hash(token);
     cache.put_credential(
         hash,
         Arc::new(CredentialEntry {
-            kind: portcullis::auth::credentials::CredentialKind::AccessToken,
+            kind: portcullis::identity::CredentialKind::AccessToken,
             principal: "ses_0123456789abcdef".into(),
             subject: Some("user_1".into()),
             expires_at: i64::MAX,
@@ -124,7 +125,7 @@ fn bench_cache(c: &mut Criterion) {
     );
     c.bench_function("identity cache hit (hash + 2 lookups)", |b| {
         b.iter(|| {
-            let h = api_key::hash(black_box(token));
+            let h = portcullis::secret::hash(black_box(token));
             let entry = cache.credential(&h).unwrap();
             cache.principal(&entry.principal).unwrap()
         })
@@ -167,7 +168,7 @@ fn bench_cache(c: &mut Criterion) {
     });
     let cred = Credential {
         secret: &token,
-        kind: credentials::CredentialKind::AccessToken,
+        kind: portcullis::identity::CredentialKind::AccessToken,
         method: AuthMethod::Jwt,
     };
     rt.block_on(app.state.resolver.resolve(&cred)).unwrap();

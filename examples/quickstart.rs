@@ -10,7 +10,7 @@ use portcullis::{App, Config};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::load_file("config/quickstart.toml".as_ref(), std::env::vars())?;
-    portcullis::telemetry::init_logging(&config.log);
+    portcullis::logging::init_logging(&config.log);
     let echo = Echo::start("127.0.0.1:8081".parse()?).await?;
     let listener = tokio::net::TcpListener::bind(config.server.listen).await?;
     let admin = match config.server.admin_listen {

@@ -18,10 +18,10 @@ use crate::cache::shared::RedisTier;
 use crate::cache::{IdentityCache, Revocations};
 use crate::config::Config;
 use crate::http::headers::HeaderPolicy;
+use crate::metrics::Metrics;
 use crate::proxy::{Proxy, ProxyLimits};
 use crate::routes::RouteTable;
 use crate::store::DynStore;
-use crate::telemetry::Metrics;
 
 /// Everything a request needs, shared by all connections.
 pub struct AppState {

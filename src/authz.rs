@@ -1,8 +1,8 @@
 //! Route policy decisions: given a route's policy and the identity (if any), allow or refuse.
 //! Pure functions; never reads a request or the store.
 
-use crate::auth::Identity;
 use crate::config::Policy;
+use crate::identity::Identity;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
@@ -31,8 +31,7 @@ pub fn decide(policy: &Policy, identity: Option<&Identity>) -> Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::Role;
-
+    use crate::identity::Role;
     #[test]
     fn decisions() {
         let user = Identity::new("u".into(), "u@x.io".into(), Role::User, None, None).unwrap();

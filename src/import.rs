@@ -9,7 +9,8 @@ use redis::AsyncCommands as _;
 use serde::Deserialize;
 
 use crate::account::validate;
-use crate::auth::{Role, api_key};
+use crate::auth::api_key;
+use crate::identity::Role;
 use crate::store::{ApiKeyRecord, DynStore, NewUser, StoreError};
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -195,7 +196,7 @@ pub async fn from_redis(
                 .push((hint_key, format!("user {} does not exist", record.user_id)));
             continue;
         }
-        let hash_hex = hex::encode(api_key::hash(&raw_key));
+        let hash_hex = hex::encode(crate::secret::hash(&raw_key));
         if store.api_key_by_hash(&hash_hex).await?.is_some() {
             report.api_keys.skipped += 1;
             continue;

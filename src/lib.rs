@@ -10,7 +10,7 @@
 //! - [`proxy`]: pooled upstream connections and their HTTP/1.1 client, streaming, WebSocket tunnels.
 //! - [`account`]: the account API (register, login, ..., admin).
 //! - [`store`]: the `Store` trait and its SQLite implementation.
-//! - [`config`], [`app`], [`admin`], [`telemetry`]: configuration, wiring, operator
+//! - [`config`], [`app`], [`admin`], [`logging`], [`metrics`]: configuration, wiring, operator
 //!   endpoints, logs and metrics. [`import`] reads the origin gateway's Redis records.
 //!   [`echo`] is the demo upstream.
 
@@ -23,12 +23,15 @@ pub mod cache;
 pub mod config;
 pub mod echo;
 pub mod http;
+pub mod identity;
 pub mod import;
+pub mod logging;
+pub mod metrics;
 pub mod proxy;
 pub mod routes;
+pub mod secret;
 pub mod server;
 pub mod store;
-pub mod telemetry;
 
 pub use app::App;
 pub use config::Config;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use portcullis::auth::Role;
+use portcullis::identity::Role;
 use portcullis::{App, Config};
 
 /// sysexits.h EX_USAGE: the configuration (or command line) is wrong.
@@ -248,7 +248,7 @@ async fn run(command: Command) -> ExitCode {
 }
 
 async fn serve(cfg: Config) -> ExitCode {
-    portcullis::telemetry::init_logging(&cfg.log);
+    portcullis::logging::init_logging(&cfg.log);
     let listener = match tokio::net::TcpListener::bind(cfg.server.listen).await {
         Ok(l) => l,
         Err(e) => return fail(&format!("cannot listen on {}", cfg.server.listen), e),

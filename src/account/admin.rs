@@ -12,9 +12,9 @@ use serde::{Deserialize, Serialize};
 use super::extract::{AdminCaller, JsonBody, QueryParams};
 use super::session_routes::{insert_user, validate_new_user};
 use super::{AccountCtx, AccountError, Message, Result, UserOut, message, validate};
-use crate::auth::Role;
+use crate::identity::Role;
+use crate::secret::Secret;
 use crate::store::UserPatch;
-use crate::telemetry::Secret;
 
 #[derive(Deserialize)]
 pub struct PageQuery {

@@ -10,9 +10,9 @@ use http::StatusCode;
 use serde::de::DeserializeOwned;
 
 use super::{AccountCtx, AccountError};
+use crate::auth::AuthError;
 use crate::auth::credentials::{check_csrf, extract};
-use crate::auth::{AuthError, AuthMethod, Identity, Role};
-
+use crate::identity::{AuthMethod, Identity, Role};
 /// A JSON body: 415 without a JSON content type, 400 when malformed, 413 when too large,
 /// 422 when well-formed but of the wrong shape.
 pub struct JsonBody<T>(pub T);

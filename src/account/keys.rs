@@ -47,7 +47,7 @@ pub async fn create(
     let now = Utc::now();
     let minted = api_key::generate();
     let record = ApiKeyRecord {
-        key_id: format!("key_{}", api_key::random_hex(8)),
+        key_id: format!("key_{}", crate::secret::random_hex(8)),
         key_hash: minted.hash_hex,
         key_hint: minted.hint,
         user_id: caller.identity.user_id.clone(),

@@ -19,12 +19,13 @@ use chrono::{DateTime, Utc};
 use http::{HeaderValue, StatusCode};
 use serde::Serialize;
 
+use crate::auth::AuthError;
 use crate::auth::password::{HashError, PasswordHasher};
 use crate::auth::resolver::Resolver;
 use crate::auth::sessions::{ClientMeta, IssuedTokens, SessionError, Sessions};
-use crate::auth::{AuthError, Role};
 use crate::cache::Revocations;
 use crate::config::{AccountsConfig, CookieConfig};
+use crate::identity::Role;
 use crate::store::{DynStore, StoreError, User};
 
 /// What the account handlers need; built once in `app.rs`.
@@ -231,14 +232,14 @@ pub async fn create_user_offline(
     validate::password(&config.accounts.password, password).map_err(anyhow::Error::msg)?;
     let full_name = validate::text("full_name", full_name, 100).map_err(anyhow::Error::msg)?;
     let store = crate::app::open_store(config, true).await?;
-    let metrics = Arc::new(crate::telemetry::Metrics::new(Vec::new()));
+    let metrics = Arc::new(crate::metrics::Metrics::new(Vec::new()));
     let hasher = PasswordHasher::new(&config.hashing, metrics)?;
     let password_hash = hasher
-        .hash(&crate::telemetry::Secret::new(password.to_string()))
+        .hash(&crate::secret::Secret::new(password.to_string()))
         .await?;
     let user = store
         .create_user(&crate::store::NewUser {
-            user_id: format!("user_{}", crate::auth::api_key::random_hex(12)),
+            user_id: format!("user_{}", crate::secret::random_hex(12)),
             email,
             password_hash,
             full_name,

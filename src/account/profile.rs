@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::extract::{Caller, JsonBody, SessionCaller};
 use super::{AccountCtx, AccountError, Message, Result, UserOut, message, validate};
-use crate::telemetry::Secret;
+use crate::secret::Secret;
 
 async fn current_user(ctx: &AccountCtx, caller: &Caller) -> Result<crate::store::User> {
     ctx.store

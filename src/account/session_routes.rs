@@ -10,11 +10,12 @@ use serde::Deserialize;
 
 use super::extract::{Caller, JsonBody, OptionalJsonBody};
 use super::{AccountCtx, AccountError, Result, client_meta, message, token_response, validate};
+use crate::auth::AuthError;
 use crate::auth::credentials::{REFRESH_COOKIE, check_csrf, cookie};
 use crate::auth::sessions::ClientMeta;
-use crate::auth::{AuthError, Role};
+use crate::identity::Role;
+use crate::secret::Secret;
 use crate::store::{NewUser, StoreError};
-use crate::telemetry::Secret;
 
 #[derive(Deserialize)]
 pub struct RegisterBody {
@@ -63,7 +64,7 @@ pub(super) async fn insert_user(
     }
     let password_hash = ctx.hasher.hash(password).await?;
     let new = NewUser {
-        user_id: format!("user_{}", crate::auth::api_key::random_hex(12)),
+        user_id: format!("user_{}", crate::secret::random_hex(12)),
         email: input.email,
         password_hash,
         full_name: input.full_name,

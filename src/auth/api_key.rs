@@ -1,9 +1,8 @@
 //! API-key format: `pc_` + 43 base62 characters (256 bits of randomness) + a 6-character
 //! base62 CRC-32 checksum. The checksum lets a mistyped or forged-looking key be refused
-//! without any lookup; only the key's SHA-256 is ever stored. Also the crate's source of
-//! random identifiers.
+//! without any lookup; only the key's SHA-256 is ever stored.
 
-use aws_lc_rs::digest::{SHA256, digest};
+use crate::secret::{BASE62, hash, random_base62};
 
 pub const PREFIX: &str = "pc_";
 /// Keys imported from the origin gateway (`rpa_` + URL-safe base64). They carry no checksum;
@@ -12,45 +11,6 @@ pub const LEGACY_PREFIX: &str = "rpa_";
 const BODY_LEN: usize = 43;
 const CHECKSUM_LEN: usize = 6;
 pub const KEY_LEN: usize = PREFIX.len() + BODY_LEN + CHECKSUM_LEN;
-const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-
-/// Random bytes from the system CSPRNG. Failure of the OS generator is not recoverable.
-fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut buf = [0u8; N];
-    if aws_lc_rs::rand::fill(&mut buf).is_err() {
-        // The process cannot mint any secret without randomness.
-        std::process::abort();
-    }
-    buf
-}
-
-/// `n` random bytes as lower-case hex.
-pub fn random_hex(n: usize) -> String {
-    let mut out = String::with_capacity(n * 2);
-    let mut remaining = n;
-    while remaining > 0 {
-        let chunk: [u8; 32] = random_bytes();
-        let take = remaining.min(32);
-        out.push_str(&hex::encode(&chunk[..take]));
-        remaining -= take;
-    }
-    out
-}
-
-/// `len` characters drawn uniformly from base62 (rejection sampling, no modulo bias).
-pub fn random_base62(len: usize) -> String {
-    let mut out = String::with_capacity(len);
-    while out.len() < len {
-        let bytes: [u8; 64] = random_bytes();
-        for b in bytes {
-            // 248 = 4 * 62: values at or above it would bias the distribution.
-            if b < 248 && out.len() < len {
-                out.push(BASE62[usize::from(b % 62)] as char);
-            }
-        }
-    }
-    out
-}
 
 fn checksum(prefix_and_body: &str) -> [u8; CHECKSUM_LEN] {
     let mut value = u64::from(crc32fast::hash(prefix_and_body.as_bytes()));
@@ -117,20 +77,6 @@ pub fn is_well_formed(candidate: &str) -> bool {
     expected == sum
 }
 
-/// SHA-256 of a credential: the identity-cache key, and (hex) the stored form of API keys
-/// and refresh tokens.
-pub fn hash(credential: &str) -> [u8; 32] {
-    let d = digest(&SHA256, credential.as_bytes());
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
-    out
-}
-
-/// Constant-time equality of two stored-hash strings.
-pub fn hashes_equal(a: &str, b: &str) -> bool {
-    aws_lc_rs::constant_time::verify_slices_are_equal(a.as_bytes(), b.as_bytes()).is_ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,24 +112,5 @@ mod tests {
         assert!(is_well_formed("rpa_Zm9vYmFyYmF6cXV4cXV1eC1fMTIz"));
         assert!(!is_well_formed("rpa_short"));
         assert!(!is_well_formed("rpa_has space in it 12345678"));
-    }
-
-    #[test]
-    fn base62_is_uniform_enough() {
-        let sample = random_base62(62_000);
-        let mut counts = [0u32; 62];
-        for b in sample.bytes() {
-            counts[BASE62.iter().position(|c| *c == b).unwrap()] += 1;
-        }
-        // Each symbol expects 1000; a biased generator (b % 62 over 256) would skew the
-        // first symbols by ~+25%.
-        assert!(counts.iter().all(|c| (850..1150).contains(c)), "{counts:?}");
-    }
-
-    #[test]
-    fn hash_comparison() {
-        assert!(hashes_equal("abc", "abc"));
-        assert!(!hashes_equal("abc", "abd"));
-        assert!(!hashes_equal("abc", "abcd"));
     }
 }

@@ -5,19 +5,13 @@
 use http::header::{AUTHORIZATION, COOKIE, HOST, ORIGIN};
 use http::{HeaderMap, HeaderName, Method};
 
-use super::{AuthError, AuthMethod, api_key};
+use super::{AuthError, api_key};
 
+use crate::identity::{AuthMethod, CredentialKind};
 pub const ACCESS_COOKIE: &str = "access_token";
 pub const REFRESH_COOKIE: &str = "refresh_token";
 pub static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 static SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
-
-/// What kind of secret a credential is, which decides how it is verified.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CredentialKind {
-    AccessToken,
-    ApiKey,
-}
 
 #[derive(Debug, Clone, Copy)]
 pub struct Credential<'a> {
@@ -29,7 +23,7 @@ pub struct Credential<'a> {
 /// A credential kept beyond its request (by a WebSocket tunnel, to re-check its caller).
 #[derive(Clone)]
 pub struct OwnedCredential {
-    secret: crate::telemetry::Secret,
+    secret: crate::secret::Secret,
     kind: CredentialKind,
     method: AuthMethod,
 }
@@ -47,7 +41,7 @@ impl OwnedCredential {
 impl From<Credential<'_>> for OwnedCredential {
     fn from(c: Credential<'_>) -> OwnedCredential {
         OwnedCredential {
-            secret: crate::telemetry::Secret::new(c.secret.to_owned()),
+            secret: crate::secret::Secret::new(c.secret.to_owned()),
             kind: c.kind,
             method: c.method,
         }

@@ -8,9 +8,9 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{DecodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use super::Role;
 use super::keys::KeyMaterial;
 use crate::config::TokenConfig;
+use crate::identity::Role;
 
 /// A token's `aud`: one audience, or several (RFC 7519 §4.1.3). Portcullis issues one;
 /// it accepts a list that contains its own.
@@ -107,7 +107,7 @@ impl JwtKeys {
             iat: now,
             nbf: now,
             exp,
-            jti: super::api_key::random_hex(16),
+            jti: crate::secret::random_hex(16),
         };
         let mut header = Header::new(self.material.algorithm);
         header.kid = Some(self.material.kid.clone());

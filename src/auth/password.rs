@@ -15,8 +15,8 @@ use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 
 use crate::config::HashingConfig;
-use crate::telemetry::{Metrics, Secret};
-
+use crate::metrics::Metrics;
+use crate::secret::Secret;
 #[derive(Debug, thiserror::Error)]
 pub enum HashError {
     #[error("too many password operations in progress")]

@@ -9,13 +9,16 @@ use std::sync::atomic::Ordering;
 use chrono::Utc;
 use tokio::sync::mpsc;
 
-use super::credentials::{Credential, CredentialKind};
+use super::credentials::Credential;
+
 use super::jwt::JwtKeys;
-use super::{AuthError, Identity, api_key};
+use super::{AuthError, api_key};
 use crate::cache::shared::{Lookup, RedisTier, Snapshot};
 use crate::cache::{CredentialEntry, IdentityCache, Principal};
+use crate::identity::CredentialKind;
+use crate::identity::Identity;
+use crate::metrics::Metrics;
 use crate::store::{DynStore, KeyPrincipal, SessionPrincipal, StoreError};
-use crate::telemetry::Metrics;
 
 /// `last_used` is written at most this often per key.
 pub const LAST_USED_INTERVAL_SECS: i64 = 60;
@@ -136,7 +139,7 @@ impl Resolver {
     }
 
     pub async fn resolve(&self, cred: &Credential<'_>) -> Result<Arc<Identity>, AuthError> {
-        let hash = api_key::hash(cred.secret);
+        let hash = crate::secret::hash(cred.secret);
         let now = Utc::now().timestamp();
         // A hit counts only for the kind it was verified as: an API key presented in the
         // access-token cookie (or a token in `X-API-Key`) is verified as what it claims to
@@ -242,7 +245,8 @@ impl Resolver {
             None => None,
         };
         let found = self.store.api_key_by_hash(hash_hex).await?;
-        let Some(kp) = found.filter(|kp| api_key::hashes_equal(&kp.key.key_hash, hash_hex)) else {
+        let Some(kp) = found.filter(|kp| crate::secret::hashes_equal(&kp.key.key_hash, hash_hex))
+        else {
             return Err(AuthError::InvalidToken("Invalid API key"));
         };
         let snap = key_snapshot(kp);

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::api_key::{hash, random_base62, random_hex};
 use super::jwt::{JwtKeys, SignError};
 use crate::cache::Revocations;
+use crate::secret::{hash, random_base62, random_hex};
 use crate::store::{DynStore, NewRefreshToken, NewSession, Rotation, StoreError, User};
 
 const REFRESH_PREFIX: &str = "pcr_";

@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 use moka::sync::Cache;
 
-use crate::auth::Identity;
-use crate::auth::credentials::CredentialKind;
 use crate::config::CacheConfig;
+use crate::identity::CredentialKind;
+use crate::identity::Identity;
 use crate::store::{DynStore, StoreError};
 
 /// At most this many unknown API keys are remembered at once.

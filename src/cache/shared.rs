@@ -16,9 +16,9 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
 
 use super::IdentityCache;
-use crate::auth::Role;
 use crate::config::RedisConfig;
-use crate::telemetry::{Metrics, RedisOutcome};
+use crate::identity::Role;
+use crate::metrics::{Metrics, RedisOutcome};
 
 /// How long a revocation may take to reach Redis before it is retried in the background.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -302,7 +302,7 @@ impl RedisTier {
         let Some(mut conn) = self.handle() else {
             return false;
         };
-        let id = crate::auth::api_key::random_hex(12);
+        let id = crate::secret::random_hex(12);
         let message = Invalidation {
             id: id.clone(),
             principals: principals.to_vec(),

@@ -17,8 +17,8 @@ use http::{HeaderName, Method};
 use ipnet::IpNet;
 use jsonwebtoken::Algorithm;
 
-use crate::auth::Role;
-use crate::telemetry::Secret;
+use crate::identity::Role;
+use crate::secret::Secret;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;

@@ -6,8 +6,7 @@ use http::Method;
 use super::raw::RawRoute;
 use super::validate::duration;
 use super::*;
-use crate::auth::Role;
-
+use crate::identity::Role;
 type Result<T> = std::result::Result<T, ConfigError>;
 
 pub(super) fn route(i: usize, raw: RawRoute) -> Result<RouteConfig> {

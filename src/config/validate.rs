@@ -10,7 +10,7 @@ use jsonwebtoken::Algorithm;
 
 use super::raw::*;
 use super::*;
-use crate::telemetry::Secret;
+use crate::secret::Secret;
 
 type Result<T> = std::result::Result<T, ConfigError>;
 

@@ -79,8 +79,8 @@ fn roles_policy_parses() {
     assert_eq!(
         c.routes[0].policy,
         super::Policy::Roles(vec![
-            crate::auth::Role::Admin,
-            crate::auth::Role::Researcher
+            crate::identity::Role::Admin,
+            crate::identity::Role::Researcher
         ])
     );
     let err = load(&format!("{ROUTE}auth = \"public\"\nroles = [\"admin\"]\n")).unwrap_err();

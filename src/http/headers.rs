@@ -11,8 +11,8 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
 
 use crate::auth::credentials::{ACCESS_COOKIE, REFRESH_COOKIE};
-use crate::auth::{AuthMethod, Identity};
 use crate::config::IdentityHeaderNames;
+use crate::identity::{AuthMethod, Identity};
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -456,7 +456,7 @@ fn new_request_id() -> HeaderValue {
     static PROCESS: OnceLock<u64> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let process = *PROCESS.get_or_init(|| {
-        let hex = crate::auth::api_key::random_hex(8);
+        let hex = crate::secret::random_hex(8);
         u64::from_str_radix(&hex, 16).unwrap_or(0)
     });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);

@@ -22,13 +22,14 @@ use self::body::Body;
 use self::headers::{ConnInfo, Forwarding, X_REQUEST_ID};
 use self::respond::ProxyError;
 use crate::app::AppState;
+use crate::auth::AuthError;
 use crate::auth::credentials::{self, OwnedCredential, check_csrf, check_origin};
 use crate::auth::sessions::ClientMeta;
-use crate::auth::{AuthError, AuthMethod, Identity};
 use crate::authz::{self, Decision};
+use crate::identity::{AuthMethod, Identity};
+use crate::metrics::{AuthOutcome, RouteSlot, UpstreamFailure};
 use crate::proxy::{Tunnel, UpstreamError};
 use crate::routes::{forwarded_path, under_prefix_ignoring_case};
-use crate::telemetry::{AuthOutcome, RouteSlot, UpstreamFailure};
 
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 

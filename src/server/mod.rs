@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 use crate::app::AppState;
 use crate::config::ServerConfig;
 use crate::http::headers::ConnInfo;
-use crate::telemetry::Metrics;
+use crate::metrics::Metrics;
 
 /// A connection's place under `max_connections`, counted in the open-connections gauge.
 /// Released when the connection ends — or, for a connection that became a WebSocket

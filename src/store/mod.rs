@@ -11,8 +11,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::auth::Role;
-
+use crate::identity::Role;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("email already registered")]

@@ -475,7 +475,7 @@ async fn bcrypt_hashes_from_the_origin_log_in_and_are_upgraded() {
             password_hash: legacy,
             full_name: "Legacy".into(),
             organization: None,
-            role: portcullis::auth::Role::Researcher,
+            role: portcullis::identity::Role::Researcher,
             disabled: false,
             created_at: chrono::Utc::now(),
         })

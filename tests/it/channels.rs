@@ -141,8 +141,8 @@ async fn credentials_in_the_query_string_are_refused() {
 async fn store_key(srv: &TestServer, email: &str, key: &str) {
     let user = srv.state.store.user_by_email(email).await.unwrap().unwrap();
     let record = portcullis::store::ApiKeyRecord {
-        key_id: format!("key_{}", portcullis::auth::api_key::random_hex(8)),
-        key_hash: hex::encode(portcullis::auth::api_key::hash(key)),
+        key_id: format!("key_{}", portcullis::secret::random_hex(8)),
+        key_hash: hex::encode(portcullis::secret::hash(key)),
         key_hint: "pc_...".into(),
         user_id: user.user_id,
         name: "inserted".into(),

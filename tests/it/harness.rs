@@ -225,7 +225,7 @@ impl TestServer {
             .unwrap()
             .unwrap();
         let patch = portcullis::store::UserPatch {
-            role: Some(portcullis::auth::Role::Admin),
+            role: Some(portcullis::identity::Role::Admin),
             ..Default::default()
         };
         self.state

@@ -166,7 +166,7 @@ async fn origin_records_import_idempotently_and_keep_working() {
     let stored = srv
         .state
         .store
-        .api_key_by_hash(&hex::encode(portcullis::auth::api_key::hash(old_key)))
+        .api_key_by_hash(&hex::encode(portcullis::secret::hash(old_key)))
         .await
         .unwrap()
         .unwrap();

@@ -21,7 +21,7 @@ pub fn redis_url() -> String {
 }
 
 pub fn unique(prefix: &str) -> String {
-    format!("{prefix}{}", portcullis::auth::api_key::random_hex(6))
+    format!("{prefix}{}", portcullis::secret::random_hex(6))
 }
 
 /// A database of its own, dropped when the value is.

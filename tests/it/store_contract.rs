@@ -2,7 +2,7 @@
 //! PostgreSQL (a database of its own).
 
 use chrono::{Duration, Utc};
-use portcullis::auth::Role;
+use portcullis::identity::Role;
 use portcullis::store::{
     ApiKeyRecord, DynStore, NewRefreshToken, NewSession, NewUser, Rotation, StoreError, UserPatch,
 };
@@ -54,7 +54,7 @@ fn new_user(id: &str, email: &str) -> NewUser {
 
 fn refresh(hash_seed: &str, ttl: Duration) -> NewRefreshToken {
     NewRefreshToken {
-        token_hash: hex::encode(portcullis::auth::api_key::hash(hash_seed)),
+        token_hash: hex::encode(portcullis::secret::hash(hash_seed)),
         expires_at: Utc::now() + ttl,
         user_agent: Some("ua".into()),
         ip_address: Some("127.0.0.1".into()),
@@ -158,7 +158,7 @@ fn life() -> Duration {
 }
 
 fn token(seed: &str) -> String {
-    hex::encode(portcullis::auth::api_key::hash(seed))
+    hex::encode(portcullis::secret::hash(seed))
 }
 
 pub async fn reuse_knows_the_latest_generation(s: DynStore) {
@@ -272,7 +272,7 @@ pub async fn refresh_rotation(s: DynStore) {
     s.create_user(&new_user("user_r", "r@x.io")).await.unwrap();
     session(&s, "user_r", "ses_r", "t0").await;
     let now = Utc::now();
-    let t0 = hex::encode(portcullis::auth::api_key::hash("t0"));
+    let t0 = hex::encode(portcullis::secret::hash("t0"));
     match s
         .rotate_refresh_token(&t0, &refresh("t1", Duration::days(1)), now, life())
         .await
@@ -292,7 +292,7 @@ pub async fn refresh_rotation(s: DynStore) {
         Rotation::AlreadyRotated { session_id, .. } => assert_eq!(session_id, "ses_r"),
         other => panic!("{other:?}"),
     }
-    let unknown = hex::encode(portcullis::auth::api_key::hash("never"));
+    let unknown = hex::encode(portcullis::secret::hash("never"));
     assert!(matches!(
         s.rotate_refresh_token(&unknown, &refresh("t3", Duration::days(1)), now, life())
             .await
@@ -305,7 +305,7 @@ pub async fn refresh_rotation(s: DynStore) {
     );
     assert!(s.revoke_session("ses_r", now).await.unwrap());
     assert!(!s.revoke_session("ses_r", now).await.unwrap());
-    let t1 = hex::encode(portcullis::auth::api_key::hash("t1"));
+    let t1 = hex::encode(portcullis::secret::hash("t1"));
     assert!(matches!(
         s.rotate_refresh_token(&t1, &refresh("t4", Duration::days(1)), now, life())
             .await
@@ -327,7 +327,7 @@ pub async fn expired_refresh_tokens_are_invalid(s: DynStore) {
     s.create_session(&new, &refresh("old", Duration::seconds(-5)))
         .await
         .unwrap();
-    let old = hex::encode(portcullis::auth::api_key::hash("old"));
+    let old = hex::encode(portcullis::secret::hash("old"));
     let r = s
         .rotate_refresh_token(&old, &refresh("new", Duration::days(1)), Utc::now(), life())
         .await
@@ -340,7 +340,7 @@ pub async fn racing_rotations_have_one_winner(s: DynStore) {
         .await
         .unwrap();
     session(&s, "user_race", "ses_race", "shared").await;
-    let shared = hex::encode(portcullis::auth::api_key::hash("shared"));
+    let shared = hex::encode(portcullis::secret::hash("shared"));
     let mut tasks = Vec::new();
     for i in 0..8 {
         let s = s.clone();
@@ -388,7 +388,7 @@ pub async fn user_sessions(s: DynStore) {
     let mut listed = s.unexpired_session_ids("user_s").await.unwrap();
     listed.sort();
     assert_eq!(listed, vec!["ses_a", "ses_b", "ses_c"]);
-    let ta = hex::encode(portcullis::auth::api_key::hash("ta"));
+    let ta = hex::encode(portcullis::secret::hash("ta"));
     let r = s
         .rotate_refresh_token(&ta, &refresh("ta2", Duration::days(1)), Utc::now(), life())
         .await
@@ -426,7 +426,7 @@ pub async fn api_keys(s: DynStore) {
     s.create_user(&new_user("user_z", "z@x.io")).await.unwrap();
     let key = |id: &str, seed: &str| ApiKeyRecord {
         key_id: id.into(),
-        key_hash: hex::encode(portcullis::auth::api_key::hash(seed)),
+        key_hash: hex::encode(portcullis::secret::hash(seed)),
         key_hint: "pc_abcd...wxyz".into(),
         user_id: "user_k".into(),
         name: format!("key {id}"),
@@ -438,7 +438,7 @@ pub async fn api_keys(s: DynStore) {
     s.create_api_key(&key("key_1", "one")).await.unwrap();
     s.create_api_key(&key("key_2", "two")).await.unwrap();
     let by_hash = s
-        .api_key_by_hash(&hex::encode(portcullis::auth::api_key::hash("one")))
+        .api_key_by_hash(&hex::encode(portcullis::secret::hash("one")))
         .await
         .unwrap()
         .unwrap();
@@ -489,7 +489,7 @@ pub async fn api_keys(s: DynStore) {
         revoked,
         vec![(
             "key_2".to_string(),
-            hex::encode(portcullis::auth::api_key::hash("two"))
+            hex::encode(portcullis::secret::hash("two"))
         )]
     );
     assert!(s.list_api_keys("user_k").await.unwrap().is_empty());

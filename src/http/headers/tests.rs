@@ -1,6 +1,5 @@
 use super::*;
-use crate::auth::Role;
-
+use crate::identity::Role;
 fn policy() -> HeaderPolicy {
     let cfg = crate::config::Config::from_toml("", Vec::new()).unwrap();
     HeaderPolicy::new(cfg.identity_headers)

@@ -1,49 +1,34 @@
-//! Logs and metrics: the tracing subscriber, a lock-free metrics registry rendered in the
-//! Prometheus text format, and `Secret`, the newtype that keeps secrets out of logs.
+//! Metrics: a lock-free registry of counters, gauges and a latency histogram, rendered in the
+//! Prometheus text format on the operator listener. Each labelled counter is an enum whose
+//! variants name their labels (`labels!`), so a label cannot drift from its counter.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::config::{LogConfig, LogFormat};
+/// An enum whose variants are metric labels: `ALL` in declaration order (the order of the
+/// counters), `COUNT`, and `label()`.
+macro_rules! labels {
+    ($(#[$meta:meta])* pub enum $name:ident { $($variant:ident => $label:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name {
+            $($variant),+
+        }
 
-/// A secret value (password, token, key). `Debug` and `Display` never show it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            /// How many values there are.
+            pub const COUNT: usize = Self::ALL.len();
 
-impl Secret {
-    pub fn new(value: String) -> Secret {
-        Secret(value)
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Secret {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(Secret)
-    }
-}
-
-/// Installs the global tracing subscriber. Called once, by the binary.
-pub fn init_logging(cfg: &LogConfig) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG")
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cfg.level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match cfg.format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
+            /// The value's metric label.
+            pub fn label(self) -> &'static str {
+                match self {
+                    $($name::$variant => $label),+
+                }
+            }
+        }
     };
 }
 
@@ -52,29 +37,42 @@ const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// Outcome of authenticating a request, for `portcullis_auth_total`.
-#[derive(Debug, Clone, Copy)]
-pub enum AuthOutcome {
-    Ok,
-    Missing,
-    Invalid,
-    Forbidden,
-    Unavailable,
+labels! {
+    /// Outcome of authenticating a request, for `portcullis_auth_total`.
+    pub enum AuthOutcome {
+        Ok => "ok",
+        Missing => "missing",
+        Invalid => "invalid",
+        Forbidden => "forbidden",
+        Unavailable => "unavailable",
+    }
 }
 
-#[derive(Debug, Clone, Copy)]
-pub enum RedisOutcome {
-    Hit,
-    Miss,
-    Error,
-    Timeout,
+labels! {
+    /// A shared-tier (Redis) lookup, for `portcullis_redis_lookups_total`.
+    pub enum RedisOutcome {
+        Hit => "hit",
+        Miss => "miss",
+        Error => "error",
+        Timeout => "timeout",
+    }
 }
 
-#[derive(Debug, Clone, Copy)]
-pub enum UpstreamFailure {
-    Connect,
-    Timeout,
-    Other,
+labels! {
+    /// An in-process identity-cache lookup, for `portcullis_identity_cache_total`.
+    pub enum CacheLookup {
+        Hit => "hit",
+        Miss => "miss",
+    }
+}
+
+labels! {
+    /// Why an upstream request failed, for `portcullis_upstream_failures_total`.
+    pub enum UpstreamFailure {
+        Connect => "connect",
+        Timeout => "timeout",
+        Other => "other",
+    }
 }
 
 /// Counters shared by every request. Updates are relaxed atomic adds; nothing locks.
@@ -82,12 +80,12 @@ pub struct Metrics {
     /// One slot per configured route, then `account`, `unmatched`, `rejected`.
     route_names: Vec<String>,
     requests: Vec<[AtomicU64; STATUS_CLASSES]>,
-    auth: [AtomicU64; 5],
-    cache: [AtomicU64; 2],
-    upstream_failures: [AtomicU64; 3],
+    auth: [AtomicU64; AuthOutcome::COUNT],
+    cache: [AtomicU64; CacheLookup::COUNT],
+    upstream_failures: [AtomicU64; UpstreamFailure::COUNT],
     hash_rejections: AtomicU64,
     connections_open: AtomicU64,
-    redis: [AtomicU64; 4],
+    redis: [AtomicU64; RedisOutcome::COUNT],
     redis_subscribed: AtomicU64,
     redis_resubscribes: AtomicU64,
     stale_served: AtomicU64,
@@ -156,7 +154,12 @@ impl Metrics {
     }
 
     pub fn record_cache(&self, hit: bool) {
-        self.cache[usize::from(!hit)].fetch_add(1, Ordering::Relaxed);
+        let lookup = if hit {
+            CacheLookup::Hit
+        } else {
+            CacheLookup::Miss
+        };
+        self.cache[lookup as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn record_upstream_failure(&self, kind: UpstreamFailure) {
@@ -213,11 +216,11 @@ impl Metrics {
     }
 
     pub fn cache_hits(&self) -> u64 {
-        self.cache[0].load(Ordering::Relaxed)
+        self.cache[CacheLookup::Hit as usize].load(Ordering::Relaxed)
     }
 
     pub fn cache_misses(&self) -> u64 {
-        self.cache[1].load(Ordering::Relaxed)
+        self.cache[CacheLookup::Miss as usize].load(Ordering::Relaxed)
     }
 
     /// The registry in the Prometheus text exposition format.
@@ -250,65 +253,41 @@ impl Metrics {
                 )?;
             }
         }
-        let labelled = |out: &mut String,
-                        name: &str,
-                        help: &str,
-                        label: &str,
-                        pairs: &[(&str, &AtomicU64)]|
-         -> std::fmt::Result {
-            writeln!(out, "# HELP {name} {help}")?;
-            writeln!(out, "# TYPE {name} counter")?;
-            for (value, c) in pairs {
-                writeln!(
-                    out,
-                    "{name}{{{label}=\"{value}\"}} {}",
-                    c.load(Ordering::Relaxed)
-                )?;
-            }
-            Ok(())
-        };
         labelled(
             out,
             "portcullis_auth_total",
             "Authentication outcomes on proxied routes.",
             "result",
-            &[
-                ("ok", &self.auth[0]),
-                ("missing", &self.auth[1]),
-                ("invalid", &self.auth[2]),
-                ("forbidden", &self.auth[3]),
-                ("unavailable", &self.auth[4]),
-            ],
+            AuthOutcome::ALL,
+            AuthOutcome::label,
+            &self.auth,
         )?;
         labelled(
             out,
             "portcullis_identity_cache_total",
             "In-process identity cache lookups.",
             "result",
-            &[("hit", &self.cache[0]), ("miss", &self.cache[1])],
+            CacheLookup::ALL,
+            CacheLookup::label,
+            &self.cache,
         )?;
         labelled(
             out,
             "portcullis_upstream_failures_total",
             "Upstream requests that failed.",
             "kind",
-            &[
-                ("connect", &self.upstream_failures[0]),
-                ("timeout", &self.upstream_failures[1]),
-                ("other", &self.upstream_failures[2]),
-            ],
+            UpstreamFailure::ALL,
+            UpstreamFailure::label,
+            &self.upstream_failures,
         )?;
         labelled(
             out,
             "portcullis_redis_lookups_total",
             "Shared-tier (Redis) lookups.",
             "result",
-            &[
-                ("hit", &self.redis[0]),
-                ("miss", &self.redis[1]),
-                ("error", &self.redis[2]),
-                ("timeout", &self.redis[3]),
-            ],
+            RedisOutcome::ALL,
+            RedisOutcome::label,
+            &self.redis,
         )?;
         let scalar = |out: &mut String,
                       name: &str,
@@ -379,6 +358,29 @@ impl Metrics {
     }
 }
 
+/// One counter per value of a `labels!` enum, in its declaration order.
+fn labelled<L: Copy>(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: &[L],
+    label_of: fn(L) -> &'static str,
+    counters: &[AtomicU64],
+) -> std::fmt::Result {
+    writeln!(out, "# HELP {name} {help}")?;
+    writeln!(out, "# TYPE {name} counter")?;
+    for (value, c) in values.iter().zip(counters) {
+        writeln!(
+            out,
+            "{name}{{{label}=\"{}\"}} {}",
+            label_of(*value),
+            c.load(Ordering::Relaxed)
+        )?;
+    }
+    Ok(())
+}
+
 fn escape_label(value: &str) -> String {
     value
         .replace('\\', "\\\\")
@@ -391,10 +393,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn secret_is_redacted_in_debug() {
-        let s = Secret::new("hunter22".into());
-        assert_eq!(format!("{s:?}"), "Secret(<redacted>)");
-        assert_eq!(s.expose(), "hunter22");
+    fn labelled_counters_follow_their_enums() {
+        let m = Metrics::new(Vec::new());
+        m.record_auth(AuthOutcome::Unavailable);
+        m.record_cache(false);
+        m.record_upstream_failure(UpstreamFailure::Timeout);
+        m.record_redis(RedisOutcome::Error);
+        let text = m.render();
+        assert!(text.contains("portcullis_auth_total{result=\"unavailable\"} 1"));
+        assert!(text.contains("portcullis_auth_total{result=\"ok\"} 0"));
+        assert!(text.contains("portcullis_identity_cache_total{result=\"miss\"} 1"));
+        assert!(text.contains("portcullis_upstream_failures_total{kind=\"timeout\"} 1"));
+        assert!(text.contains("portcullis_redis_lookups_total{result=\"error\"} 1"));
     }
 
     #[test]
