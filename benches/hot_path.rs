@@ -14,8 +14,8 @@ use portcullis::auth::api_key;
 use portcullis::auth::credentials::{self, Credential};
 use portcullis::cache::{CredentialEntry, IdentityCache, Principal};
 use portcullis::http::headers::{ConnInfo, Forwarding, HeaderPolicy};
-use portcullis::http::path;
 use portcullis::identity::{AuthMethod, Identity, Role};
+use portcullis::path;
 use portcullis::proxy::ExtraFields as _;
 
 fn request_headers(token: &str) -> HeaderMap {

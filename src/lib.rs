@@ -27,6 +27,7 @@ pub mod identity;
 pub mod import;
 pub mod logging;
 pub mod metrics;
+pub mod path;
 pub mod proxy;
 pub mod routes;
 pub mod secret;

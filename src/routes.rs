@@ -5,34 +5,10 @@
 use http::Method;
 
 use crate::config::RouteConfig;
+use crate::path::{under_prefix, under_prefix_ignoring_case};
 
 pub struct RouteTable {
     routes: Vec<RouteConfig>,
-}
-
-/// Whether `path` is `prefix` or lies below it on a segment boundary, comparing letters
-/// exactly.
-pub fn under_prefix(path: &str, prefix: &str) -> bool {
-    if prefix == "/" {
-        return true;
-    }
-    match path.strip_prefix(prefix) {
-        Some(rest) => rest.is_empty() || rest.starts_with('/'),
-        None => false,
-    }
-}
-
-/// Like `under_prefix`, but ASCII letters match in either case: `/API/Admin` is under
-/// `/api/admin`, as upstreams that route case-insensitively (Express, ASP.NET) would read
-/// it. Normalized paths are ASCII, so the matched part has the prefix's length.
-pub fn under_prefix_ignoring_case(path: &str, prefix: &str) -> bool {
-    if prefix == "/" {
-        return true;
-    }
-    let (p, pre) = (path.as_bytes(), prefix.as_bytes());
-    p.len() >= pre.len()
-        && p[..pre.len()].eq_ignore_ascii_case(pre)
-        && (p.len() == pre.len() || p[pre.len()] == b'/')
 }
 
 /// Whether a route's prefix covers `path`, by the route's own case rule.

@@ -2,12 +2,16 @@
 //! into typed, validated values. Owns defaults and error messages that name the key. Never
 //! binds a port or opens a file other than the ones a key names.
 
+mod accounts;
 mod env;
+mod identity_headers;
 mod raw;
 mod route_rules;
+mod tokens;
 mod validate;
+mod values;
 
-pub use validate::sqlite_path;
+pub use values::sqlite_path;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

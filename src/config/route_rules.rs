@@ -4,7 +4,7 @@
 use http::Method;
 
 use super::raw::RawRoute;
-use super::validate::duration;
+use super::values::duration;
 use super::*;
 use crate::identity::Role;
 type Result<T> = std::result::Result<T, ConfigError>;
@@ -18,7 +18,7 @@ pub(super) fn route(i: usize, raw: RawRoute) -> Result<RouteConfig> {
     let prefix = raw
         .prefix
         .ok_or_else(|| ConfigError::invalid(key("prefix"), "is required"))?;
-    let normalized = crate::http::path::normalize(&prefix).ok();
+    let normalized = crate::path::normalize(&prefix).ok();
     if !prefix.starts_with('/')
         || normalized.as_deref() != Some(prefix.as_str())
         || (prefix.len() > 1 && prefix.ends_with('/'))
@@ -114,7 +114,7 @@ fn upstream(key: &str, text: &str) -> Result<UpstreamConfig> {
         String::new()
     } else {
         let trimmed = path.trim_end_matches('/');
-        if crate::http::path::normalize(trimmed).ok().as_deref() != Some(trimmed) {
+        if crate::path::normalize(trimmed).ok().as_deref() != Some(trimmed) {
             return Err(ConfigError::invalid(
                 key,
                 format!("{text:?} has a path that is not normalized"),
@@ -173,9 +173,9 @@ fn policy(i: usize, auth: Option<&str>, roles: Option<Vec<String>>) -> Result<Po
 /// include `later`'s, and its host is unrestricted or the same.
 fn covers(earlier: &RouteConfig, later: &RouteConfig) -> bool {
     let prefix = if earlier.case_sensitive {
-        later.case_sensitive && crate::routes::under_prefix(&later.prefix, &earlier.prefix)
+        later.case_sensitive && crate::path::under_prefix(&later.prefix, &earlier.prefix)
     } else {
-        crate::routes::under_prefix_ignoring_case(&later.prefix, &earlier.prefix)
+        crate::path::under_prefix_ignoring_case(&later.prefix, &earlier.prefix)
     };
     let methods = match (&earlier.methods, &later.methods) {
         (None, _) => true,
@@ -194,7 +194,7 @@ fn covers(earlier: &RouteConfig, later: &RouteConfig) -> bool {
 /// under the account API's mount (which is routed first).
 pub(super) fn reachable(routes: &[RouteConfig], mount: &str) -> Result<()> {
     for (j, later) in routes.iter().enumerate() {
-        if crate::routes::under_prefix_ignoring_case(&later.prefix, mount) {
+        if crate::path::under_prefix_ignoring_case(&later.prefix, mount) {
             return Err(ConfigError::invalid(
                 format!("routes[{j}].prefix"),
                 format!(

@@ -6,7 +6,6 @@ pub mod body;
 pub mod framing;
 pub mod headers;
 pub mod host;
-pub mod path;
 pub mod respond;
 
 use std::convert::Infallible;
@@ -28,8 +27,9 @@ use crate::auth::sessions::ClientMeta;
 use crate::authz::{self, Decision};
 use crate::identity::{AuthMethod, Identity};
 use crate::metrics::{AuthOutcome, RouteSlot, UpstreamFailure};
+use crate::path::under_prefix_ignoring_case;
 use crate::proxy::{Tunnel, UpstreamError};
-use crate::routes::{forwarded_path, under_prefix_ignoring_case};
+use crate::routes::forwarded_path;
 
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 
@@ -90,7 +90,7 @@ async fn route_request(
         Ok(d) => d,
         Err(e) => return (RouteSlot::Rejected, Err(e)),
     };
-    let normalized = match path::normalize(req.uri().path()) {
+    let normalized = match crate::path::normalize(req.uri().path()) {
         Ok(p) => p,
         Err(e) => return (RouteSlot::Rejected, Err(e.into())),
     };

@@ -8,11 +8,11 @@ use http::{HeaderValue, Response, StatusCode};
 
 use super::body::Body;
 use super::host::HostError;
-use super::path::PathError;
 use crate::account::AccountError;
 use crate::auth::AuthError;
 use crate::auth::password::HashError;
 use crate::auth::sessions::SessionError;
+use crate::path::PathError;
 use crate::proxy::{BodyError, UpstreamError};
 use crate::store::StoreError;
 

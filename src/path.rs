@@ -1,6 +1,8 @@
-//! One canonical spelling of a request path. Routing, authorization and forwarding all use the
-//! output of `normalize`, so the upstream receives exactly the path that was authorized.
-//! Paths that cannot be normalized unambiguously are errors, never guesses.
+//! Path grammar: one canonical spelling of a request path, and whether a path lies under a
+//! prefix. Routing, authorization and forwarding all use the output of `normalize`, so the
+//! upstream receives exactly the path that was authorized; configuration uses the same rules
+//! to check route prefixes. Paths that cannot be normalized unambiguously are errors, never
+//! guesses. Depends on nothing else in the crate.
 
 use std::borrow::Cow;
 
@@ -153,6 +155,31 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathError> {
         out.push('/');
     }
     Ok(Cow::Owned(out))
+}
+
+/// Whether `path` is `prefix` or lies below it on a segment boundary, comparing letters
+/// exactly.
+pub fn under_prefix(path: &str, prefix: &str) -> bool {
+    if prefix == "/" {
+        return true;
+    }
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
+/// Like `under_prefix`, but ASCII letters match in either case: `/API/Admin` is under
+/// `/api/admin`, as upstreams that route case-insensitively (Express, ASP.NET) would read
+/// it. Normalized paths are ASCII, so the matched part has the prefix's length.
+pub fn under_prefix_ignoring_case(path: &str, prefix: &str) -> bool {
+    if prefix == "/" {
+        return true;
+    }
+    let (p, pre) = (path.as_bytes(), prefix.as_bytes());
+    p.len() >= pre.len()
+        && p[..pre.len()].eq_ignore_ascii_case(pre)
+        && (p.len() == pre.len() || p[pre.len()] == b'/')
 }
 
 #[cfg(test)]

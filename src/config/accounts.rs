@@ -1,0 +1,124 @@
+//! `[accounts]`, `[password_hashing]`, `[cookies]` and `[csrf]`: the account API's rules.
+
+use super::raw::*;
+use super::values::*;
+use super::*;
+
+pub(super) fn accounts(raw: RawAccounts) -> Result<AccountsConfig> {
+    let mount = raw.mount.unwrap_or_else(|| DEFAULT_MOUNT.to_string());
+    if !mount.starts_with('/')
+        || mount.len() < 2
+        || mount.ends_with('/')
+        || crate::path::normalize(&mount).ok().as_deref() != Some(mount.as_str())
+    {
+        return Err(ConfigError::invalid(
+            "accounts.mount",
+            format!("{mount:?} must be a normalized absolute path like \"/api/v1/auth\""),
+        ));
+    }
+    let min_length = raw.password_min_length.unwrap_or(DEFAULT_PASSWORD_MIN);
+    let max_length = raw.password_max_length.unwrap_or(DEFAULT_PASSWORD_MAX);
+    if min_length < 8 {
+        return Err(ConfigError::invalid(
+            "accounts.password_min_length",
+            "must be at least 8 (NIST SP 800-63B)",
+        ));
+    }
+    if max_length < min_length || max_length > 1024 {
+        return Err(ConfigError::invalid(
+            "accounts.password_max_length",
+            "must be between password_min_length and 1024",
+        ));
+    }
+    Ok(AccountsConfig {
+        mount,
+        allow_registration: raw.allow_registration.unwrap_or(true),
+        password: PasswordPolicy {
+            min_length,
+            max_length,
+            require_mixed: raw.password_require_mixed.unwrap_or(false),
+        },
+        max_body_bytes: positive(
+            "accounts.max_body_bytes",
+            raw.max_body_bytes.unwrap_or(DEFAULT_ACCOUNT_BODY_LIMIT),
+        )?,
+        admin_page_size_max: positive(
+            "accounts.admin_page_size_max",
+            raw.admin_page_size_max
+                .unwrap_or(DEFAULT_ADMIN_PAGE_SIZE_MAX),
+        )?,
+    })
+}
+
+pub(super) fn hashing(raw: RawPasswordHashing) -> Result<HashingConfig> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let memory_kib = raw.memory_kib.unwrap_or(DEFAULT_ARGON2_MEMORY_KIB);
+    if memory_kib < 8 {
+        return Err(ConfigError::invalid(
+            "password_hashing.memory_kib",
+            "must be at least 8",
+        ));
+    }
+    Ok(HashingConfig {
+        memory_kib,
+        iterations: positive(
+            "password_hashing.iterations",
+            raw.iterations.unwrap_or(DEFAULT_ARGON2_ITERATIONS),
+        )?,
+        parallelism: positive(
+            "password_hashing.parallelism",
+            raw.parallelism.unwrap_or(DEFAULT_ARGON2_PARALLELISM),
+        )?,
+        max_concurrent: positive(
+            "password_hashing.max_concurrent",
+            raw.max_concurrent.unwrap_or(cores),
+        )?,
+        max_queued: raw.max_queued.unwrap_or(DEFAULT_HASH_QUEUE),
+        low_priority: raw.low_priority.unwrap_or(true),
+    })
+}
+
+pub(super) fn cookies(raw: RawCookies) -> Result<CookieConfig> {
+    let domain = raw.domain.filter(|d| !d.is_empty());
+    if let Some(d) = &domain
+        && !d.trim_start_matches('.').split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+    {
+        return Err(ConfigError::invalid(
+            "cookies.domain",
+            format!("{d:?} is not a domain name"),
+        ));
+    }
+    Ok(CookieConfig {
+        secure: raw.secure.unwrap_or(true),
+        domain,
+    })
+}
+
+pub(super) fn csrf(raw: RawCsrf) -> Result<CsrfConfig> {
+    let allowed_origins = raw
+        .allowed_origins
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            let lower = o.trim_end_matches('/').to_ascii_lowercase();
+            let ok = (lower.starts_with("http://") || lower.starts_with("https://"))
+                && lower.parse::<http::Uri>().is_ok_and(|u| {
+                    u.authority().is_some() && u.path_and_query().is_none_or(|p| p == "/")
+                });
+            if ok {
+                Ok(lower)
+            } else {
+                Err(ConfigError::invalid(
+                    format!("csrf.allowed_origins[{i}]"),
+                    format!("{o:?} is not an origin like \"https://app.example.com\""),
+                ))
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(CsrfConfig { allowed_origins })
+}
