@@ -145,7 +145,7 @@ fn bench_cache(c: &mut Criterion) {
     let app = rt.block_on(portcullis::App::build(cfg)).unwrap();
     let token = rt.block_on(async {
         let store = app.state.store.clone();
-        portcullis::account::create_user_offline(
+        portcullis::commands::create_user(
             &portcullis::Config::from_toml(&text, Vec::new()).unwrap(),
             "bench@example.com",
             "bench password",

@@ -1,12 +1,12 @@
-//! Config -> `AppState` (every handle the request path needs, built once), and `run`, which
-//! serves already-bound listeners until the shutdown future resolves.
+//! Assembly: `Config` -> `App` (the request path's `AppState`, every handle built once, plus
+//! the background work), and `run`, which serves already-bound listeners until the shutdown
+//! future resolves. Builds; decides nothing.
 
 use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use ipnet::IpNet;
 use tokio::net::TcpListener;
 
 use crate::account::{self, AccountCtx};
@@ -17,32 +17,11 @@ use crate::auth::sessions::Sessions;
 use crate::cache::shared::RedisTier;
 use crate::cache::{IdentityCache, Revocations};
 use crate::config::Config;
+use crate::http::AppState;
 use crate::http::headers::HeaderPolicy;
 use crate::metrics::Metrics;
 use crate::proxy::{Proxy, ProxyLimits};
 use crate::routes::RouteTable;
-use crate::store::DynStore;
-
-/// Everything a request needs, shared by all connections.
-pub struct AppState {
-    pub routes: RouteTable,
-    pub proxy: Proxy,
-    pub resolver: Arc<Resolver>,
-    pub sessions: Arc<Sessions>,
-    pub account: axum::Router,
-    pub mount: String,
-    pub jwks: Bytes,
-    pub header_policy: HeaderPolicy,
-    pub csrf_origins: Vec<String>,
-    pub trusted_proxies: Vec<IpNet>,
-    pub metrics: Arc<Metrics>,
-    pub store: DynStore,
-    pub access_log: bool,
-    /// `accounts.max_body_bytes`.
-    pub account_body_limit: u64,
-    /// `server.body_read_timeout`.
-    pub body_read_timeout: std::time::Duration,
-}
 
 /// A built application: state plus the background work it needs.
 pub struct App {
@@ -53,21 +32,16 @@ pub struct App {
     redis: Option<Arc<RedisTier>>,
 }
 
-/// Opens the configured store, migrating it when `migrate` is set.
-pub async fn open_store(config: &Config, migrate: bool) -> anyhow::Result<DynStore> {
-    crate::store::open(&config.store, migrate)
-        .await
-        .context("opening the database")
-}
-
 impl App {
     pub async fn build(config: Config) -> anyhow::Result<App> {
-        let store = open_store(&config, config.store.migrate_on_start).await?;
+        let store = crate::store::open(&config.store, config.store.migrate_on_start)
+            .await
+            .context("opening the database")?;
         let metrics = Arc::new(Metrics::new(
             config.routes.iter().map(|r| r.name.clone()).collect(),
         ));
-        let material =
-            crate::auth::keys::load(&config.tokens).context("loading token signing keys")?;
+        let material = crate::auth::signing_keys::load(&config.tokens)
+            .context("loading token signing keys")?;
         let jwt = Arc::new(JwtKeys::new(material, &config.tokens));
         let jwks = Bytes::from(jwt.jwks().to_string());
         let cache = Arc::new(IdentityCache::new(&config.cache));
@@ -156,7 +130,7 @@ impl App {
             let state = self.state.clone();
             let mut stop = stop_rx.clone();
             tokio::spawn(async move {
-                crate::admin::serve(admin, state, async move {
+                crate::operator::serve(admin, state, async move {
                     let _ = stop.wait_for(|s| *s).await;
                 })
                 .await;

@@ -15,11 +15,11 @@
 //!   [`echo`] is the demo upstream.
 
 pub mod account;
-pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod authz;
 pub mod cache;
+pub mod commands;
 pub mod config;
 pub mod echo;
 pub mod http;
@@ -27,6 +27,7 @@ pub mod identity;
 pub mod import;
 pub mod logging;
 pub mod metrics;
+pub mod operator;
 pub mod path;
 pub mod proxy;
 pub mod routes;

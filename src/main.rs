@@ -5,9 +5,10 @@ use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use portcullis::Config;
+use portcullis::commands;
 use portcullis::identity::Role;
-use portcullis::{App, Config};
 
 /// sysexits.h EX_USAGE: the configuration (or command line) is wrong.
 const EXIT_CONFIG: u8 = 64;
@@ -90,8 +91,8 @@ enum UserCommand {
         config: PathBuf,
         #[arg(long)]
         email: String,
-        #[arg(long, default_value = "user")]
-        role: String,
+        #[arg(long, value_enum, default_value_t = RoleArg::User)]
+        role: RoleArg,
         /// Default: the part of the email before the `@`.
         #[arg(long)]
         full_name: Option<String>,
@@ -102,28 +103,76 @@ enum UserCommand {
 enum KeysCommand {
     /// Write a new private signing key (PKCS#8 PEM; a random secret for HS256).
     Generate {
-        #[arg(long, default_value = "EdDSA")]
-        algorithm: String,
+        #[arg(long, value_enum, default_value_t = AlgorithmArg::EdDSA)]
+        algorithm: AlgorithmArg,
         #[arg(long)]
         out: PathBuf,
     },
 }
 
-fn load_config(path: &Path) -> Result<Config, ExitCode> {
-    Config::load_file(path, std::env::vars()).map_err(|e| {
+/// `--role`: the roles a user can have.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RoleArg {
+    User,
+    Admin,
+    Researcher,
+}
+
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Role {
+        match r {
+            RoleArg::User => Role::User,
+            RoleArg::Admin => Role::Admin,
+            RoleArg::Researcher => Role::Researcher,
+        }
+    }
+}
+
+/// `--algorithm`: the token signature algorithms, spelled as JOSE spells them.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum AlgorithmArg {
+    #[value(name = "EdDSA")]
+    EdDSA,
+    #[value(name = "ES256")]
+    ES256,
+    #[value(name = "RS256")]
+    RS256,
+    #[value(name = "HS256")]
+    HS256,
+}
+
+impl From<AlgorithmArg> for jsonwebtoken::Algorithm {
+    fn from(a: AlgorithmArg) -> jsonwebtoken::Algorithm {
+        match a {
+            AlgorithmArg::EdDSA => jsonwebtoken::Algorithm::EdDSA,
+            AlgorithmArg::ES256 => jsonwebtoken::Algorithm::ES256,
+            AlgorithmArg::RS256 => jsonwebtoken::Algorithm::RS256,
+            AlgorithmArg::HS256 => jsonwebtoken::Algorithm::HS256,
+        }
+    }
+}
+
+/// What a configuration file is needed for: serving (and `check-config`) needs routes;
+/// commands that only touch the database do not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Serving,
+    Database,
+}
+
+/// Loads `path` with the environment's overrides; a bad file prints its error and is exit
+/// code 64.
+fn load_config(path: &Path, purpose: Purpose) -> Result<Config, ExitCode> {
+    let checked = Config::load_file(path, std::env::vars()).and_then(|cfg| {
+        if purpose == Purpose::Serving {
+            cfg.check_serving()?;
+        }
+        Ok(cfg)
+    });
+    checked.map_err(|e| {
         eprintln!("portcullis: configuration error: {e}");
         ExitCode::from(EXIT_CONFIG)
     })
-}
-
-/// A configuration `serve` can run with (`check-config` checks exactly this).
-fn load_serving_config(path: &Path) -> Result<Config, ExitCode> {
-    let cfg = load_config(path)?;
-    cfg.check_serving().map_err(|e| {
-        eprintln!("portcullis: configuration error: {e}");
-        ExitCode::from(EXIT_CONFIG)
-    })?;
-    Ok(cfg)
 }
 
 fn fail(context: &str, e: impl std::fmt::Display) -> ExitCode {
@@ -146,79 +195,62 @@ fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
     }
 }
 
+/// Runs `work` on a runtime, mapping a start-up failure to an exit code.
+fn block_on(workers: usize, work: impl Future<Output = ExitCode>) -> ExitCode {
+    match runtime(workers) {
+        Ok(rt) => rt.block_on(work),
+        Err(e) => fail("cannot start the runtime", e),
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Serve { config } => {
-            let cfg = match load_serving_config(&config) {
-                Ok(c) => c,
-                Err(code) => return code,
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version print to stdout and succeed; a wrong argument is 64.
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::SUCCESS
             };
-            match runtime(cfg.server.worker_threads) {
-                Ok(rt) => rt.block_on(serve(cfg)),
-                Err(e) => fail("cannot start the runtime", e),
-            }
         }
-        Command::HashRate {
-            config,
-            seconds,
-            threads,
-        } => hash_rate(&config, seconds, threads),
-        command => match runtime(0) {
-            Ok(rt) => rt.block_on(run(command)),
-            Err(e) => fail("cannot start the runtime", e),
-        },
-    }
-}
-
-fn hash_rate(config: &Path, seconds: u64, threads: Option<usize>) -> ExitCode {
-    let cfg = match load_config(config) {
-        Ok(c) => c,
-        Err(code) => return code,
     };
-    let threads =
-        threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let h = &cfg.hashing;
-    match portcullis::auth::password::measure_rate(
-        h,
-        threads,
-        std::time::Duration::from_secs(seconds),
-    ) {
-        Ok(rate) => {
-            println!(
-                "{rate:.1} hashes/s (argon2id m={} KiB, t={}, p={}; {threads} threads)",
-                h.memory_kib, h.iterations, h.parallelism
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail("hashing failed", e),
-    }
-}
-
-async fn run(command: Command) -> ExitCode {
-    match command {
-        // Handled in `main`, before a runtime exists.
-        Command::Serve { .. } | Command::HashRate { .. } => ExitCode::from(EXIT_CONFIG),
-        Command::CheckConfig { file } => match load_serving_config(&file) {
+    match cli.command {
+        Command::Serve { config } => match load_config(&config, Purpose::Serving) {
+            Ok(cfg) => {
+                portcullis::logging::init_logging(&cfg.log);
+                block_on(cfg.server.worker_threads, async move {
+                    match commands::serve(cfg, shutdown_signal()).await {
+                        Ok(()) => {
+                            tracing::info!("shut down cleanly");
+                            ExitCode::SUCCESS
+                        }
+                        Err(e) => fail("server failed", e),
+                    }
+                })
+            }
+            Err(code) => code,
+        },
+        Command::CheckConfig { file } => match load_config(&file, Purpose::Serving) {
             Ok(cfg) => {
                 println!("{}: ok ({} routes)", file.display(), cfg.routes.len());
                 ExitCode::SUCCESS
             }
             Err(code) => code,
         },
-        Command::Migrate { config } => {
-            let cfg = match load_config(&config) {
-                Ok(c) => c,
-                Err(code) => return code,
-            };
-            match portcullis::app::open_store(&cfg, true).await {
-                Ok(_) => {
-                    println!("database is up to date");
-                    ExitCode::SUCCESS
+        Command::Migrate { config } => match load_config(&config, Purpose::Database) {
+            Ok(cfg) => block_on(0, async move {
+                match commands::migrate(&cfg).await {
+                    Ok(_) => {
+                        println!("database is up to date");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => fail("migration failed", e),
                 }
-                Err(e) => fail("migration failed", e),
-            }
-        }
+            }),
+            Err(code) => code,
+        },
         Command::User {
             command:
                 UserCommand::Create {
@@ -227,14 +259,58 @@ async fn run(command: Command) -> ExitCode {
                     role,
                     full_name,
                 },
-        } => {
-            let name =
-                full_name.unwrap_or_else(|| email.split('@').next().unwrap_or("").to_string());
-            create_user(&config, &email, &role, &name).await
-        }
+        } => match load_config(&config, Purpose::Database) {
+            Ok(cfg) => {
+                let name =
+                    full_name.unwrap_or_else(|| email.split('@').next().unwrap_or("").to_string());
+                let mut line = String::new();
+                if std::io::stdin().lock().read_line(&mut line).is_err() {
+                    return fail("cannot read the password from stdin", "read failed");
+                }
+                let password = line.trim_end_matches(['\r', '\n']).to_string();
+                block_on(0, async move {
+                    match commands::create_user(&cfg, &email, &password, &name, role.into()).await {
+                        Ok(user_id) => {
+                            println!("{user_id}");
+                            ExitCode::SUCCESS
+                        }
+                        Err(e) => fail("cannot create the user", e),
+                    }
+                })
+            }
+            Err(code) => code,
+        },
         Command::Keys {
             command: KeysCommand::Generate { algorithm, out },
-        } => generate_key(&algorithm, &out),
+        } => match commands::generate_key(algorithm.into(), &out) {
+            Ok(()) => {
+                println!("wrote {algorithm:?} key to {}", out.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail("key generation failed", e),
+        },
+        Command::HashRate {
+            config,
+            seconds,
+            threads,
+        } => match load_config(&config, Purpose::Database) {
+            Ok(cfg) => {
+                let threads = threads
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+                let h = &cfg.hashing;
+                match commands::hash_rate(&cfg, threads, seconds) {
+                    Ok(rate) => {
+                        println!(
+                            "{rate:.1} hashes/s (argon2id m={} KiB, t={}, p={}; {threads} threads)",
+                            h.memory_kib, h.iterations, h.parallelism
+                        );
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => fail("hashing failed", e),
+                }
+            }
+            Err(code) => code,
+        },
         Command::Import {
             command:
                 ImportCommand::Redis {
@@ -243,36 +319,36 @@ async fn run(command: Command) -> ExitCode {
                     prefix,
                     dry_run,
                 },
-        } => import_redis(&from, &config, &prefix, dry_run).await,
+        } => match load_config(&config, Purpose::Database) {
+            Ok(cfg) => block_on(0, async move {
+                match commands::import_redis(&cfg, &from, &prefix, dry_run).await {
+                    Ok(report) => {
+                        print_import(&report, dry_run);
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => fail("import failed", e),
+                }
+            }),
+            Err(code) => code,
+        },
     }
 }
 
-async fn serve(cfg: Config) -> ExitCode {
-    portcullis::logging::init_logging(&cfg.log);
-    let listener = match tokio::net::TcpListener::bind(cfg.server.listen).await {
-        Ok(l) => l,
-        Err(e) => return fail(&format!("cannot listen on {}", cfg.server.listen), e),
-    };
-    let admin = match cfg.server.admin_listen {
-        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
-            Ok(l) => Some(l),
-            Err(e) => return fail(&format!("cannot listen on {addr}"), e),
-        },
-        None => None,
-    };
-    let listen = cfg.server.listen;
-    let app = match App::build(cfg).await {
-        Ok(app) => app,
-        Err(e) => return fail("start-up failed", e),
-    };
-    tracing::info!(%listen, "portcullis listening");
-    match app.run(listener, admin, shutdown_signal()).await {
-        Ok(()) => {
-            tracing::info!("shut down cleanly");
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail("server failed", e),
+fn print_import(report: &portcullis::import::Report, dry_run: bool) {
+    for (key, why) in &report.problems {
+        eprintln!("invalid: {key}: {why}");
     }
+    let line = |what: &str, c: &portcullis::import::Counts| {
+        println!(
+            "{what:<9} imported {}, skipped {}, invalid {}",
+            c.imported, c.skipped, c.invalid
+        );
+    };
+    if dry_run {
+        println!("dry run: nothing was written");
+    }
+    line("users:", &report.users);
+    line("api keys:", &report.api_keys);
 }
 
 async fn shutdown_signal() {
@@ -297,80 +373,4 @@ async fn shutdown_signal() {
         let _ = ctrl_c.await;
     }
     tracing::info!("shutdown signal received; draining connections");
-}
-
-async fn create_user(config: &Path, email: &str, role: &str, full_name: &str) -> ExitCode {
-    let cfg = match load_config(config) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let Some(role) = Role::parse(role) else {
-        eprintln!("portcullis: --role must be one of user, admin, researcher");
-        return ExitCode::from(EXIT_CONFIG);
-    };
-    let mut line = String::new();
-    if std::io::stdin().lock().read_line(&mut line).is_err() {
-        return fail("cannot read the password from stdin", "read failed");
-    }
-    let password = line.trim_end_matches(['\r', '\n']).to_string();
-    match portcullis::account::create_user_offline(&cfg, email, &password, full_name, role).await {
-        Ok(user_id) => {
-            println!("{user_id}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail("cannot create the user", e),
-    }
-}
-
-fn generate_key(algorithm: &str, out: &Path) -> ExitCode {
-    let alg = match algorithm {
-        "EdDSA" => jsonwebtoken::Algorithm::EdDSA,
-        "ES256" => jsonwebtoken::Algorithm::ES256,
-        "RS256" => jsonwebtoken::Algorithm::RS256,
-        "HS256" => jsonwebtoken::Algorithm::HS256,
-        _ => {
-            eprintln!("portcullis: --algorithm must be one of EdDSA, ES256, RS256, HS256");
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    let result = portcullis::auth::keys::generate_pem(alg)
-        .and_then(|pem| portcullis::auth::keys::write_private_file(out, pem.as_bytes()));
-    match result {
-        Ok(()) => {
-            println!("wrote {} key to {}", algorithm, out.display());
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail("key generation failed", e),
-    }
-}
-
-async fn import_redis(from: &str, config: &Path, prefix: &str, dry_run: bool) -> ExitCode {
-    let cfg = match load_config(config) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let store = match portcullis::app::open_store(&cfg, true).await {
-        Ok(s) => s,
-        Err(e) => return fail("cannot open the store", e),
-    };
-    match portcullis::import::from_redis(from, prefix, &store, dry_run).await {
-        Ok(report) => {
-            for (key, why) in &report.problems {
-                eprintln!("invalid: {key}: {why}");
-            }
-            let line = |what: &str, c: portcullis::import::Counts| {
-                println!(
-                    "{what:<9} imported {}, skipped {}, invalid {}",
-                    c.imported, c.skipped, c.invalid
-                );
-            };
-            if dry_run {
-                println!("dry run: nothing was written");
-            }
-            line("users:", report.users);
-            line("api keys:", report.api_keys);
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail("import failed", e),
-    }
 }

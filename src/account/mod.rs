@@ -2,11 +2,11 @@
 //! gateway: register, login, refresh, logout, me, change-password, API keys, admin. JSON in
 //! and out; errors are `{"detail": ...}`. Never forwards anything upstream.
 
-mod admin;
+mod api_keys;
 mod extract;
-mod keys;
 mod profile;
 mod session_routes;
+mod user_admin;
 pub mod validate;
 
 use std::sync::Arc;
@@ -65,12 +65,6 @@ pub enum AccountError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Hash(#[from] HashError),
-}
-
-impl IntoResponse for AccountError {
-    fn into_response(self) -> Response {
-        crate::http::respond::account_error(self).map(axum::body::Body::new)
-    }
 }
 
 pub type Result<T> = std::result::Result<T, AccountError>;
@@ -207,47 +201,18 @@ pub fn router(ctx: Arc<AccountCtx>) -> Router {
         .route("/logout", post(session_routes::logout))
         .route("/me", get(profile::me).put(profile::update_me))
         .route("/change-password", post(profile::change_password))
-        .route("/api-keys", post(keys::create).get(keys::list))
-        .route("/api-keys/{key_id}", delete(keys::revoke))
-        .route("/admin/users", get(admin::list).post(admin::create))
-        .route("/admin/users/{user_id}", put(admin::update))
-        .route("/admin/users/{user_id}/disable", put(admin::disable))
-        .route("/admin/users/{user_id}/enable", put(admin::enable))
-        .route("/admin/users/{user_id}/role", put(admin::set_role))
+        .route("/api-keys", post(api_keys::create).get(api_keys::list))
+        .route("/api-keys/{key_id}", delete(api_keys::revoke))
+        .route(
+            "/admin/users",
+            get(user_admin::list).post(user_admin::create),
+        )
+        .route("/admin/users/{user_id}", put(user_admin::update))
+        .route("/admin/users/{user_id}/disable", put(user_admin::disable))
+        .route("/admin/users/{user_id}/enable", put(user_admin::enable))
+        .route("/admin/users/{user_id}/role", put(user_admin::set_role))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(ctx)
-}
-
-/// `portcullis user create`: the same validation and hashing as the API, without a server.
-pub async fn create_user_offline(
-    config: &crate::config::Config,
-    email: &str,
-    password: &str,
-    full_name: &str,
-    role: Role,
-) -> anyhow::Result<String> {
-    let email = validate::email(email).map_err(anyhow::Error::msg)?;
-    validate::password(&config.accounts.password, password).map_err(anyhow::Error::msg)?;
-    let full_name = validate::text("full_name", full_name, 100).map_err(anyhow::Error::msg)?;
-    let store = crate::app::open_store(config, true).await?;
-    let metrics = Arc::new(crate::metrics::Metrics::new(Vec::new()));
-    let hasher = PasswordHasher::new(&config.hashing, metrics)?;
-    let password_hash = hasher
-        .hash(&crate::secret::Secret::new(password.to_string()))
-        .await?;
-    let user = store
-        .create_user(&crate::store::NewUser {
-            user_id: format!("user_{}", crate::secret::random_hex(12)),
-            email,
-            password_hash,
-            full_name,
-            organization: None,
-            role,
-            disabled: false,
-            created_at: chrono::Utc::now(),
-        })
-        .await?;
-    Ok(user.user_id)
 }

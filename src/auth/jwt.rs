@@ -8,7 +8,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{DecodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use super::keys::KeyMaterial;
+use super::signing_keys::KeyMaterial;
 use crate::config::TokenConfig;
 use crate::identity::Role;
 
@@ -174,7 +174,7 @@ mod tests {
     fn keys_in(dir: &std::path::Path, extra: &str) -> JwtKeys {
         let text = format!("[tokens]\nkey_dir = \"{}\"\n{extra}", dir.display());
         let cfg = Config::from_toml(&text, Vec::new()).unwrap().tokens;
-        let material = super::super::keys::load(&cfg).unwrap();
+        let material = super::super::signing_keys::load(&cfg).unwrap();
         JwtKeys::new(material, &cfg)
     }
 

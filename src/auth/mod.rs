@@ -5,10 +5,10 @@
 pub mod api_key;
 pub mod credentials;
 pub mod jwt;
-pub mod keys;
 pub mod password;
 pub mod resolver;
 pub mod sessions;
+pub mod signing_keys;
 
 /// Why a request is not authenticated.
 #[derive(Debug, thiserror::Error)]

@@ -7,6 +7,9 @@ pub mod framing;
 pub mod headers;
 pub mod host;
 pub mod respond;
+mod state;
+
+pub use state::AppState;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -20,7 +23,6 @@ use tower::ServiceExt as _;
 use self::body::Body;
 use self::headers::{ConnInfo, Forwarding, X_REQUEST_ID};
 use self::respond::ProxyError;
-use crate::app::AppState;
 use crate::auth::AuthError;
 use crate::auth::credentials::{self, OwnedCredential, check_csrf, check_origin};
 use crate::auth::sessions::ClientMeta;

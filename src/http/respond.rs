@@ -303,3 +303,10 @@ pub fn json(status: StatusCode, body: bytes::Bytes, cache_control: &'static str)
     );
     resp
 }
+
+/// Account handlers return `AccountError`; axum turns it into the response built here.
+impl axum::response::IntoResponse for AccountError {
+    fn into_response(self) -> axum::response::Response {
+        account_error(self).map(axum::body::Body::new)
+    }
+}

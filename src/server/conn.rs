@@ -24,7 +24,7 @@ use tokio::time::Instant;
 
 use super::drain::Drain;
 use super::io::{Activity, ClientIo, InFlight, Protocol, sniff};
-use crate::app::AppState;
+use crate::http::AppState;
 use crate::http::body::{Body, BoxError};
 use crate::http::headers::ConnInfo;
 

@@ -14,8 +14,8 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::app::AppState;
 use crate::config::ServerConfig;
+use crate::http::AppState;
 use crate::http::headers::ConnInfo;
 use crate::metrics::Metrics;
 

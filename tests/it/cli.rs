@@ -170,6 +170,22 @@ async fn user_create_then_login_through_the_server() {
     );
     let user_id = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert!(user_id.starts_with("user_"));
+    // A role that does not exist is a usage error (64), and nothing is created.
+    let out = bin()
+        .args([
+            "user",
+            "create",
+            "--email",
+            "x@example.com",
+            "--role",
+            "root",
+            "--config",
+        ])
+        .arg(&cfg)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
 
     let srv = TestServer::start_in(dir, "").await;
     let r = srv.login("cli-admin@example.com", "from stdin 123").await;

@@ -196,7 +196,7 @@ pub fn production_toml(
 /// A fresh EdDSA signing key in `dir`.
 pub fn shared_key(dir: &std::path::Path) -> std::path::PathBuf {
     let path = dir.join("shared-signing.pem");
-    let pem = portcullis::auth::keys::generate_pem(jsonwebtoken::Algorithm::EdDSA).unwrap();
+    let pem = portcullis::auth::signing_keys::generate_pem(jsonwebtoken::Algorithm::EdDSA).unwrap();
     std::fs::write(&path, pem).unwrap();
     path
 }

@@ -13,7 +13,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
-use crate::app::AppState;
+use crate::http::AppState;
 use crate::http::body::Body;
 
 const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
