@@ -16,7 +16,6 @@ use portcullis::cache::{CredentialEntry, IdentityCache, Principal};
 use portcullis::http::headers::{ConnInfo, Forwarding, HeaderPolicy};
 use portcullis::identity::{AuthMethod, Identity, Role};
 use portcullis::path;
-use portcullis::proxy::ExtraFields as _;
 
 fn request_headers(token: &str) -> HeaderMap {
     let mut h = HeaderMap::new();
@@ -95,7 +94,7 @@ fn bench_headers(c: &mut Criterion) {
                     },
                 );
                 head.clear();
-                injected.write_fields(&mut head);
+                portcullis::proxy::write_extra_fields(&mut head, &injected);
                 black_box(head.len())
             },
             criterion::BatchSize::SmallInput,

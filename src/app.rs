@@ -87,7 +87,7 @@ impl App {
         });
         let state = AppState {
             routes: RouteTable::new(config.routes.clone()),
-            proxy: Proxy::new(&config.routes, ProxyLimits::from_config(&config.server)),
+            proxy: Proxy::new(ProxyLimits::from_config(&config.server)),
             resolver,
             sessions,
             account: account::router(ctx),

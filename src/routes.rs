@@ -2,13 +2,23 @@
 //! prefix matched on whole segments. No match is a 404 (default deny). Never looks at
 //! credentials.
 
+use std::sync::Arc;
+
 use http::Method;
 
 use crate::config::RouteConfig;
 use crate::path::{under_prefix, under_prefix_ignoring_case};
+use crate::proxy::Upstream;
+
+/// A route: its rule (what it matches, who may use it, how it forwards) and the upstream it
+/// forwards to.
+pub struct Route {
+    pub rule: RouteConfig,
+    pub upstream: Arc<Upstream>,
+}
 
 pub struct RouteTable {
-    routes: Vec<RouteConfig>,
+    routes: Vec<Route>,
 }
 
 /// Whether a route's prefix covers `path`, by the route's own case rule.
@@ -21,11 +31,20 @@ pub fn route_covers(route: &RouteConfig, path: &str) -> bool {
 }
 
 impl RouteTable {
-    pub fn new(routes: Vec<RouteConfig>) -> RouteTable {
-        RouteTable { routes }
+    /// The table of `rules`, each with its upstream (public web PKI roots for `https://`).
+    pub fn new(rules: Vec<RouteConfig>) -> RouteTable {
+        RouteTable {
+            routes: rules
+                .into_iter()
+                .map(|rule| Route {
+                    upstream: Arc::new(Upstream::new(&rule)),
+                    rule,
+                })
+                .collect(),
+        }
     }
 
-    pub fn routes(&self) -> &[RouteConfig] {
+    pub fn routes(&self) -> &[Route] {
         &self.routes
     }
 
@@ -36,8 +55,9 @@ impl RouteTable {
         method: &Method,
         host: Option<&str>,
         path: &str,
-    ) -> Option<(usize, &RouteConfig)> {
-        self.routes.iter().enumerate().find(|(_, r)| {
+    ) -> Option<(usize, &Route)> {
+        self.routes.iter().enumerate().find(|(_, route)| {
+            let r = &route.rule;
             route_covers(r, path)
                 && r.methods.as_ref().is_none_or(|m| m.contains(method))
                 && r.host
@@ -74,7 +94,7 @@ mod tests {
 
     fn name(t: &RouteTable, method: Method, host: Option<&str>, path: &str) -> Option<String> {
         t.match_route(&method, host, path)
-            .map(|(_, r)| r.name.clone())
+            .map(|(_, r)| r.rule.name.clone())
     }
 
     #[test]
@@ -111,10 +131,10 @@ mod tests {
     #[test]
     fn strip_prefix_keeps_a_leading_slash() {
         let t = table("");
-        let api = &t.routes()[1];
+        let api = &t.routes()[1].rule;
         assert_eq!(forwarded_path(api, "/api"), "/");
         assert_eq!(forwarded_path(api, "/api/v1/x"), "/v1/x");
-        let admin = &t.routes()[0];
+        let admin = &t.routes()[0].rule;
         assert_eq!(forwarded_path(admin, "/api/admin/x"), "/api/admin/x");
     }
 
@@ -133,7 +153,7 @@ mod tests {
             name(&t, Method::GET, None, "/API/adminx").as_deref(),
             Some("api")
         );
-        let api = &t.routes()[1];
+        let api = &t.routes()[1].rule;
         assert_eq!(forwarded_path(api, "/API/v1/X"), "/v1/X");
         let strict = RouteTable::new(
             Config::from_toml(

@@ -6,7 +6,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use http::header::{CONNECTION, COOKIE, HOST, UPGRADE};
+use http::header::{CONNECTION, COOKIE, UPGRADE};
+
+use crate::proxy::hop_by_hop::{connection_named, is_hop_by_hop};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
 
@@ -18,41 +20,6 @@ pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-
-/// Hop-by-hop headers (RFC 9110 §7.6.1 and the usual non-standard ones). `Upgrade` is kept
-/// for an allowed WebSocket upgrade.
-fn is_hop_by_hop(name: &HeaderName, upgrade: bool) -> bool {
-    use http::header::{PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING};
-    *name == CONNECTION
-        || *name == TE
-        || *name == TRAILER
-        || *name == TRANSFER_ENCODING
-        || *name == PROXY_AUTHORIZATION
-        || *name == PROXY_AUTHENTICATE
-        || (*name == UPGRADE && !upgrade)
-        || name.as_str() == "keep-alive"
-        || name.as_str() == "proxy-connection"
-        || name.as_str() == "http2-settings"
-}
-
-/// The headers a `Connection` header names (except `upgrade` when upgrading).
-fn connection_named(headers: &HeaderMap, upgrade: bool, into: &mut Vec<HeaderName>) {
-    for value in headers.get_all(CONNECTION) {
-        let Ok(text) = value.to_str() else { continue };
-        for token in text.split(',').map(str::trim) {
-            if token.is_empty() || (upgrade && token.eq_ignore_ascii_case("upgrade")) {
-                continue;
-            }
-            // Looking a `&str` up folds case without allocating; only a header that is
-            // present (rare: `keep-alive` and `close` name none) becomes a `HeaderName`.
-            if headers.contains_key(token)
-                && let Ok(name) = HeaderName::from_bytes(token.as_bytes())
-            {
-                into.push(name);
-            }
-        }
-    }
-}
 
 /// Headers a client must not smuggle in, on any route: the forwarding headers Portcullis
 /// sets itself, and those other proxies, auth proxies and frameworks read as the client's
@@ -247,7 +214,7 @@ impl HeaderPolicy {
             .trusted
             .then(|| headers.get(&X_FORWARDED_HOST).cloned())
             .flatten();
-        let host = headers.get(HOST).cloned();
+        let forwarded_host = super::host::forwarded(prior_host, headers);
 
         // One pass over the names: hop-by-hop, protected (any spelling), credentials.
         // `Vec::new` does not allocate; the common request has nothing to remove.
@@ -279,7 +246,7 @@ impl HeaderPolicy {
             forwarded_for: prior_for.map(|prior| append_hop(&prior, &conn.peer_ip)),
             peer_ip: &conn.peer_ip,
             forwarded_proto: prior_proto,
-            forwarded_host: prior_host.or(host),
+            forwarded_host,
             request_id: ctx.request_id,
         }
     }
@@ -301,10 +268,8 @@ pub struct Injected<'a> {
 }
 
 impl crate::proxy::ExtraFields for Injected<'_> {
-    fn write_fields(&self, buf: &mut Vec<u8>) {
-        let mut field = |name: &HeaderName, value: &[u8]| {
-            crate::proxy::write_field(buf, name.as_str().as_bytes(), value);
-        };
+    fn each_field(&self, mut field: impl FnMut(&[u8], &[u8])) {
+        let mut field = |name: &HeaderName, value: &[u8]| field(name.as_str().as_bytes(), value);
         if let Some((identity, method)) = self.identity {
             field(&self.names.user_id, identity.header_user_id.as_bytes());
             field(&self.names.email, identity.header_email.as_bytes());
@@ -377,25 +342,6 @@ pub fn is_websocket_upgrade(method: &http::Method, headers: &HeaderMap) -> bool 
     *method == http::Method::GET
         && tokens(UPGRADE).any(|t| t.eq_ignore_ascii_case("websocket"))
         && tokens(CONNECTION).any(|t| t.eq_ignore_ascii_case("upgrade"))
-}
-
-/// Removes hop-by-hop headers and every header `Connection` names. With `upgrade`, keeps
-/// `Upgrade` and sets `Connection: upgrade`.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    let mut doomed: Vec<HeaderName> = Vec::new();
-    connection_named(headers, upgrade, &mut doomed);
-    doomed.extend(
-        headers
-            .keys()
-            .filter(|n| is_hop_by_hop(n, upgrade))
-            .cloned(),
-    );
-    for name in doomed {
-        headers.remove(name);
-    }
-    if upgrade {
-        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
-    }
 }
 
 /// Drops the `access_token` and `refresh_token` cookies, keeping the rest.

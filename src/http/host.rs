@@ -1,7 +1,7 @@
-//! The request's host: one `Host` value, syntactically valid, agreeing with the request
-//! target's authority, before anything routes on it, checks an origin against it or copies it
-//! into `X-Forwarded-Host`. Owns host syntax and the host used for matching; never decides
-//! what a host may reach (that is `routes`).
+//! The request's host, in one place: one `Host` value, syntactically valid, agreeing with
+//! the request target's authority, before anything routes on it or checks an origin against
+//! it; the host routes match on; the `Host` the upstream receives; and `X-Forwarded-Host`.
+//! Never decides what a host may reach (that is `routes`).
 
 use http::header::HOST;
 use http::uri::Authority;
@@ -120,6 +120,19 @@ pub fn for_matching(headers: &HeaderMap) -> Option<&str> {
         host.rsplit_once(':').map_or(host, |(h, _)| h)
     };
     Some(without_port.strip_suffix('.').unwrap_or(without_port))
+}
+
+/// Sets the `Host` the upstream receives: the client's (already settled) when the route
+/// preserves it and there is one, else the upstream's own.
+pub fn for_upstream(headers: &mut HeaderMap, preserve: bool, upstream_host: &HeaderValue) {
+    if !preserve || !headers.contains_key(HOST) {
+        headers.insert(HOST, upstream_host.clone());
+    }
+}
+
+/// The `X-Forwarded-Host` to send: a trusted proxy's, else the client's settled `Host`.
+pub fn forwarded(trusted_prior: Option<HeaderValue>, headers: &HeaderMap) -> Option<HeaderValue> {
+    trusted_prior.or_else(|| headers.get(HOST).cloned())
 }
 
 #[cfg(test)]

@@ -55,7 +55,11 @@ pub async fn handle(
         .record_request(slot, resp.status().as_u16(), elapsed);
     if let Some((method, path)) = logged {
         let route = match slot {
-            RouteSlot::Route(i) => state.routes.routes().get(i).map_or("", |r| r.name.as_str()),
+            RouteSlot::Route(i) => state
+                .routes
+                .routes()
+                .get(i)
+                .map_or("", |r| r.rule.name.as_str()),
             RouteSlot::Account => "(account)",
             RouteSlot::Unmatched => "(unmatched)",
             RouteSlot::Rejected => "(rejected)",
@@ -117,9 +121,10 @@ async fn route_request(
         );
     }
     let host = host::for_matching(req.headers());
-    let Some((index, route)) = state.routes.match_route(req.method(), host, &normalized) else {
+    let Some((index, matched)) = state.routes.match_route(req.method(), host, &normalized) else {
         return (RouteSlot::Unmatched, Err(ProxyError::NotFound));
     };
+    let route = &matched.rule;
     let slot = RouteSlot::Route(index);
     if let Err(e) = framing::check_declared(declared, route.max_body_bytes) {
         return (slot, Err(e));
@@ -147,7 +152,7 @@ async fn route_request(
         }
     }
     let uri = match crate::proxy::upstream_target(
-        &route.upstream.base_path,
+        matched.upstream.base_path(),
         forwarded_path(route, &normalized),
         req.uri().query(),
     ) {
@@ -170,11 +175,16 @@ async fn route_request(
             upgrade,
         },
     );
+    host::for_upstream(
+        &mut parts.headers,
+        route.preserve_host,
+        matched.upstream.host(),
+    );
     parts.uri = uri;
     let req = Request::from_parts(parts, body);
     match state
         .proxy
-        .forward(index, route, req, &injected, tunnel)
+        .forward(&matched.upstream, req, &injected, tunnel)
         .await
     {
         Ok(resp) => (slot, Ok(resp.map(Body::from))),

@@ -83,11 +83,16 @@ pub fn write_request_head(
     for (name, value) in &parts.headers {
         write_field(buf, name.as_str().as_bytes(), value.as_bytes());
     }
-    extra.write_fields(buf);
+    write_extra_fields(buf, extra);
     if framing == RequestFraming::Chunked {
         buf.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
     buf.extend_from_slice(b"\r\n");
+}
+
+/// Appends `extra`'s fields as header lines.
+pub fn write_extra_fields(buf: &mut Vec<u8>, extra: &impl super::ExtraFields) {
+    extra.each_field(|name, value| write_field(buf, name, value));
 }
 
 /// Appends one chunk-size line.
@@ -601,8 +606,8 @@ mod tests {
         );
         struct Identity;
         impl super::super::ExtraFields for Identity {
-            fn write_fields(&self, buf: &mut Vec<u8>) {
-                write_field(buf, b"x-user-id", b"u1");
+            fn each_field(&self, mut field: impl FnMut(&[u8], &[u8])) {
+                field(b"x-user-id", b"u1");
             }
         }
         let mut buf = Vec::new();

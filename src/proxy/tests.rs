@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::codec::{self, Chunked, Step};
-use super::{Proxy, ProxyLimits, UpstreamError};
+use super::{Proxy, ProxyLimits, Upstream, UpstreamError};
 
 fn limits() -> ProxyLimits {
     let cfg = Config::from_toml("", Vec::new()).unwrap();
@@ -76,12 +76,11 @@ impl Script {
         }
     }
 
-    /// A script, a route to it, and a proxy with that one route.
-    async fn with_proxy(acts: Vec<Act>) -> (Script, RouteConfig, Proxy) {
+    /// A script, the upstream of a route to it, and a proxy.
+    async fn with_proxy(acts: Vec<Act>) -> (Script, Arc<Upstream>, Proxy) {
         let up = Script::start(acts).await;
-        let route = up.route();
-        let proxy = Proxy::new(std::slice::from_ref(&route), limits());
-        (up, route, proxy)
+        let upstream = Arc::new(Upstream::new(&up.route()));
+        (up, upstream, Proxy::new(limits()))
     }
 
     fn route(&self) -> RouteConfig {
@@ -206,16 +205,17 @@ async fn read_body<S: AsyncRead + Unpin>(
 
 async fn send(
     proxy: &Proxy,
-    route: &RouteConfig,
+    route: &Arc<Upstream>,
     method: Method,
     body: Option<&'static str>,
 ) -> Result<(u16, http::HeaderMap, Vec<u8>, Option<http::HeaderMap>), UpstreamError> {
     let req = Request::builder()
         .method(method)
         .uri("/x")
+        .header(http::header::HOST, route.host())
         .body(Full::new(Bytes::from_static(body.unwrap_or("").as_bytes())))
         .unwrap();
-    let resp = proxy.forward(0, route, req, &(), None).await?;
+    let resp = proxy.forward(route, req, &(), None).await?;
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let collected = resp.into_body().collect().await.expect("body");
@@ -309,11 +309,11 @@ async fn request_bodies_keep_or_gain_framing() {
         .header("content-length", "999")
         .body(StreamBody::new(frames))
         .unwrap();
-    let resp = proxy.forward(0, &route, req, &(), None).await.unwrap();
+    let resp = proxy.forward(&route, req, &(), None).await.unwrap();
     assert_eq!(resp.status(), 200);
     drop(resp);
     let req = Request::get("/x").body(Full::new(Bytes::new())).unwrap();
-    proxy.forward(0, &route, req, &(), None).await.unwrap();
+    proxy.forward(&route, req, &(), None).await.unwrap();
     let seen = up.seen();
     assert!(seen[0].head.contains("content-length: 5\r\n"));
     assert_eq!(seen[0].body, b"sized");
@@ -381,12 +381,12 @@ async fn malformed_and_truncated_responses_are_errors() {
     .await;
     let req = || Request::get("/x").body(Full::new(Bytes::new())).unwrap();
     assert!(matches!(
-        proxy.forward(0, &route, req(), &(), None).await,
+        proxy.forward(&route, req(), &(), None).await,
         Err(UpstreamError::Other(_))
     ));
-    let resp = proxy.forward(0, &route, req(), &(), None).await.unwrap();
+    let resp = proxy.forward(&route, req(), &(), None).await.unwrap();
     assert!(resp.into_body().collect().await.is_err(), "short body");
-    let resp = proxy.forward(0, &route, req(), &(), None).await.unwrap();
+    let resp = proxy.forward(&route, req(), &(), None).await.unwrap();
     assert!(resp.into_body().collect().await.is_err(), "bad chunk size");
 }
 
@@ -417,7 +417,7 @@ async fn an_upstream_answering_before_the_body_ends_is_heard() {
     let huge = Bytes::from(vec![b'x'; 64 * 1024 * 1024]);
     let req = Request::post("/x").body(Full::new(huge)).unwrap();
     let started = std::time::Instant::now();
-    let resp = proxy.forward(0, &route, req, &(), None).await.unwrap();
+    let resp = proxy.forward(&route, req, &(), None).await.unwrap();
     assert_eq!(resp.status(), 413);
     assert_eq!(
         &resp.into_body().collect().await.unwrap().to_bytes()[..],
@@ -428,7 +428,7 @@ async fn an_upstream_answering_before_the_body_ends_is_heard() {
         Result<http_body::Frame<Bytes>, std::io::Error>,
     >());
     let req = Request::post("/x").body(never).unwrap();
-    let resp = proxy.forward(0, &route, req, &(), None).await.unwrap();
+    let resp = proxy.forward(&route, req, &(), None).await.unwrap();
     assert_eq!(resp.status(), 401);
     drop(resp);
     assert!(
@@ -455,7 +455,7 @@ async fn a_100_continue_while_the_body_is_awaited_does_not_stop_it() {
         .header("expect", "100-continue")
         .body(StreamBody::new(Box::pin(late)))
         .unwrap();
-    let resp = proxy.forward(0, &route, req, &(), None).await.unwrap();
+    let resp = proxy.forward(&route, req, &(), None).await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(
         &resp.into_body().collect().await.unwrap().to_bytes()[..],
@@ -511,8 +511,9 @@ async fn https_upstreams_are_spoken_to_over_tls_and_pooled() {
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let route = route_to(&format!("https://localhost:{port}"));
-    let proxy = Proxy::with_tls(std::slice::from_ref(&route), client, limits());
+    let rule = route_to(&format!("https://localhost:{port}"));
+    let route = Arc::new(Upstream::with_tls(&rule, &client));
+    let proxy = Proxy::new(limits());
     for body in [None, Some("sent over tls"), None] {
         let method = if body.is_some() {
             Method::POST
@@ -525,9 +526,9 @@ async fn https_upstreams_are_spoken_to_over_tls_and_pooled() {
     assert_eq!(*handshakes.lock().unwrap(), 1, "one TLS connection, reused");
     assert_eq!(seen.lock().unwrap()[1], b"sent over tls");
     // The public roots do not know this certificate: the default proxy refuses it.
-    let strict = Proxy::new(std::slice::from_ref(&route), limits());
+    let strict = Arc::new(Upstream::new(&rule));
     assert!(matches!(
-        send(&strict, &route, Method::GET, None).await,
+        send(&proxy, &strict, Method::GET, None).await,
         Err(UpstreamError::Connect(_))
     ));
 }

@@ -15,7 +15,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 use tokio::time::Instant;
 
-use super::Conn;
+use super::conn::Conn;
 
 /// What ends a tunnel besides its own close.
 pub struct Tunnel {

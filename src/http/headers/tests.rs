@@ -34,7 +34,6 @@ fn prepare(
     trusted: bool,
     forward_credentials: bool,
 ) {
-    use crate::proxy::ExtraFields as _;
     let c = conn(trusted);
     let rid = HeaderValue::from_static("rid-1");
     let policy = policy();
@@ -49,7 +48,7 @@ fn prepare(
         },
     );
     let mut buf = Vec::new();
-    injected.write_fields(&mut buf);
+    crate::proxy::write_extra_fields(&mut buf, &injected);
     let text = String::from_utf8(buf).unwrap();
     let lines = text.strip_suffix("\r\n").unwrap().split("\r\n");
     for line in lines {
@@ -126,7 +125,7 @@ fn identity_is_injected_after_stripping() {
 }
 
 #[test]
-fn connection_named_and_hop_by_hop_headers_are_removed() {
+fn connection_named_and_hop_by_hop_headers_are_removed_from_requests() {
     let mut h = map(&[
         ("connection", "keep-alive, X-Secret-Internal"),
         ("x-secret-internal", "1"),
@@ -136,18 +135,30 @@ fn connection_named_and_hop_by_hop_headers_are_removed() {
         ("proxy-authorization", "Basic x"),
         ("accept", "*/*"),
     ]);
-    strip_hop_by_hop(&mut h, false);
-    assert_eq!(h.len(), 1, "{h:?}");
+    prepare(&mut h, None, false, false);
+    for gone in [
+        "connection",
+        "x-secret-internal",
+        "keep-alive",
+        "te",
+        "upgrade",
+        "proxy-authorization",
+    ] {
+        assert!(!h.contains_key(gone), "{gone}: {h:?}");
+    }
     assert!(h.contains_key("accept"));
 }
 
 #[test]
-fn websocket_upgrade_keeps_upgrade() {
-    let mut h = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
+fn websocket_handshakes_are_recognised() {
+    let h = map(&[
+        ("connection", "keep-alive, Upgrade"),
+        ("upgrade", "websocket"),
+    ]);
     assert!(is_websocket_upgrade(&http::Method::GET, &h));
-    strip_hop_by_hop(&mut h, true);
-    assert_eq!(h.get("upgrade").unwrap(), "websocket");
-    assert_eq!(h.get("connection").unwrap(), "upgrade");
+    assert!(!is_websocket_upgrade(&http::Method::POST, &h));
+    let h2c = map(&[("connection", "Upgrade"), ("upgrade", "h2c")]);
+    assert!(!is_websocket_upgrade(&http::Method::GET, &h2c));
 }
 
 #[test]

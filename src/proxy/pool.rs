@@ -1,0 +1,131 @@
+//! One route's upstream: how to reach it (connector, target, Host), and its stack of idle
+//! keep-alive connections, checked for a close before reuse.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use http::{HeaderValue, Uri};
+use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
+use hyper_util::client::legacy::connect::HttpConnector;
+use tower::ServiceExt as _;
+
+use super::UpstreamError;
+use super::conn::{Conn, Stream};
+use crate::config::RouteConfig;
+
+/// Idle connections older than this are closed rather than reused (below the common
+/// 60–75 s keep-alive timeouts of upstream servers).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(50);
+const MAX_IDLE_PER_ROUTE: usize = 1024;
+
+struct Idle {
+    conn: Conn,
+    since: Instant,
+}
+
+/// One route's upstream: how to connect, its Host, the forwarding limits its route sets,
+/// and the idle connections.
+pub struct Upstream {
+    connector: HttpsConnector<HttpConnector>,
+    target: Uri,
+    host: HeaderValue,
+    base_path: String,
+    /// The route's `response_timeout` and `max_body_bytes`.
+    pub(super) response_timeout: Duration,
+    pub(super) max_body_bytes: u64,
+    idle: Mutex<Vec<Idle>>,
+}
+
+impl Upstream {
+    /// The upstream a route forwards to, trusting the public web PKI roots for `https://`.
+    pub fn new(route: &RouteConfig) -> Upstream {
+        Upstream::build(route, None)
+    }
+
+    /// With a TLS client configuration of the caller's own (a private root, in tests).
+    pub fn with_tls(route: &RouteConfig, tls: &tokio_rustls::rustls::ClientConfig) -> Upstream {
+        Upstream::build(route, Some(tls))
+    }
+
+    fn build(route: &RouteConfig, tls: Option<&tokio_rustls::rustls::ClientConfig>) -> Upstream {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(route.connect_timeout));
+        http.set_keepalive(Some(Duration::from_secs(60)));
+        let builder = hyper_rustls::HttpsConnectorBuilder::new();
+        let builder = match tls {
+            Some(config) => builder.with_tls_config(config.clone()),
+            None => builder.with_webpki_roots(),
+        };
+        let connector = builder.https_or_http().enable_http1().wrap_connector(http);
+        let target = Uri::builder()
+            .scheme(route.upstream.scheme.clone())
+            .authority(route.upstream.authority.clone())
+            .path_and_query("/")
+            .build()
+            .unwrap_or_default();
+        let authority = route.upstream.authority.as_str();
+        Upstream {
+            connector,
+            target,
+            // An `http::uri::Authority` is always a valid header value.
+            host: HeaderValue::from_str(authority)
+                .unwrap_or_else(|_| HeaderValue::from_static("localhost")),
+            base_path: route.upstream.base_path.clone(),
+            response_timeout: route.response_timeout,
+            max_body_bytes: route.max_body_bytes,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The upstream's own `Host` (its URL's authority).
+    pub fn host(&self) -> &HeaderValue {
+        &self.host
+    }
+
+    /// The path prefix of the upstream's URL ("" for none).
+    pub fn base_path(&self) -> &str {
+        &self.base_path
+    }
+
+    /// The route's `max_body_bytes`.
+    pub fn max_body_bytes(&self) -> u64 {
+        self.max_body_bytes
+    }
+
+    pub(super) fn pop_idle(&self) -> Option<Conn> {
+        loop {
+            let entry = self.idle.lock().ok()?.pop()?;
+            let mut conn = entry.conn;
+            if entry.since.elapsed() < IDLE_TIMEOUT && conn.still_open() {
+                return Some(conn);
+            }
+        }
+    }
+
+    pub(super) fn put_idle(&self, conn: Conn) {
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < MAX_IDLE_PER_ROUTE
+        {
+            idle.push(Idle {
+                conn,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    pub(super) async fn connect(&self) -> Result<Conn, UpstreamError> {
+        let io = self
+            .connector
+            .clone()
+            .oneshot(self.target.clone())
+            .await
+            .map_err(UpstreamError::Connect)?;
+        let stream = match io {
+            MaybeHttpsStream::Http(tcp) => Stream::Plain(tcp.into_inner()),
+            MaybeHttpsStream::Https(tls) => Stream::Tls(Box::new(tls.into_inner())),
+        };
+        Ok(Conn::new(stream))
+    }
+}
