@@ -71,7 +71,11 @@ labels! {
     pub enum UpstreamFailure {
         Connect => "connect",
         Timeout => "timeout",
-        Other => "other",
+        Io => "io",
+        Closed => "closed",
+        Malformed => "malformed",
+        UnaskedSwitch => "unasked_switch",
+        Target => "target",
     }
 }
 

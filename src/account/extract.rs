@@ -3,16 +3,36 @@
 
 use std::sync::Arc;
 
+use axum::extract::rejection::{BytesRejection, FailedToBufferBody, JsonRejection};
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
 use bytes::Bytes;
-use http::StatusCode;
 use serde::de::DeserializeOwned;
 
 use super::{AccountCtx, AccountError};
 use crate::auth::AuthError;
 use crate::auth::credentials::{check_csrf, extract};
 use crate::identity::{AuthMethod, Identity, Role};
+/// Why a body could not be read as JSON, by kind (`http::respond` picks the statuses).
+fn json_rejection(r: JsonRejection) -> AccountError {
+    match r {
+        JsonRejection::JsonDataError(e) => AccountError::WrongShape(e.body_text()),
+        JsonRejection::JsonSyntaxError(e) => AccountError::MalformedJson(e.body_text()),
+        JsonRejection::MissingJsonContentType(e) => AccountError::NotJson(e.body_text()),
+        JsonRejection::BytesRejection(e) => bytes_rejection(e),
+        other => AccountError::MalformedJson(other.body_text()),
+    }
+}
+
+fn bytes_rejection(r: BytesRejection) -> AccountError {
+    match r {
+        BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(e)) => {
+            AccountError::BodyTooLarge(e.body_text())
+        }
+        other => AccountError::MalformedJson(other.body_text()),
+    }
+}
+
 /// A JSON body: 415 without a JSON content type, 400 when malformed, 413 when too large,
 /// 422 when well-formed but of the wrong shape.
 pub struct JsonBody<T>(pub T);
@@ -23,7 +43,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, AccountError> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(JsonBody(v)),
-            Err(r) => Err(AccountError::Body(r.status(), r.body_text())),
+            Err(r) => Err(json_rejection(r)),
         }
     }
 }
@@ -38,7 +58,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
         let (parts, body) = req.into_parts();
         let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
             .await
-            .map_err(|r| AccountError::Body(r.status(), r.body_text()))?;
+            .map_err(bytes_rejection)?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJsonBody(T::default()));
         }
@@ -58,10 +78,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AccountError> {
         match Query::<T>::from_request_parts(parts, state).await {
             Ok(Query(v)) => Ok(QueryParams(v)),
-            Err(r) => Err(AccountError::Body(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                r.body_text(),
-            )),
+            Err(r) => Err(AccountError::WrongShape(r.body_text())),
         }
     }
 }

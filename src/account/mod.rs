@@ -57,8 +57,20 @@ pub enum AccountError {
     Forbidden(&'static str),
     #[error("{0}")]
     NotFound(&'static str),
-    #[error("{1}")]
-    Body(StatusCode, String),
+    /// The body is not declared JSON (415).
+    #[error("{0}")]
+    NotJson(String),
+    /// The body is not well-formed JSON (400).
+    #[error("{0}")]
+    MalformedJson(String),
+    /// Well-formed JSON, or a query string, of the wrong shape (422).
+    #[error("{0}")]
+    WrongShape(String),
+    /// Larger than `accounts.max_body_bytes` (413).
+    #[error("{0}")]
+    BodyTooLarge(String),
+    #[error("Method Not Allowed")]
+    MethodNotAllowed,
     #[error(transparent)]
     Session(#[from] SessionError),
     #[error(transparent)]
@@ -188,7 +200,7 @@ async fn not_found() -> AccountError {
 }
 
 async fn method_not_allowed() -> AccountError {
-    AccountError::Body(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed".into())
+    AccountError::MethodNotAllowed
 }
 
 /// The account API's router; paths are relative to the mount.

@@ -28,9 +28,9 @@ use crate::auth::credentials::{self, OwnedCredential, check_csrf, check_origin};
 use crate::auth::sessions::ClientMeta;
 use crate::authz::{self, Decision};
 use crate::identity::{AuthMethod, Identity};
-use crate::metrics::{AuthOutcome, RouteSlot, UpstreamFailure};
+use crate::metrics::{AuthOutcome, RouteSlot};
 use crate::path::under_prefix_ignoring_case;
-use crate::proxy::{Tunnel, UpstreamError};
+use crate::proxy::Tunnel;
 use crate::routes::forwarded_path;
 
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
@@ -47,7 +47,7 @@ pub async fn handle(
         .access_log
         .then(|| (req.method().clone(), req.uri().path().to_owned()));
     let (slot, result) = route_request(&state, &conn, &request_id, req).await;
-    let mut resp = result.unwrap_or_else(respond::proxy_error);
+    let mut resp = result.unwrap_or_else(|e| respond::proxy_error(e, &state.metrics));
     resp.headers_mut().insert(X_REQUEST_ID.clone(), request_id);
     let elapsed = started.elapsed();
     state
@@ -142,14 +142,8 @@ async fn route_request(
     };
     match authz::decide(&route.policy, identity.as_ref().map(|(i, _)| &**i)) {
         Decision::Allow => {}
-        Decision::Unauthenticated => {
-            state.metrics.record_auth(AuthOutcome::Missing);
-            return (slot, Err(AuthError::Missing.into()));
-        }
-        Decision::Forbidden => {
-            state.metrics.record_auth(AuthOutcome::Forbidden);
-            return (slot, Err(ProxyError::Forbidden));
-        }
+        Decision::Unauthenticated => return (slot, Err(AuthError::Missing.into())),
+        Decision::Forbidden => return (slot, Err(ProxyError::Forbidden)),
     }
     let uri = match crate::proxy::upstream_target(
         matched.upstream.base_path(),
@@ -188,19 +182,7 @@ async fn route_request(
         .await
     {
         Ok(resp) => (slot, Ok(resp.map(Body::from))),
-        Err(e) => {
-            let failure = match e {
-                UpstreamError::Connect(_) => Some(UpstreamFailure::Connect),
-                UpstreamError::Timeout => Some(UpstreamFailure::Timeout),
-                UpstreamError::Other(_) => Some(UpstreamFailure::Other),
-                // The client's body: not the upstream's failure.
-                UpstreamError::Client(_) => None,
-            };
-            if let Some(f) = failure {
-                state.metrics.record_upstream_failure(f);
-            }
-            (slot, Err(e.into()))
-        }
+        Err(e) => (slot, Err(e.into())),
     }
 }
 
@@ -255,14 +237,7 @@ fn authenticate<'a>(
     state: &'a AppState,
     req: &'a Request<Incoming>,
 ) -> Result<impl Future<Output = Result<Authenticated, ProxyError>> + 'a, ProxyError> {
-    let record = |outcome| state.metrics.record_auth(outcome);
-    let cred = match credentials::extract(req.headers()) {
-        Ok(c) => c,
-        Err(e) => {
-            record(AuthOutcome::Invalid);
-            return Err(e.into());
-        }
-    };
+    let cred = credentials::extract(req.headers())?;
     if let Some(c) = &cred
         && c.method == AuthMethod::Cookie
         && let Err(e) = if headers::is_websocket_upgrade(req.method(), req.headers()) {
@@ -271,30 +246,16 @@ fn authenticate<'a>(
             check_csrf(req.method(), req.headers(), &state.csrf_origins)
         }
     {
-        record(AuthOutcome::Forbidden);
         return Err(e.into());
     }
     Ok(async move {
         let Some(cred) = cred else {
             return Ok(None);
         };
-        match state.resolver.resolve(&cred).await {
-            Ok(identity) => {
-                record(AuthOutcome::Ok);
-                Ok(Some((identity, cred.method)))
-            }
-            Err(e) => {
-                record(match e {
-                    AuthError::Disabled | AuthError::CsrfRejected => AuthOutcome::Forbidden,
-                    AuthError::Store(_) | AuthError::BadStoredIdentity => AuthOutcome::Unavailable,
-                    AuthError::Missing
-                    | AuthError::InvalidToken(_)
-                    | AuthError::ConflictingCredentials
-                    | AuthError::Malformed(_) => AuthOutcome::Invalid,
-                });
-                Err(e.into())
-            }
-        }
+        // Failures are counted where they become responses (`respond::proxy_error`).
+        let identity = state.resolver.resolve(&cred).await?;
+        state.metrics.record_auth(AuthOutcome::Ok);
+        Ok(Some((identity, cred.method)))
     })
 }
 

@@ -12,6 +12,7 @@ use crate::account::AccountError;
 use crate::auth::AuthError;
 use crate::auth::password::HashError;
 use crate::auth::sessions::SessionError;
+use crate::metrics::{AuthOutcome, Metrics, UpstreamFailure};
 use crate::path::PathError;
 use crate::proxy::{BodyError, UpstreamError};
 use crate::store::StoreError;
@@ -105,38 +106,53 @@ fn store_reply(e: StoreError) -> ErrorReply {
         StoreError::Database(ref inner) => unavailable(inner),
         StoreError::Migrate(ref inner) => internal(inner),
         StoreError::Corrupt(ref what) => internal(what),
+        StoreError::Io(ref e) => unavailable(e),
         StoreError::Timeout => unavailable(&e),
     }
 }
 
-fn auth_reply(e: AuthError) -> ErrorReply {
+/// An authentication failure's response, and what it counts as.
+fn auth_reply(e: AuthError) -> (ErrorReply, AuthOutcome) {
     match e {
-        AuthError::Missing => ErrorReply {
-            www_authenticate: Some("Bearer"),
-            ..reply(
-                StatusCode::UNAUTHORIZED,
-                "not_authenticated",
-                "Not authenticated",
-            )
-        },
-        AuthError::InvalidToken(detail) => ErrorReply {
-            www_authenticate: Some("Bearer error=\"invalid_token\""),
-            ..reply(StatusCode::UNAUTHORIZED, "invalid_token", detail)
-        },
-        AuthError::ConflictingCredentials | AuthError::Malformed(_) => ErrorReply {
-            www_authenticate: Some("Bearer error=\"invalid_request\""),
-            ..reply(StatusCode::BAD_REQUEST, "invalid_request", e.to_string())
-        },
-        AuthError::Disabled => reply(
-            StatusCode::FORBIDDEN,
-            "user_disabled",
-            "User account is disabled",
+        AuthError::Missing => (
+            ErrorReply {
+                www_authenticate: Some("Bearer"),
+                ..reply(
+                    StatusCode::UNAUTHORIZED,
+                    "not_authenticated",
+                    "Not authenticated",
+                )
+            },
+            AuthOutcome::Missing,
         ),
-        AuthError::CsrfRejected => {
-            reply(StatusCode::FORBIDDEN, "csrf", "Cross-site request refused")
-        }
-        AuthError::BadStoredIdentity => internal(&e),
-        AuthError::Store(inner) => store_reply(inner),
+        AuthError::InvalidToken(detail) => (
+            ErrorReply {
+                www_authenticate: Some("Bearer error=\"invalid_token\""),
+                ..reply(StatusCode::UNAUTHORIZED, "invalid_token", detail)
+            },
+            AuthOutcome::Invalid,
+        ),
+        AuthError::ConflictingCredentials | AuthError::Malformed(_) => (
+            ErrorReply {
+                www_authenticate: Some("Bearer error=\"invalid_request\""),
+                ..reply(StatusCode::BAD_REQUEST, "invalid_request", e.to_string())
+            },
+            AuthOutcome::Invalid,
+        ),
+        AuthError::Disabled => (
+            reply(
+                StatusCode::FORBIDDEN,
+                "user_disabled",
+                "User account is disabled",
+            ),
+            AuthOutcome::Forbidden,
+        ),
+        AuthError::CsrfRejected => (
+            reply(StatusCode::FORBIDDEN, "csrf", "Cross-site request refused"),
+            AuthOutcome::Forbidden,
+        ),
+        AuthError::BadStoredIdentity => (internal(&e), AuthOutcome::Unavailable),
+        AuthError::Store(inner) => (store_reply(inner), AuthOutcome::Unavailable),
     }
 }
 
@@ -215,61 +231,142 @@ fn build(r: ErrorReply) -> Response<Body> {
     resp
 }
 
-pub fn proxy_error(e: ProxyError) -> Response<Body> {
-    build(match e {
-        ProxyError::BadPath(p) => reply(StatusCode::BAD_REQUEST, "bad_path", p.to_string()),
-        ProxyError::BadHost(h) => reply(StatusCode::BAD_REQUEST, "bad_host", h.to_string()),
-        ProxyError::BadRequest(detail) => reply(StatusCode::BAD_REQUEST, "bad_request", detail),
-        ProxyError::NotFound => reply(StatusCode::NOT_FOUND, "not_found", "Not Found"),
-        ProxyError::Auth(a) => auth_reply(a),
-        ProxyError::Forbidden => reply(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "Insufficient permissions",
+/// Builds the response to a failed request and counts it in the metrics: one match decides
+/// both, so a response and its metrics label cannot disagree.
+pub fn proxy_error(e: ProxyError, metrics: &Metrics) -> Response<Body> {
+    let (reply, auth, upstream) = classify(e);
+    if let Some(outcome) = auth {
+        metrics.record_auth(outcome);
+    }
+    if let Some(failure) = upstream {
+        metrics.record_upstream_failure(failure);
+    }
+    build(reply)
+}
+
+type Classified = (ErrorReply, Option<AuthOutcome>, Option<UpstreamFailure>);
+
+fn classify(e: ProxyError) -> Classified {
+    match e {
+        ProxyError::BadPath(p) => (
+            reply(StatusCode::BAD_REQUEST, "bad_path", p.to_string()),
+            None,
+            None,
         ),
-        ProxyError::Upstream(u) => match u {
-            UpstreamError::Connect(ref cause) => {
-                tracing::warn!(error = %cause, "upstream connect failed");
+        ProxyError::BadHost(h) => (
+            reply(StatusCode::BAD_REQUEST, "bad_host", h.to_string()),
+            None,
+            None,
+        ),
+        ProxyError::BadRequest(detail) => (
+            reply(StatusCode::BAD_REQUEST, "bad_request", detail),
+            None,
+            None,
+        ),
+        ProxyError::NotFound => (
+            reply(StatusCode::NOT_FOUND, "not_found", "Not Found"),
+            None,
+            None,
+        ),
+        ProxyError::Auth(a) => {
+            let (reply, outcome) = auth_reply(a);
+            (reply, Some(outcome), None)
+        }
+        ProxyError::Forbidden => (
+            reply(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "Insufficient permissions",
+            ),
+            Some(AuthOutcome::Forbidden),
+            None,
+        ),
+        ProxyError::Upstream(u) => {
+            let (reply, failure) = upstream_reply(u);
+            (reply, None, failure)
+        }
+        ProxyError::UnsupportedTransferCoding => (
+            closing(reply(
+                StatusCode::NOT_IMPLEMENTED,
+                "unsupported_transfer_coding",
+                "Only Transfer-Encoding: chunked is supported",
+            )),
+            None,
+            None,
+        ),
+        ProxyError::AmbiguousLength => (
+            closing(reply(
+                StatusCode::BAD_REQUEST,
+                "bad_framing",
+                "Transfer-Encoding and Content-Length together are ambiguous",
+            )),
+            None,
+            None,
+        ),
+    }
+}
+
+fn upstream_reply(u: UpstreamError) -> (ErrorReply, Option<UpstreamFailure>) {
+    let unavailable = |what: &str, cause: &dyn std::fmt::Display, failure| {
+        tracing::warn!(error = %cause, "{what}");
+        (
+            reply(
+                StatusCode::BAD_GATEWAY,
+                "upstream_error",
+                "Upstream request failed",
+            ),
+            Some(failure),
+        )
+    };
+    match u {
+        UpstreamError::Connect(ref cause) => {
+            tracing::warn!(error = %cause, "upstream connect failed");
+            (
                 reply(
                     StatusCode::BAD_GATEWAY,
                     "upstream_unavailable",
                     "Upstream unavailable",
-                )
-            }
-            UpstreamError::Timeout => {
-                tracing::warn!("upstream timed out");
+                ),
+                Some(UpstreamFailure::Connect),
+            )
+        }
+        UpstreamError::Timeout => {
+            tracing::warn!("upstream timed out");
+            (
                 reply(
                     StatusCode::GATEWAY_TIMEOUT,
                     "upstream_timeout",
                     "Upstream timed out",
-                )
-            }
-            UpstreamError::Other(ref cause) => {
-                tracing::warn!(error = %cause, "upstream request failed");
-                reply(
-                    StatusCode::BAD_GATEWAY,
-                    "upstream_error",
-                    "Upstream request failed",
-                )
-            }
-            UpstreamError::Client(b) => body_reply(&b),
-        },
-        ProxyError::UnsupportedTransferCoding => closing(reply(
-            StatusCode::NOT_IMPLEMENTED,
-            "unsupported_transfer_coding",
-            "Only Transfer-Encoding: chunked is supported",
-        )),
-        ProxyError::AmbiguousLength => closing(reply(
-            StatusCode::BAD_REQUEST,
-            "bad_framing",
-            "Transfer-Encoding and Content-Length together are ambiguous",
-        )),
-    })
+                ),
+                Some(UpstreamFailure::Timeout),
+            )
+        }
+        UpstreamError::Io(ref e) => {
+            unavailable("upstream connection failed", e, UpstreamFailure::Io)
+        }
+        UpstreamError::Closed => unavailable(
+            "upstream closed the connection",
+            &u,
+            UpstreamFailure::Closed,
+        ),
+        UpstreamError::Malformed(ref e) => {
+            unavailable("malformed upstream answer", e, UpstreamFailure::Malformed)
+        }
+        UpstreamError::UnaskedSwitch => unavailable(
+            "upstream switched protocols",
+            &u,
+            UpstreamFailure::UnaskedSwitch,
+        ),
+        UpstreamError::Target(ref e) => {
+            unavailable("bad upstream target", e, UpstreamFailure::Target)
+        }
+        UpstreamError::Client(b) => (body_reply(&b), None),
+    }
 }
 
 pub fn account_error(e: AccountError) -> Response<Body> {
     build(match e {
-        AccountError::Auth(a) => auth_reply(a),
+        AccountError::Auth(a) => auth_reply(a).0,
         AccountError::Validation(detail) => {
             reply(StatusCode::UNPROCESSABLE_ENTITY, "validation", detail)
         }
@@ -284,7 +381,23 @@ pub fn account_error(e: AccountError) -> Response<Body> {
         },
         AccountError::Forbidden(detail) => reply(StatusCode::FORBIDDEN, "forbidden", detail),
         AccountError::NotFound(detail) => reply(StatusCode::NOT_FOUND, "not_found", detail),
-        AccountError::Body(status, detail) => reply(status, "invalid_body", detail),
+        AccountError::NotJson(detail) => {
+            reply(StatusCode::UNSUPPORTED_MEDIA_TYPE, "invalid_body", detail)
+        }
+        AccountError::MalformedJson(detail) => {
+            reply(StatusCode::BAD_REQUEST, "invalid_body", detail)
+        }
+        AccountError::WrongShape(detail) => {
+            reply(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", detail)
+        }
+        AccountError::BodyTooLarge(detail) => {
+            reply(StatusCode::PAYLOAD_TOO_LARGE, "invalid_body", detail)
+        }
+        AccountError::MethodNotAllowed => reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "Method Not Allowed",
+        ),
         AccountError::Session(s) => session_reply(s),
         AccountError::Store(s) => store_reply(s),
         AccountError::Hash(h) => hash_reply(h),

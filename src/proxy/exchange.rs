@@ -45,12 +45,10 @@ impl ExchangeError {
 
     pub(super) fn into_upstream(self) -> UpstreamError {
         match self {
-            ExchangeError::Write(e) | ExchangeError::Read(e) => UpstreamError::Other(Box::new(e)),
-            ExchangeError::Closed => {
-                UpstreamError::Other("upstream closed the connection without answering".into())
-            }
+            ExchangeError::Write(e) | ExchangeError::Read(e) => UpstreamError::Io(e),
+            ExchangeError::Closed => UpstreamError::Closed,
             ExchangeError::Client(e) => UpstreamError::Client(e),
-            ExchangeError::Protocol(e) => UpstreamError::Other(Box::new(e)),
+            ExchangeError::Protocol(e) => UpstreamError::Malformed(e),
         }
     }
 }

@@ -33,14 +33,30 @@ use self::hop_by_hop::strip_hop_by_hop;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// Why forwarding a request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
+    /// No connection to the upstream (refused, unreachable, TLS failed, connect timeout).
     #[error("cannot connect to upstream: {0}")]
     Connect(#[source] BoxError),
+    /// No response head within the route's `response_timeout`.
     #[error("upstream did not answer in time")]
     Timeout,
-    #[error("upstream request failed: {0}")]
-    Other(#[source] BoxError),
+    /// Writing the request or reading the response failed on the connection.
+    #[error("upstream connection failed: {0}")]
+    Io(#[source] std::io::Error),
+    /// The upstream closed the connection without answering.
+    #[error("upstream closed the connection without answering")]
+    Closed,
+    /// The upstream's answer is not HTTP/1.1 as it must be.
+    #[error(transparent)]
+    Malformed(#[from] codec::Malformed),
+    /// `101 Switching Protocols` to a request that asked for no upgrade.
+    #[error("upstream switched protocols without being asked")]
+    UnaskedSwitch,
+    /// The forwarded target is not a valid request target.
+    #[error("cannot build the upstream request target: {0}")]
+    Target(#[source] http::uri::InvalidUri),
     /// The client's request body, not the upstream, failed: a 4xx, never counted as an
     /// upstream failure.
     #[error(transparent)]
@@ -117,8 +133,7 @@ pub fn upstream_target(
         pq.push('?');
         pq.push_str(q);
     }
-    let pq = PathAndQuery::from_maybe_shared(Bytes::from(pq))
-        .map_err(|e| UpstreamError::Other(Box::new(e)))?;
+    let pq = PathAndQuery::from_maybe_shared(Bytes::from(pq)).map_err(UpstreamError::Target)?;
     Ok(Uri::from(pq))
 }
 
@@ -199,9 +214,7 @@ impl Proxy {
         strip_hop_by_hop(&mut headers, switching && upgrade);
         let body = if switching {
             let Some((client_side, tunnel)) = client_upgrade else {
-                return Err(UpstreamError::Other(
-                    "upstream switched protocols without being asked".into(),
-                ));
+                return Err(UpstreamError::UnaskedSwitch);
             };
             tunnel::splice(client_side, conn, tunnel, self.limits.tunnel);
             UpstreamBody::empty()

@@ -365,7 +365,7 @@ async fn a_pooled_connection_dropped_mid_request_is_retried_only_when_safe() {
     send(&proxy, &route, Method::GET, None).await.unwrap();
     // A POST may have been acted on: it is not sent twice.
     let err = send(&proxy, &route, Method::POST, None).await.unwrap_err();
-    assert!(matches!(err, UpstreamError::Other(_)), "{err:?}");
+    assert!(matches!(err, UpstreamError::Closed), "{err:?}");
     let connections: Vec<usize> = up.seen().iter().map(|s| s.connection).collect();
     assert_eq!(connections, [1, 1, 2, 2, 2]);
     assert_eq!(up.accepted(), 2, "no retry connection for the POST");
@@ -382,7 +382,7 @@ async fn malformed_and_truncated_responses_are_errors() {
     let req = || Request::get("/x").body(Full::new(Bytes::new())).unwrap();
     assert!(matches!(
         proxy.forward(&route, req(), &(), None).await,
-        Err(UpstreamError::Other(_))
+        Err(UpstreamError::Malformed(_))
     ));
     let resp = proxy.forward(&route, req(), &(), None).await.unwrap();
     assert!(resp.into_body().collect().await.is_err(), "short body");

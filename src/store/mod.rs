@@ -22,6 +22,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored value is invalid: {0}")]
     Corrupt(String),
+    /// The database's files cannot be reached (its directory cannot be made, say).
+    #[error("database files: {0}")]
+    Io(#[from] std::io::Error),
     #[error("the database did not answer in time")]
     Timeout,
 }

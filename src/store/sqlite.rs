@@ -94,7 +94,8 @@ impl SqliteStore {
             && let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
         {
             std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError::Corrupt(format!("cannot create {}: {e}", Path::new(dir).display()))
+                let what = format!("cannot create {}: {e}", Path::new(dir).display());
+                StoreError::Io(std::io::Error::new(e.kind(), what))
             })?;
         }
         let options = SqliteConnectOptions::from_str(url)?
