@@ -13,7 +13,8 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use portcullis::auth::api_key;
 use portcullis::auth::credentials::{self, Credential};
 use portcullis::cache::{CredentialEntry, IdentityCache, Principal};
-use portcullis::http::headers::{ConnInfo, Forwarding, HeaderPolicy};
+use portcullis::http::client::ConnInfo;
+use portcullis::http::headers::{Forwarding, HeaderPolicy};
 use portcullis::identity::{AuthMethod, Identity, Role};
 use portcullis::path;
 

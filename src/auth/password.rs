@@ -345,5 +345,4 @@ impl Drop for InFlight<'_> {
 }
 
 #[cfg(test)]
-#[path = "password_tests.rs"]
 mod tests;

@@ -248,5 +248,4 @@ fn log(raw: RawLog) -> Result<LogConfig> {
 }
 
 #[cfg(test)]
-#[path = "validate_tests.rs"]
 mod tests;

@@ -4,20 +4,18 @@
 //! then the verified values in. Injection always comes last, so nothing a client sends can
 //! remove or replace what Portcullis sets.
 
-use std::net::{IpAddr, SocketAddr};
-
 use http::header::{CONNECTION, COOKIE, UPGRADE};
 
+use super::client::ConnInfo;
 use crate::proxy::hop_by_hop::{connection_named, is_hop_by_hop};
 use http::{HeaderMap, HeaderName, HeaderValue};
-use ipnet::IpNet;
 
 use crate::auth::credentials::{ACCESS_COOKIE, REFRESH_COOKIE};
 use crate::config::IdentityHeaderNames;
 use crate::identity::{AuthMethod, Identity};
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(super) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
@@ -52,53 +50,6 @@ const UNTRUSTED_PREFIXES: [&str; 1] = ["x-auth-request-"];
 
 /// Credential headers, removed unless the route forwards credentials.
 const CREDENTIAL_HEADERS: [&str; 2] = ["authorization", "x-api-key"];
-
-/// Facts about the client connection, computed once per connection.
-pub struct ConnInfo {
-    pub peer: SocketAddr,
-    pub peer_ip: HeaderValue,
-    /// The peer is a trusted proxy: its `X-Forwarded-*` values are believed.
-    pub trusted: bool,
-    /// The server's hold on the connection (its slot under `max_connections`), released
-    /// when the last holder of this `ConnInfo` — the connection, or a tunnel it became —
-    /// lets go.
-    _slot: Option<Box<dyn Send + Sync>>,
-}
-
-impl std::fmt::Debug for ConnInfo {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConnInfo")
-            .field("peer", &self.peer)
-            .field("trusted", &self.trusted)
-            .finish_non_exhaustive()
-    }
-}
-
-impl ConnInfo {
-    pub fn new(peer: SocketAddr, trusted_proxies: &[IpNet]) -> ConnInfo {
-        let ip = canonical_ip(peer.ip());
-        ConnInfo {
-            peer,
-            peer_ip: HeaderValue::from_str(&ip.to_string())
-                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
-            trusted: trusted_proxies.iter().any(|net| net.contains(&ip)),
-            _slot: None,
-        }
-    }
-
-    /// Keeps `slot` alive as long as this `ConnInfo`.
-    pub fn holding(mut self, slot: impl Send + Sync + 'static) -> ConnInfo {
-        self._slot = Some(Box::new(slot));
-        self
-    }
-}
-
-fn canonical_ip(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
-}
 
 /// Compares a (lower-case) header name with a canonical one, treating `_` and `.` as `-`.
 fn same_folded(name: &[u8], canonical: &[u8]) -> bool {
@@ -303,7 +254,7 @@ pub struct Forwarding<'a> {
     pub upgrade: bool,
 }
 
-fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<HeaderValue> {
+pub(super) fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<HeaderValue> {
     let mut values = headers.get_all(name).iter();
     let first = values.next()?.clone();
     let mut rest = values.peekable();
@@ -429,24 +380,6 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
         }
     }
     new_request_id()
-}
-
-/// The client address for records (sessions): the peer, or for a trusted proxy the
-/// right-most `X-Forwarded-For` entry that is not itself a trusted proxy.
-pub fn client_ip(conn: &ConnInfo, headers: &HeaderMap, trusted: &[IpNet]) -> String {
-    if conn.trusted
-        && let Some(xff) = joined(headers, &X_FORWARDED_FOR)
-        && let Ok(text) = xff.to_str()
-    {
-        for hop in text.rsplit(',').map(str::trim) {
-            match hop.parse::<IpAddr>() {
-                Ok(ip) if trusted.iter().any(|n| n.contains(&canonical_ip(ip))) => continue,
-                Ok(ip) => return canonical_ip(ip).to_string(),
-                Err(_) => break,
-            }
-        }
-    }
-    canonical_ip(conn.peer.ip()).to_string()
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! stages, not their rules.
 
 pub mod body;
+pub mod client;
 pub mod framing;
 pub mod headers;
 pub mod host;
@@ -21,7 +22,8 @@ use hyper::body::Incoming;
 use tower::ServiceExt as _;
 
 use self::body::Body;
-use self::headers::{ConnInfo, Forwarding, X_REQUEST_ID};
+use self::client::ConnInfo;
+use self::headers::{Forwarding, X_REQUEST_ID};
 use self::respond::ProxyError;
 use crate::auth::AuthError;
 use crate::auth::credentials::{self, OwnedCredential, check_csrf, check_origin};
@@ -285,7 +287,7 @@ async fn account(
             .get(USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
-        ip_address: Some(headers::client_ip(
+        ip_address: Some(client::client_ip(
             conn,
             &parts.headers,
             &state.trusted_proxies,

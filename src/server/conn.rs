@@ -26,7 +26,7 @@ use super::drain::Drain;
 use super::io::{Activity, ClientIo, InFlight, Protocol, sniff};
 use crate::http::AppState;
 use crate::http::body::{Body, BoxError};
-use crate::http::headers::ConnInfo;
+use crate::http::client::ConnInfo;
 
 /// The protocol builders and time bounds every connection shares.
 pub struct Protocols {

@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 
 use crate::config::ServerConfig;
 use crate::http::AppState;
-use crate::http::headers::ConnInfo;
+use crate::http::client::ConnInfo;
 use crate::metrics::Metrics;
 
 /// A connection's place under `max_connections`, counted in the open-connections gauge.

@@ -1,4 +1,9 @@
+use std::net::SocketAddr;
+
+use ipnet::IpNet;
+
 use super::*;
+use crate::http::client::client_ip;
 use crate::identity::Role;
 fn policy() -> HeaderPolicy {
     let cfg = crate::config::Config::from_toml("", Vec::new()).unwrap();
