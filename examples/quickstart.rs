@@ -4,8 +4,12 @@
 //!
 //!     cargo run --release --example quickstart
 
-use portcullis::echo::Echo;
 use portcullis::{App, Config};
+
+#[path = "support/echo.rs"]
+mod echo;
+
+use echo::Echo;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -12,7 +12,6 @@
 //! - [`store`]: the `Store` trait and its SQLite implementation.
 //! - [`config`], [`app`], [`admin`], [`logging`], [`metrics`]: configuration, wiring, operator
 //!   endpoints, logs and metrics. [`import`] reads the origin gateway's Redis records.
-//!   [`echo`] is the demo upstream.
 
 pub mod account;
 pub mod app;
@@ -21,7 +20,6 @@ pub mod authz;
 pub mod cache;
 pub mod commands;
 pub mod config;
-pub mod echo;
 pub mod http;
 pub mod identity;
 pub mod import;

@@ -135,7 +135,7 @@ fn keys_generate_writes_a_private_pem() {
 #[tokio::test]
 async fn user_create_then_login_through_the_server() {
     let dir = tempfile::tempdir().unwrap();
-    let echo = portcullis::echo::Echo::start("127.0.0.1:0".parse().unwrap())
+    let echo = crate::echo::Echo::start("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
     let cfg = dir.path().join("p.toml");

@@ -72,7 +72,7 @@ async fn origin_records_import_idempotently_and_keep_working() {
     let db = PgDb::create().await;
     let dir = tempfile::tempdir().unwrap();
     let key = shared_key(dir.path());
-    let echo = portcullis::echo::Echo::start("127.0.0.1:0".parse().unwrap())
+    let echo = crate::echo::Echo::start("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
     let cfg_path = dir.path().join("p.toml");

@@ -7,6 +7,8 @@ mod accounts;
 mod channels;
 mod cli;
 mod connections;
+#[path = "../../examples/support/echo.rs"]
+mod echo;
 mod failures;
 mod framing;
 mod harness;

@@ -6,6 +6,10 @@
 //! `x-echo-bytes: N` answers N bytes of `x` instead of the JSON (at most 64 MiB), and a
 //! WebSocket upgrade becomes a raw byte echo.
 
+// Shared by the `echo` and `quickstart` examples and the integration tests, which each use
+// part of it.
+#![allow(dead_code)]
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
