@@ -4,6 +4,8 @@
 //!
 //!     cargo bench --bench hot_path
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// `criterion_main!` writes an undocumented `main`.
+#![allow(missing_docs)]
 
 use std::hint::black_box;
 use std::sync::Arc;

@@ -25,6 +25,7 @@ use crate::routes::RouteTable;
 
 /// A built application: state plus the background work it needs.
 pub struct App {
+    /// The request path's shared state (tests read the store and metrics through it).
     pub state: Arc<AppState>,
     config: Config,
     key_usage: Option<tokio::sync::mpsc::Receiver<(String, i64)>>,
@@ -33,6 +34,7 @@ pub struct App {
 }
 
 impl App {
+    /// Builds every handle from `config`: the store (migrated when configured), keys, caches, Redis, the routes with their upstreams, and the account API.
     pub async fn build(config: Config) -> anyhow::Result<App> {
         let store = crate::store::open(&config.store, config.store.migrate_on_start)
             .await

@@ -5,7 +5,7 @@ use crate::config::Policy;
 use crate::identity::Identity;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     Allow,
     /// No valid identity where one is required: 401.
     Unauthenticated,
@@ -14,11 +14,11 @@ pub enum Decision {
 }
 
 /// Whether the policy needs the request's credential looked at at all.
-pub fn wants_identity(policy: &Policy) -> bool {
+pub(crate) fn wants_identity(policy: &Policy) -> bool {
     !matches!(policy, Policy::Public)
 }
 
-pub fn decide(policy: &Policy, identity: Option<&Identity>) -> Decision {
+pub(crate) fn decide(policy: &Policy, identity: Option<&Identity>) -> Decision {
     match (policy, identity) {
         (Policy::Public | Policy::Optional, _) => Decision::Allow,
         (Policy::Authenticated | Policy::Roles(_), None) => Decision::Unauthenticated,

@@ -10,12 +10,16 @@ use http::HeaderValue;
 /// A user's role. The set is the origin gateway's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {
+    /// An ordinary user.
     User,
+    /// May use the admin API and admin-only routes.
     Admin,
+    /// The origin gateway's third role.
     Researcher,
 }
 
 impl Role {
+    /// The role named `text` (`user`, `admin`, `researcher`).
     pub fn parse(text: &str) -> Option<Role> {
         match text {
             "user" => Some(Role::User),
@@ -25,6 +29,7 @@ impl Role {
         }
     }
 
+    /// The role's name, as stored and injected.
     pub fn as_str(self) -> &'static str {
         match self {
             Role::User => "user",
@@ -52,8 +57,11 @@ impl<'de> serde::Deserialize<'de> for Role {
 /// How the request proved who it is; sent upstream as `X-Auth-Method`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthMethod {
+    /// An access token in `Authorization: Bearer`.
     Jwt,
+    /// An API key, in `X-API-Key` or as a bearer token.
     ApiKey,
+    /// An access token in the `access_token` cookie.
     Cookie,
 }
 
@@ -73,16 +81,23 @@ impl AuthMethod {
 /// into the upstream request head.
 #[derive(Debug)]
 pub struct Identity {
+    /// The user's id.
     pub user_id: String,
+    /// The user's (normalized) email.
     pub email: String,
+    /// The user's role.
     pub role: Role,
     /// The session an access token belongs to (JWT and cookie credentials).
     pub session_id: Option<String>,
     /// The API key used (API-key credentials).
     pub key_id: Option<String>,
+    /// `user_id`, checked once as a header value.
     pub header_user_id: HeaderValue,
+    /// `email`, checked once as a header value.
     pub header_email: HeaderValue,
+    /// `role`, as a header value.
     pub header_role: HeaderValue,
+    /// `key_id`, checked once as a header value.
     pub header_key_id: Option<HeaderValue>,
     /// Unix seconds of the last `last_used` write for an API key (throttles the writes).
     pub last_used_written: AtomicI64,
@@ -123,6 +138,8 @@ pub struct NotAHeaderValue;
 /// What kind of secret a credential is, which decides how it is verified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CredentialKind {
+    /// A JWT access token.
     AccessToken,
+    /// An API key.
     ApiKey,
 }

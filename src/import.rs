@@ -14,25 +14,35 @@ use crate::identity::Role;
 use crate::store::{ApiKeyRecord, DynStore, NewUser, StoreError};
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+/// What happened to the records of one kind.
 pub struct Counts {
+    /// Written to the store.
     pub imported: u64,
+    /// Already there; left as they are.
     pub skipped: u64,
+    /// Refused by validation.
     pub invalid: u64,
 }
 
 #[derive(Debug, Default)]
+/// What an import did.
 pub struct Report {
+    /// `user:{id}` records.
     pub users: Counts,
+    /// `apikey:{key}` records.
     pub api_keys: Counts,
     /// `(redis key, reason)` for every invalid record.
     pub problems: Vec<(String, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
+/// Why an import stopped.
 pub enum ImportError {
     #[error("Redis: {0}")]
+    /// The origin's Redis could not be read.
     Redis(#[from] redis::RedisError),
     #[error("store: {0}")]
+    /// The store could not be written.
     Store(#[from] StoreError),
 }
 

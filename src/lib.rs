@@ -13,10 +13,10 @@
 //! - [`config`], [`app`], [`admin`], [`logging`], [`metrics`]: configuration, wiring, operator
 //!   endpoints, logs and metrics. [`import`] reads the origin gateway's Redis records.
 
-pub mod account;
+pub(crate) mod account;
 pub mod app;
 pub mod auth;
-pub mod authz;
+pub(crate) mod authz;
 pub mod cache;
 pub mod commands;
 pub mod config;
@@ -25,12 +25,12 @@ pub mod identity;
 pub mod import;
 pub mod logging;
 pub mod metrics;
-pub mod operator;
+pub(crate) mod operator;
 pub mod path;
 pub mod proxy;
-pub mod routes;
+pub(crate) mod routes;
 pub mod secret;
-pub mod server;
+pub(crate) mod server;
 pub mod store;
 
 pub use app::App;

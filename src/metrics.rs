@@ -13,7 +13,10 @@ macro_rules! labels {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         pub enum $name {
-            $($variant),+
+            $(
+                #[doc = concat!("Counted under `", $label, "`.")]
+                $variant
+            ),+
         }
 
         impl $name {
@@ -101,13 +104,18 @@ pub struct Metrics {
 /// Where a request ended up, for the per-route counters.
 #[derive(Debug, Clone, Copy)]
 pub enum RouteSlot {
+    /// The configured route with this index.
     Route(usize),
+    /// The account API (and the JWKS document).
     Account,
+    /// No route matched (404).
     Unmatched,
+    /// Refused before routing (bad path, host or framing).
     Rejected,
 }
 
 impl Metrics {
+    /// An empty registry with a request counter per route.
     pub fn new(route_names: Vec<String>) -> Metrics {
         let slots = route_names.len() + 3;
         Metrics {
@@ -138,6 +146,7 @@ impl Metrics {
         }
     }
 
+    /// Counts a finished request and its latency.
     pub fn record_request(&self, slot: RouteSlot, status: u16, elapsed: Duration) {
         let class = usize::from(status / 100).clamp(1, 5) - 1;
         if let Some(counters) = self.requests.get(self.slot_index(slot)) {
@@ -153,10 +162,12 @@ impl Metrics {
             .fetch_add(micros, Ordering::Relaxed);
     }
 
+    /// Counts an authentication outcome on a proxied route.
     pub fn record_auth(&self, outcome: AuthOutcome) {
         self.auth[outcome as usize].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts an identity-cache lookup.
     pub fn record_cache(&self, hit: bool) {
         let lookup = if hit {
             CacheLookup::Hit
@@ -166,63 +177,78 @@ impl Metrics {
         self.cache[lookup as usize].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts an upstream failure.
     pub fn record_upstream_failure(&self, kind: UpstreamFailure) {
         self.upstream_failures[kind as usize].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts a hash request refused because the queue was full.
     pub fn record_hash_rejection(&self) {
         self.hash_rejections.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts a Redis lookup.
     pub fn record_redis(&self, outcome: RedisOutcome) {
         self.redis[outcome as usize].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Sets whether the invalidation subscription is up.
     pub fn set_redis_subscribed(&self, up: bool) {
         self.redis_subscribed
             .store(u64::from(up), Ordering::Relaxed);
     }
 
+    /// Counts a re-established invalidation subscription.
     pub fn record_redis_resubscribe(&self) {
         self.redis_resubscribes.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts an identity served stale because the store was down.
     pub fn record_stale_served(&self) {
         self.stale_served.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Whether the invalidation subscription is up.
     pub fn redis_subscribed(&self) -> bool {
         self.redis_subscribed.load(Ordering::Relaxed) == 1
     }
 
+    /// Re-established subscriptions so far.
     pub fn redis_resubscribes(&self) -> u64 {
         self.redis_resubscribes.load(Ordering::Relaxed)
     }
 
+    /// Stale identities served so far.
     pub fn stale_served(&self) -> u64 {
         self.stale_served.load(Ordering::Relaxed)
     }
 
+    /// Redis hits so far.
     pub fn redis_hits(&self) -> u64 {
         self.redis[RedisOutcome::Hit as usize].load(Ordering::Relaxed)
     }
 
+    /// Counts an accepted connection in the open-connections gauge.
     pub fn connection_opened(&self) {
         self.connections_open.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Takes a closed connection out of the gauge.
     pub fn connection_closed(&self) {
         self.connections_open.fetch_sub(1, Ordering::Relaxed);
     }
 
+    /// Client connections open now (tunnels included).
     pub fn connections_open(&self) -> u64 {
         self.connections_open.load(Ordering::Relaxed)
     }
 
+    /// Identity-cache hits so far.
     pub fn cache_hits(&self) -> u64 {
         self.cache[CacheLookup::Hit as usize].load(Ordering::Relaxed)
     }
 
+    /// Identity-cache misses so far.
     pub fn cache_misses(&self) -> u64 {
         self.cache[CacheLookup::Miss as usize].load(Ordering::Relaxed)
     }

@@ -59,7 +59,7 @@ async fn handle(
     })
 }
 
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()>,

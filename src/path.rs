@@ -7,24 +7,34 @@
 use std::borrow::Cow;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+/// Why a path has no one canonical spelling (400).
 pub enum PathError {
     #[error("the request path must start with '/'")]
+    /// Not starting with `/`.
     NotAbsolute,
     #[error("the request path has a malformed percent-encoding")]
+    /// A `%` not followed by two hex digits.
     BadPercentEncoding,
     #[error("the request path has an encoded '/' or '\\'")]
+    /// `%2F` or `%5C`.
     EncodedSeparator,
     #[error("the request path has a backslash")]
+    /// A raw `\\`.
     Backslash,
     #[error("the request path has a NUL or control character")]
+    /// `%00`, another control character, or DEL.
     ControlByte,
     #[error("the request path has a ';' path parameter")]
+    /// A `;` (raw or encoded).
     PathParameter,
     #[error("the request path has a raw non-ASCII byte")]
+    /// A raw byte above 0x7F.
     NonAscii,
     #[error("the request path climbs above the root")]
+    /// More `..` than segments.
     AboveRoot,
     #[error("the request path is percent-encoded twice")]
+    /// `%25` followed by two hex digits.
     DoubleEncoding,
 }
 

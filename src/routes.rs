@@ -12,17 +12,17 @@ use crate::proxy::Upstream;
 
 /// A route: its rule (what it matches, who may use it, how it forwards) and the upstream it
 /// forwards to.
-pub struct Route {
+pub(crate) struct Route {
     pub rule: RouteConfig,
     pub upstream: Arc<Upstream>,
 }
 
-pub struct RouteTable {
+pub(crate) struct RouteTable {
     routes: Vec<Route>,
 }
 
 /// Whether a route's prefix covers `path`, by the route's own case rule.
-pub fn route_covers(route: &RouteConfig, path: &str) -> bool {
+pub(crate) fn route_covers(route: &RouteConfig, path: &str) -> bool {
     if route.case_sensitive {
         under_prefix(path, &route.prefix)
     } else {
@@ -32,7 +32,7 @@ pub fn route_covers(route: &RouteConfig, path: &str) -> bool {
 
 impl RouteTable {
     /// The table of `rules`, each with its upstream (public web PKI roots for `https://`).
-    pub fn new(rules: Vec<RouteConfig>) -> RouteTable {
+    pub(crate) fn new(rules: Vec<RouteConfig>) -> RouteTable {
         RouteTable {
             routes: rules
                 .into_iter()
@@ -44,13 +44,13 @@ impl RouteTable {
         }
     }
 
-    pub fn routes(&self) -> &[Route] {
+    pub(crate) fn routes(&self) -> &[Route] {
         &self.routes
     }
 
     /// The first route matching the request, with its index. `host` is the request's host
     /// without port or trailing dot (`http::host::for_matching`).
-    pub fn match_route(
+    pub(crate) fn match_route(
         &self,
         method: &Method,
         host: Option<&str>,
@@ -68,7 +68,7 @@ impl RouteTable {
 }
 
 /// The path to forward: with the route prefix removed when `strip_prefix` is set.
-pub fn forwarded_path<'a>(route: &RouteConfig, path: &'a str) -> &'a str {
+pub(crate) fn forwarded_path<'a>(route: &RouteConfig, path: &'a str) -> &'a str {
     if !route.strip_prefix || route.prefix == "/" {
         return path;
     }

@@ -13,10 +13,12 @@ pub(crate) const BASE62: &[u8; 62] =
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a secret.
     pub fn new(value: String) -> Secret {
         Secret(value)
     }
 
+    /// The secret itself, for the code that must use it.
     pub fn expose(&self) -> &str {
         &self.0
     }

@@ -27,20 +27,20 @@ use tokio::net::TcpListener;
 
 /// One request as the upstream saw it.
 #[derive(Debug, Clone)]
-pub struct Recorded {
-    pub method: String,
+pub(crate) struct Recorded {
+    pub(crate) method: String,
     /// Path and query exactly as received.
-    pub target: String,
+    pub(crate) target: String,
     /// Every header, in order, names lower-cased.
-    pub headers: Vec<(String, String)>,
-    pub body_len: usize,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body_len: usize,
     /// The client's address: tells which connection a request came on.
-    pub peer: SocketAddr,
+    pub(crate) peer: SocketAddr,
 }
 
 impl Recorded {
     /// All values of a header.
-    pub fn header_all(&self, name: &str) -> Vec<&str> {
+    pub(crate) fn header_all(&self, name: &str) -> Vec<&str> {
         self.headers
             .iter()
             .filter(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -48,21 +48,21 @@ impl Recorded {
             .collect()
     }
 
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.header_all(name).into_iter().next()
     }
 }
 
 #[derive(Clone)]
-pub struct Echo {
-    pub addr: SocketAddr,
+pub(crate) struct Echo {
+    pub(crate) addr: SocketAddr,
     received: Arc<Mutex<Vec<Recorded>>>,
     accepted: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Echo {
     /// Binds `addr` (use port 0 for any) and serves in the background.
-    pub async fn start(addr: SocketAddr) -> std::io::Result<Echo> {
+    pub(crate) async fn start(addr: SocketAddr) -> std::io::Result<Echo> {
         let listener = TcpListener::bind(addr).await?;
         let echo = Echo {
             addr: listener.local_addr()?,
@@ -86,20 +86,20 @@ impl Echo {
         Ok(echo)
     }
 
-    pub fn requests(&self) -> Vec<Recorded> {
+    pub(crate) fn requests(&self) -> Vec<Recorded> {
         self.received.lock().map(|r| r.clone()).unwrap_or_default()
     }
 
     /// Connections accepted so far.
-    pub fn connections(&self) -> usize {
+    pub(crate) fn connections(&self) -> usize {
         self.accepted.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    pub fn last(&self) -> Option<Recorded> {
+    pub(crate) fn last(&self) -> Option<Recorded> {
         self.requests().pop()
     }
 
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         if let Ok(mut r) = self.received.lock() {
             r.clear();
         }

@@ -17,7 +17,7 @@ use crate::auth::api_key;
 use crate::store::ApiKeyRecord;
 
 #[derive(Deserialize)]
-pub struct CreateBody {
+pub(super) struct CreateBody {
     name: String,
     expires_in_days: Option<i64>,
 }
@@ -31,7 +31,7 @@ struct CreatedKey {
     expires_at: Option<DateTime<Utc>>,
 }
 
-pub async fn create(
+pub(super) async fn create(
     State(ctx): State<Arc<AccountCtx>>,
     SessionCaller(caller): SessionCaller,
     JsonBody(body): JsonBody<CreateBody>,
@@ -88,11 +88,11 @@ struct ListedKey {
 }
 
 #[derive(Serialize)]
-pub struct KeyList {
+pub(super) struct KeyList {
     api_keys: Vec<ListedKey>,
 }
 
-pub async fn list(
+pub(super) async fn list(
     State(ctx): State<Arc<AccountCtx>>,
     SessionCaller(caller): SessionCaller,
 ) -> Result<Json<KeyList>> {
@@ -112,7 +112,7 @@ pub async fn list(
     }))
 }
 
-pub async fn revoke(
+pub(super) async fn revoke(
     State(ctx): State<Arc<AccountCtx>>,
     SessionCaller(caller): SessionCaller,
     Path(key_id): Path<String>,

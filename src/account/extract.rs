@@ -35,7 +35,7 @@ fn bytes_rejection(r: BytesRejection) -> AccountError {
 
 /// A JSON body: 415 without a JSON content type, 400 when malformed, 413 when too large,
 /// 422 when well-formed but of the wrong shape.
-pub struct JsonBody<T>(pub T);
+pub(super) struct JsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = AccountError;
@@ -49,7 +49,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 }
 
 /// Like `JsonBody`, but an empty body means `T::default()`.
-pub struct OptionalJsonBody<T>(pub T);
+pub(super) struct OptionalJsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJsonBody<T> {
     type Rejection = AccountError;
@@ -70,7 +70,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
 }
 
 /// Query parameters; a malformed query string is a 400 in the `{"detail"}` shape.
-pub struct QueryParams<T>(pub T);
+pub(super) struct QueryParams<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T> {
     type Rejection = AccountError;
@@ -85,7 +85,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
 
 /// The authenticated caller, resolved exactly as on proxied routes (same credentials, same
 /// cache, same CSRF rule for cookies).
-pub struct Caller {
+pub(super) struct Caller {
     pub identity: Arc<Identity>,
 }
 
@@ -108,10 +108,10 @@ impl FromRequestParts<Arc<AccountCtx>> for Caller {
 /// A caller signed in with a session (an access token, as a bearer token or the cookie):
 /// operations that manage the account itself refuse API keys, so a leaked key cannot mint
 /// keys, change the password or end the owner's sessions.
-pub struct SessionCaller(pub Caller);
+pub(super) struct SessionCaller(pub Caller);
 
 /// The 403 for an account operation attempted without a session.
-pub fn session_required() -> AccountError {
+pub(super) fn session_required() -> AccountError {
     AccountError::Forbidden(
         "This operation needs a signed-in session; API keys cannot manage the account",
     )
@@ -133,7 +133,7 @@ impl FromRequestParts<Arc<AccountCtx>> for SessionCaller {
 }
 
 /// A caller whose role is `admin`.
-pub struct AdminCaller(pub Caller);
+pub(super) struct AdminCaller(pub Caller);
 
 impl FromRequestParts<Arc<AccountCtx>> for AdminCaller {
     type Rejection = AccountError;

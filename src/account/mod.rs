@@ -7,7 +7,7 @@ mod extract;
 mod profile;
 mod session_routes;
 mod user_admin;
-pub mod validate;
+pub(crate) mod validate;
 
 use std::sync::Arc;
 
@@ -29,7 +29,7 @@ use crate::identity::Role;
 use crate::store::{DynStore, StoreError, User};
 
 /// What the account handlers need; built once in `app.rs`.
-pub struct AccountCtx {
+pub(crate) struct AccountCtx {
     pub store: DynStore,
     pub hasher: Arc<PasswordHasher>,
     pub sessions: Arc<Sessions>,
@@ -44,7 +44,7 @@ pub struct AccountCtx {
 /// Everything that can go wrong in an account request. `http::respond` turns each variant
 /// into a response in one exhaustive match.
 #[derive(Debug, thiserror::Error)]
-pub enum AccountError {
+pub(crate) enum AccountError {
     #[error(transparent)]
     Auth(#[from] AuthError),
     #[error("{0}")]
@@ -79,11 +79,11 @@ pub enum AccountError {
     Hash(#[from] HashError),
 }
 
-pub type Result<T> = std::result::Result<T, AccountError>;
+pub(crate) type Result<T> = std::result::Result<T, AccountError>;
 
 /// A user as the API shows it (never the password hash).
 #[derive(Debug, Serialize)]
-pub struct UserOut {
+pub(crate) struct UserOut {
     pub user_id: String,
     pub email: String,
     pub full_name: String,
@@ -112,11 +112,11 @@ impl From<User> for UserOut {
 }
 
 #[derive(Debug, Serialize)]
-pub struct Message {
+pub(crate) struct Message {
     pub message: &'static str,
 }
 
-pub fn message(text: &'static str) -> axum::Json<Message> {
+pub(crate) fn message(text: &'static str) -> axum::Json<Message> {
     axum::Json(Message { message: text })
 }
 
@@ -204,7 +204,7 @@ async fn method_not_allowed() -> AccountError {
 }
 
 /// The account API's router; paths are relative to the mount.
-pub fn router(ctx: Arc<AccountCtx>) -> Router {
+pub(crate) fn router(ctx: Arc<AccountCtx>) -> Router {
     let limit = ctx.accounts.max_body_bytes;
     Router::new()
         .route("/register", post(session_routes::register))

@@ -17,17 +17,20 @@ async fn current_user(ctx: &AccountCtx, caller: &Caller) -> Result<crate::store:
         .ok_or(AccountError::NotFound("User not found"))
 }
 
-pub async fn me(State(ctx): State<Arc<AccountCtx>>, caller: Caller) -> Result<Json<UserOut>> {
+pub(super) async fn me(
+    State(ctx): State<Arc<AccountCtx>>,
+    caller: Caller,
+) -> Result<Json<UserOut>> {
     Ok(Json(current_user(&ctx, &caller).await?.into()))
 }
 
 #[derive(Deserialize)]
-pub struct UpdateMeBody {
+pub(super) struct UpdateMeBody {
     full_name: Option<String>,
     organization: Option<String>,
 }
 
-pub async fn update_me(
+pub(super) async fn update_me(
     State(ctx): State<Arc<AccountCtx>>,
     SessionCaller(caller): SessionCaller,
     JsonBody(body): JsonBody<UpdateMeBody>,
@@ -43,7 +46,7 @@ pub async fn update_me(
 }
 
 #[derive(Deserialize)]
-pub struct ChangePasswordBody {
+pub(super) struct ChangePasswordBody {
     current_password: Secret,
     new_password: Secret,
     /// Also revoke every API key of the user (default: keys keep working).
@@ -53,7 +56,7 @@ pub struct ChangePasswordBody {
 
 /// Changes the password and ends every other session of the user (the current one stays).
 /// With `revoke_api_keys`, the user's API keys are revoked too.
-pub async fn change_password(
+pub(super) async fn change_password(
     State(ctx): State<Arc<AccountCtx>>,
     SessionCaller(caller): SessionCaller,
     JsonBody(body): JsonBody<ChangePasswordBody>,

@@ -18,7 +18,7 @@ use crate::secret::Secret;
 use crate::store::{NewUser, StoreError};
 
 #[derive(Deserialize)]
-pub struct RegisterBody {
+pub(super) struct RegisterBody {
     email: String,
     password: Secret,
     full_name: String,
@@ -76,7 +76,7 @@ pub(super) async fn insert_user(
     Ok(ctx.store.create_user(&new).await?)
 }
 
-pub async fn register(
+pub(super) async fn register(
     State(ctx): State<Arc<AccountCtx>>,
     meta: Option<Extension<ClientMeta>>,
     JsonBody(body): JsonBody<RegisterBody>,
@@ -98,12 +98,12 @@ pub async fn register(
 }
 
 #[derive(Deserialize)]
-pub struct LoginBody {
+pub(super) struct LoginBody {
     email: String,
     password: Secret,
 }
 
-pub async fn login(
+pub(super) async fn login(
     State(ctx): State<Arc<AccountCtx>>,
     meta: Option<Extension<ClientMeta>>,
     JsonBody(body): JsonBody<LoginBody>,
@@ -142,11 +142,11 @@ pub async fn login(
 }
 
 #[derive(Deserialize, Default)]
-pub struct RefreshBody {
+pub(super) struct RefreshBody {
     refresh_token: Option<Secret>,
 }
 
-pub async fn refresh(
+pub(super) async fn refresh(
     State(ctx): State<Arc<AccountCtx>>,
     method: Method,
     headers: HeaderMap,
@@ -170,12 +170,12 @@ pub async fn refresh(
 }
 
 #[derive(Deserialize, Default)]
-pub struct LogoutBody {
+pub(super) struct LogoutBody {
     refresh_token: Option<Secret>,
     revoke_all: Option<bool>,
 }
 
-pub async fn logout(
+pub(super) async fn logout(
     State(ctx): State<Arc<AccountCtx>>,
     caller: Caller,
     headers: HeaderMap,

@@ -17,20 +17,20 @@ use crate::secret::Secret;
 use crate::store::UserPatch;
 
 #[derive(Deserialize)]
-pub struct PageQuery {
+pub(super) struct PageQuery {
     page: Option<u32>,
     page_size: Option<u32>,
 }
 
 #[derive(Serialize)]
-pub struct UserPage {
+pub(super) struct UserPage {
     users: Vec<UserOut>,
     total: i64,
     page: u32,
     page_size: u32,
 }
 
-pub async fn list(
+pub(super) async fn list(
     State(ctx): State<Arc<AccountCtx>>,
     _admin: AdminCaller,
     QueryParams(q): QueryParams<PageQuery>,
@@ -54,7 +54,7 @@ pub async fn list(
 }
 
 #[derive(Deserialize)]
-pub struct CreateBody {
+pub(super) struct CreateBody {
     email: String,
     password: Secret,
     full_name: String,
@@ -63,7 +63,7 @@ pub struct CreateBody {
     disabled: Option<bool>,
 }
 
-pub async fn create(
+pub(super) async fn create(
     State(ctx): State<Arc<AccountCtx>>,
     AdminCaller(admin): AdminCaller,
     JsonBody(body): JsonBody<CreateBody>,
@@ -89,7 +89,7 @@ pub async fn create(
 }
 
 #[derive(Deserialize)]
-pub struct UpdateBody {
+pub(super) struct UpdateBody {
     email: Option<String>,
     full_name: Option<String>,
     organization: Option<String>,
@@ -138,7 +138,7 @@ async fn apply(
     Ok(user)
 }
 
-pub async fn update(
+pub(super) async fn update(
     State(ctx): State<Arc<AccountCtx>>,
     admin: AdminCaller,
     Path(user_id): Path<String>,
@@ -171,7 +171,7 @@ async fn set_disabled(
     apply(ctx, admin, user_id, patch).await.map(drop)
 }
 
-pub async fn disable(
+pub(super) async fn disable(
     State(ctx): State<Arc<AccountCtx>>,
     admin: AdminCaller,
     Path(user_id): Path<String>,
@@ -180,7 +180,7 @@ pub async fn disable(
     Ok(message("User disabled"))
 }
 
-pub async fn enable(
+pub(super) async fn enable(
     State(ctx): State<Arc<AccountCtx>>,
     admin: AdminCaller,
     Path(user_id): Path<String>,
@@ -190,11 +190,11 @@ pub async fn enable(
 }
 
 #[derive(Deserialize)]
-pub struct RoleQuery {
+pub(super) struct RoleQuery {
     role: String,
 }
 
-pub async fn set_role(
+pub(super) async fn set_role(
     State(ctx): State<Arc<AccountCtx>>,
     admin: AdminCaller,
     Path(user_id): Path<String>,

@@ -4,19 +4,19 @@
 use crate::config::PasswordPolicy;
 use crate::store::UserPatch;
 
-pub type Invalid = String;
+pub(crate) type Invalid = String;
 
 /// The one spelling of an address that is stored, compared and injected: NFKC-normalized
 /// and case-folded (lower case), then NFKC again (lower-casing can leave a string that is
 /// not NFKC). `ｕ1@Example.test` and `u1@example.test` are one address.
-pub fn normalize_email(raw: &str) -> String {
+pub(crate) fn normalize_email(raw: &str) -> String {
     use unicode_normalization::UnicodeNormalization as _;
     let folded: String = raw.trim().nfkc().collect::<String>().to_lowercase();
     folded.nfkc().collect()
 }
 
 /// A syntactically valid address, in its normalized form (`normalize_email`).
-pub fn email(raw: &str) -> Result<String, Invalid> {
+pub(crate) fn email(raw: &str) -> Result<String, Invalid> {
     let bad = || "Invalid email address".to_string();
     let normalized = normalize_email(raw);
     let text = normalized.as_str();
@@ -51,7 +51,7 @@ pub fn email(raw: &str) -> Result<String, Invalid> {
     Ok(normalized)
 }
 
-pub fn password(policy: &PasswordPolicy, pw: &str) -> Result<(), Invalid> {
+pub(crate) fn password(policy: &PasswordPolicy, pw: &str) -> Result<(), Invalid> {
     let n = pw.chars().count();
     if n < policy.min_length || n > policy.max_length {
         return Err(format!(
@@ -75,7 +75,7 @@ pub fn password(policy: &PasswordPolicy, pw: &str) -> Result<(), Invalid> {
 }
 
 /// A required single-line text field of at most `max` characters, trimmed.
-pub fn text(field: &str, value: &str, max: usize) -> Result<String, Invalid> {
+pub(crate) fn text(field: &str, value: &str, max: usize) -> Result<String, Invalid> {
     let v = value.trim();
     if v.is_empty() {
         return Err(format!("{field} must not be empty"));
@@ -90,7 +90,7 @@ pub fn text(field: &str, value: &str, max: usize) -> Result<String, Invalid> {
 }
 
 /// An optional text field; empty means absent.
-pub fn optional_text(
+pub(crate) fn optional_text(
     field: &str,
     value: Option<&str>,
     max: usize,
@@ -103,7 +103,7 @@ pub fn optional_text(
 
 /// A patch of the profile fields (`full_name`, `organization`); an empty organization
 /// clears it.
-pub fn profile_patch(
+pub(crate) fn profile_patch(
     full_name: Option<&str>,
     organization: Option<&str>,
 ) -> Result<UserPatch, Invalid> {

@@ -4,12 +4,14 @@
 
 use crate::secret::{BASE62, hash, random_base62};
 
+/// What every key Portcullis mints starts with.
 pub const PREFIX: &str = "pc_";
 /// Keys imported from the origin gateway (`rpa_` + URL-safe base64). They carry no checksum;
 /// only their shape is checked before the lookup.
 pub const LEGACY_PREFIX: &str = "rpa_";
 const BODY_LEN: usize = 43;
 const CHECKSUM_LEN: usize = 6;
+/// The length of a key Portcullis mints.
 pub const KEY_LEN: usize = PREFIX.len() + BODY_LEN + CHECKSUM_LEN;
 
 fn checksum(prefix_and_body: &str) -> [u8; CHECKSUM_LEN] {
@@ -25,11 +27,15 @@ fn checksum(prefix_and_body: &str) -> [u8; CHECKSUM_LEN] {
 /// A newly minted key. `key` is shown to its owner once and never stored.
 #[derive(Debug)]
 pub struct NewKey {
+    /// The key itself.
     pub key: String,
+    /// Its SHA-256, hex: what is stored.
     pub hash_hex: String,
+    /// What listings show.
     pub hint: String,
 }
 
+/// Mints a key: 256 random bits in base62, then the checksum.
 pub fn generate() -> NewKey {
     let mut key = String::with_capacity(KEY_LEN);
     key.push_str(PREFIX);

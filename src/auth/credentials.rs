@@ -8,15 +8,22 @@ use http::{HeaderMap, HeaderName, Method};
 use super::{AuthError, api_key};
 
 use crate::identity::{AuthMethod, CredentialKind};
+/// The cookie that carries an access token.
 pub const ACCESS_COOKIE: &str = "access_token";
+/// The cookie that carries a refresh token (scoped to the account API).
 pub const REFRESH_COOKIE: &str = "refresh_token";
+/// The header that carries an API key.
 pub static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 static SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
 
 #[derive(Debug, Clone, Copy)]
+/// A credential found in a request, borrowed from it.
 pub struct Credential<'a> {
+    /// The secret as presented.
     pub secret: &'a str,
+    /// What it is verified as (decided by its channel).
     pub kind: CredentialKind,
+    /// How it was presented.
     pub method: AuthMethod,
 }
 
@@ -29,6 +36,7 @@ pub struct OwnedCredential {
 }
 
 impl OwnedCredential {
+    /// The credential, borrowed again.
     pub fn borrow(&self) -> Credential<'_> {
         Credential {
             secret: self.secret.expose(),

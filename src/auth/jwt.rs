@@ -16,14 +16,14 @@ use crate::identity::Role;
 /// it accepts a list that contains its own.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(untagged)]
-pub enum Audience {
+pub(crate) enum Audience {
     One(String),
     Many(Vec<String>),
 }
 
 /// The claims of a Portcullis access token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AccessClaims {
+pub(crate) struct AccessClaims {
     pub iss: String,
     pub aud: Audience,
     pub sub: String,
@@ -36,11 +36,12 @@ pub struct AccessClaims {
     pub jti: String,
 }
 
+/// An access token could not be signed.
 #[derive(Debug, thiserror::Error)]
 #[error("token signing failed: {0}")]
 pub struct SignError(#[from] jsonwebtoken::errors::Error);
 
-pub struct JwtKeys {
+pub(crate) struct JwtKeys {
     material: KeyMaterial,
     validation: Validation,
     issuer: String,
@@ -51,7 +52,7 @@ pub struct JwtKeys {
 }
 
 impl JwtKeys {
-    pub fn new(material: KeyMaterial, cfg: &TokenConfig) -> JwtKeys {
+    pub(crate) fn new(material: KeyMaterial, cfg: &TokenConfig) -> JwtKeys {
         let mut validation = Validation::new(material.algorithm);
         validation.algorithms = vec![material.algorithm];
         validation.leeway = cfg.leeway.as_secs();
@@ -75,20 +76,20 @@ impl JwtKeys {
         }
     }
 
-    pub fn leeway_secs(&self) -> i64 {
+    pub(crate) fn leeway_secs(&self) -> i64 {
         self.leeway_secs
     }
 
-    pub fn access_ttl_secs(&self) -> i64 {
+    pub(crate) fn access_ttl_secs(&self) -> i64 {
         self.access_ttl_secs
     }
 
-    pub fn jwks(&self) -> serde_json::Value {
+    pub(crate) fn jwks(&self) -> serde_json::Value {
         self.material.jwks()
     }
 
     /// Signs an access token for a session; returns the token and its `exp`.
-    pub fn issue(
+    pub(crate) fn issue(
         &self,
         user_id: &str,
         email: &str,
@@ -127,7 +128,7 @@ impl JwtKeys {
     /// `kid`, no `crit` extensions, `iat` not in the future, and for tokens signed with this
     /// instance's own key a lifetime no longer than it issues). The error is a message safe
     /// to show the client.
-    pub fn verify(&self, token: &str) -> Result<AccessClaims, &'static str> {
+    pub(crate) fn verify(&self, token: &str) -> Result<AccessClaims, &'static str> {
         if token.len() > self.max_token_bytes {
             return Err("Token is too long");
         }

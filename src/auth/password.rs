@@ -18,7 +18,7 @@ use crate::config::HashingConfig;
 use crate::metrics::Metrics;
 use crate::secret::Secret;
 #[derive(Debug, thiserror::Error)]
-pub enum HashError {
+pub(crate) enum HashError {
     #[error("too many password operations in progress")]
     Busy,
     #[error("password hashing failed: {0}")]
@@ -27,7 +27,7 @@ pub enum HashError {
 
 /// The result of checking a password.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Verified {
+pub(crate) struct Verified {
     pub ok: bool,
     /// The stored hash is bcrypt or weaker argon2 parameters: store a fresh hash.
     pub needs_rehash: bool,
@@ -82,7 +82,7 @@ impl Pool {
     }
 }
 
-pub struct PasswordHasher {
+pub(crate) struct PasswordHasher {
     params: Params,
     pool: Pool,
     in_flight: AtomicUsize,
@@ -237,7 +237,10 @@ fn dummy_hash(params: &Params) -> Result<String, HashError> {
 }
 
 impl PasswordHasher {
-    pub fn new(cfg: &HashingConfig, metrics: Arc<Metrics>) -> Result<PasswordHasher, HashError> {
+    pub(crate) fn new(
+        cfg: &HashingConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<PasswordHasher, HashError> {
         let params = Params::new(cfg.memory_kib, cfg.iterations, cfg.parallelism, None)
             .map_err(|e| HashError::Internal(e.to_string()))?;
         let dummy_hash = dummy_hash(&params)?;
@@ -278,7 +281,7 @@ impl PasswordHasher {
             .map_err(|_| HashError::Internal("hashing job dropped".into()))
     }
 
-    pub async fn hash(&self, password: &Secret) -> Result<String, HashError> {
+    pub(crate) async fn hash(&self, password: &Secret) -> Result<String, HashError> {
         let password = password.clone();
         self.run(move |params| hash_now(params, password.expose()))
             .await?
@@ -286,7 +289,7 @@ impl PasswordHasher {
 
     /// Checks `password` against `stored`, or against a dummy hash when there is no user, so
     /// that an unknown email costs the same as a wrong password.
-    pub async fn verify(
+    pub(crate) async fn verify(
         &self,
         password: &Secret,
         stored: Option<&str>,
@@ -310,7 +313,7 @@ impl PasswordHasher {
 
 /// `portcullis hash-rate`: argon2id hashes per second at `cfg`'s parameters, on `threads`
 /// threads at normal priority, over `duration`.
-pub fn measure_rate(
+pub(crate) fn measure_rate(
     cfg: &HashingConfig,
     threads: usize,
     duration: Duration,

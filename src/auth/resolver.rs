@@ -21,8 +21,9 @@ use crate::metrics::Metrics;
 use crate::store::{DynStore, KeyPrincipal, SessionPrincipal, StoreError};
 
 /// `last_used` is written at most this often per key.
-pub const LAST_USED_INTERVAL_SECS: i64 = 60;
+pub(crate) const LAST_USED_INTERVAL_SECS: i64 = 60;
 
+/// Resolves credentials to identities through the tiers (see the module).
 pub struct Resolver {
     jwt: Arc<JwtKeys>,
     store: DynStore,
@@ -114,7 +115,7 @@ fn is_unavailable(e: &AuthError) -> bool {
 
 impl Resolver {
     /// Also returns the receiving end of the key-usage channel, for `run_key_usage_writer`.
-    pub fn new(
+    pub(crate) fn new(
         jwt: Arc<JwtKeys>,
         store: DynStore,
         cache: Arc<IdentityCache>,
@@ -134,10 +135,11 @@ impl Resolver {
     }
 
     /// Changes after every revocation applied here (see `IdentityCache::evictions`).
-    pub fn evictions(&self) -> tokio::sync::watch::Receiver<u64> {
+    pub(crate) fn evictions(&self) -> tokio::sync::watch::Receiver<u64> {
         self.cache.evictions()
     }
 
+    /// The identity `cred` proves, or why it proves none.
     pub async fn resolve(&self, cred: &Credential<'_>) -> Result<Arc<Identity>, AuthError> {
         let hash = crate::secret::hash(cred.secret);
         let now = Utc::now().timestamp();
@@ -320,7 +322,7 @@ impl Resolver {
 }
 
 /// Drains the key-usage channel into the store in batches, off the request path.
-pub async fn run_key_usage_writer(store: DynStore, mut rx: mpsc::Receiver<(String, i64)>) {
+pub(crate) async fn run_key_usage_writer(store: DynStore, mut rx: mpsc::Receiver<(String, i64)>) {
     let mut batch = Vec::with_capacity(256);
     while rx.recv_many(&mut batch, 256).await > 0 {
         let used: Vec<_> = batch

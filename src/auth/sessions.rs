@@ -14,16 +14,22 @@ use crate::store::{DynStore, NewRefreshToken, NewSession, Rotation, StoreError, 
 
 const REFRESH_PREFIX: &str = "pcr_";
 
+/// Why a session could not be started, refreshed or ended.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
+    /// Unknown, expired, or its session has ended.
     #[error("Invalid refresh token")]
     InvalidRefreshToken,
+    /// Already spent.
     #[error("Refresh token already used")]
     RefreshTokenReused,
+    /// The user is disabled.
     #[error("User account is disabled")]
     Disabled,
+    /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The access token could not be signed.
     #[error(transparent)]
     Sign(#[from] SignError),
 }
@@ -31,19 +37,24 @@ pub enum SessionError {
 /// The client's side of a session start or refresh.
 #[derive(Debug)]
 pub struct IssuedTokens {
+    /// The access token (a JWT).
     pub access_token: String,
+    /// The refresh token (`pcr_…`), shown once.
     pub refresh_token: String,
+    /// Seconds until the access token expires.
     pub expires_in: i64,
-    pub session_id: String,
 }
 
 /// Where a session was started from, kept with its refresh tokens.
 #[derive(Debug, Clone, Default)]
 pub struct ClientMeta {
+    /// The client's `User-Agent`.
     pub user_agent: Option<String>,
+    /// The client's address.
     pub ip_address: Option<String>,
 }
 
+/// Starts, rotates and ends sessions (see the module).
 pub struct Sessions {
     store: DynStore,
     jwt: Arc<JwtKeys>,
@@ -72,7 +83,7 @@ fn truncate(s: Option<String>, max: usize) -> Option<String> {
 }
 
 impl Sessions {
-    pub fn new(
+    pub(crate) fn new(
         store: DynStore,
         jwt: Arc<JwtKeys>,
         revocations: Revocations,
@@ -119,7 +130,6 @@ impl Sessions {
             access_token,
             refresh_token,
             expires_in: self.jwt.access_ttl_secs(),
-            session_id,
         })
     }
 
@@ -146,7 +156,7 @@ impl Sessions {
 
     /// Spends a refresh token for a new pair. A token presented again after its grace window
     /// ends its whole session (the family): someone has a copy.
-    pub async fn refresh(
+    pub(crate) async fn refresh(
         &self,
         presented: &str,
         meta: &ClientMeta,
@@ -188,7 +198,7 @@ impl Sessions {
     }
 
     /// Ends one session; its access tokens stop working on the next request.
-    pub async fn end(&self, session_id: &str) -> Result<(), SessionError> {
+    pub(crate) async fn end(&self, session_id: &str) -> Result<(), SessionError> {
         self.store.revoke_session(session_id, Utc::now()).await?;
         self.revocations
             .sessions_ended(vec![session_id.to_string()])
@@ -197,7 +207,11 @@ impl Sessions {
     }
 
     /// Ends all of a user's sessions but `except`.
-    pub async fn end_all(&self, user_id: &str, except: Option<&str>) -> Result<(), SessionError> {
+    pub(crate) async fn end_all(
+        &self,
+        user_id: &str,
+        except: Option<&str>,
+    ) -> Result<(), SessionError> {
         let ended = self
             .store
             .revoke_user_sessions(user_id, except, Utc::now())
@@ -207,7 +221,7 @@ impl Sessions {
     }
 
     /// The session and owner of a refresh token, if it is one of ours.
-    pub async fn session_of(
+    pub(crate) async fn session_of(
         &self,
         refresh_token: &str,
     ) -> Result<Option<(String, String)>, SessionError> {

@@ -16,10 +16,18 @@ use serde_json::{Value, json};
 use crate::config::TokenConfig;
 
 #[derive(Debug, thiserror::Error)]
+/// Why signing or verification keys could not be loaded or made.
 pub enum KeyError {
     #[error("{path}: {message}")]
-    File { path: String, message: String },
+    /// A key file could not be read or written, or holds no usable key.
+    File {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        message: String,
+    },
     #[error("key generation failed")]
+    /// The crypto library could not generate a key.
     Generate,
 }
 
@@ -43,15 +51,21 @@ enum PublicKey {
 
 /// A verification key with its id and JWK.
 pub struct VerifyingKey {
+    /// The key's id (its RFC 7638 thumbprint).
     pub kid: String,
+    /// The key that verifies signatures.
     pub key: DecodingKey,
+    /// Its public JWK, for `/.well-known/jwks.json` (none for HS256).
     pub jwk: Option<Value>,
 }
 
 /// Everything needed to sign and verify tokens with the configured algorithm.
 pub struct KeyMaterial {
+    /// The one algorithm signed and accepted.
     pub algorithm: Algorithm,
+    /// The key's id (its RFC 7638 thumbprint).
     pub kid: String,
+    /// The key that signs.
     pub encoding: EncodingKey,
     /// The signing key's public half first, then any extra verification keys.
     pub verifying: Vec<VerifyingKey>,

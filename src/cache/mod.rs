@@ -8,7 +8,7 @@
 //! request reloads the principal and sees the change. With Redis configured (`shared`),
 //! revocations also delete the shared snapshots and are published to every replica.
 
-pub mod shared;
+pub(crate) mod shared;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,18 +42,24 @@ pub struct CredentialEntry {
 /// The current state of a session or API key.
 #[derive(Debug, Clone)]
 pub enum Principal {
+    /// Live: the identity to inject.
     Active(Arc<Identity>),
+    /// The user is disabled.
     Disabled,
+    /// Ended, expired, or unknown.
     Revoked,
 }
 
 /// A principal and when it was loaded, for the stale-while-the-store-is-down rule.
 #[derive(Debug, Clone)]
 pub struct CachedPrincipal {
+    /// The state.
     pub principal: Principal,
+    /// When it was loaded from Redis or the store.
     pub loaded_at: Instant,
 }
 
+/// The two in-process maps (credentials and principals), the unknown-key misses, and the eviction epoch.
 pub struct IdentityCache {
     credentials: Cache<[u8; 32], Arc<CredentialEntry>>,
     /// Hashes of well-formed API keys the store does not know, for `cache.unknown_key_ttl`.
@@ -74,6 +80,7 @@ pub struct IdentityCache {
 }
 
 impl IdentityCache {
+    /// An empty cache sized and timed by `[cache]`.
     pub fn new(cfg: &CacheConfig) -> IdentityCache {
         IdentityCache {
             credentials: Cache::builder()
@@ -102,14 +109,17 @@ impl IdentityCache {
         self.evictions.subscribe()
     }
 
+    /// Whether a cached principal may be served without asking anyone.
     pub fn is_fresh(&self, cached: &CachedPrincipal) -> bool {
         cached.loaded_at.elapsed() < self.fresh_for
     }
 
+    /// The verified credential with this SHA-256, if cached.
     pub fn credential(&self, hash: &[u8; 32]) -> Option<Arc<CredentialEntry>> {
         self.enabled.then(|| self.credentials.get(hash)).flatten()
     }
 
+    /// Remembers a verified credential.
     pub fn put_credential(&self, hash: [u8; 32], entry: Arc<CredentialEntry>) {
         if self.enabled {
             self.credentials.insert(hash, entry);
@@ -121,12 +131,14 @@ impl IdentityCache {
         self.enabled && self.misses.contains_key(hash)
     }
 
+    /// Remembers an API-key hash the store does not know.
     pub fn put_miss(&self, hash: [u8; 32]) {
         if self.enabled && !self.misses_ttl_zero {
             self.misses.insert(hash, ());
         }
     }
 
+    /// The cached state of a session or key, if any.
     pub fn principal(&self, id: &str) -> Option<CachedPrincipal> {
         self.enabled.then(|| self.principals.get(id)).flatten()
     }
@@ -136,6 +148,7 @@ impl IdentityCache {
         self.epoch.load(Ordering::SeqCst)
     }
 
+    /// Caches a principal loaded when the epoch was `loaded_at_epoch`, unless an eviction came since.
     pub fn put_principal(&self, id: String, principal: Principal, loaded_at_epoch: u64) {
         if !self.enabled {
             return;
@@ -150,6 +163,7 @@ impl IdentityCache {
         }
     }
 
+    /// Forgets these principals, and announces the eviction.
     pub fn evict(&self, principal_ids: &[String]) {
         let epoch = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
         for id in principal_ids {
@@ -158,6 +172,7 @@ impl IdentityCache {
         self.evictions.send_replace(epoch);
     }
 
+    /// Forgets every principal (after a lost invalidation subscription), and announces it.
     pub fn evict_all(&self) {
         let epoch = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
         self.principals.invalidate_all();
@@ -175,6 +190,8 @@ pub struct Revocations {
 }
 
 impl Revocations {
+    /// Revocations applied to `cache`, with the store to look up what a change affects, and
+    /// Redis to tell the other replicas.
     pub fn new(
         cache: Arc<IdentityCache>,
         store: DynStore,

@@ -3,6 +3,7 @@
 //! binds a port or opens a file other than the ones a key names.
 
 mod accounts;
+mod defaults;
 mod env;
 mod identity_headers;
 mod raw;
@@ -24,64 +25,31 @@ use jsonwebtoken::Algorithm;
 use crate::identity::Role;
 use crate::secret::Secret;
 
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
-pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
-pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
-pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
-pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-pub const DEFAULT_HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
-pub const DEFAULT_HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
-pub const DEFAULT_TUNNEL_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
-pub const DEFAULT_TUNNEL_MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
-/// `server.max_connections` may not exceed this.
-pub const MAX_CONNECTIONS_LIMIT: usize = 1 << 20;
-pub const DEFAULT_MAX_BODY_BYTES: u64 = 100 * 1024 * 1024;
-pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-pub const DEFAULT_DATABASE_URL: &str = "sqlite://portcullis-data/portcullis.db";
-pub const DEFAULT_DB_MAX_CONNECTIONS: u32 = 8;
-pub const DEFAULT_DB_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
-pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
-pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(5);
-pub const DEFAULT_REDIS_CHANNEL: &str = "portcullis:invalidate";
-pub const DEFAULT_CACHE_STALE_BOUND: Duration = Duration::from_secs(120);
-pub const DEFAULT_ISSUER: &str = "portcullis";
-pub const DEFAULT_AUDIENCE: &str = "portcullis";
-pub const DEFAULT_ACCESS_TTL: Duration = Duration::from_secs(15 * 60);
-pub const DEFAULT_REFRESH_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
-pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(10);
-pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
-pub const DEFAULT_REFRESH_REUSE_GRACE: Duration = Duration::from_secs(5);
-pub const DEFAULT_SESSION_MAX_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
-pub const DEFAULT_MOUNT: &str = "/api/v1/auth";
-pub const DEFAULT_PASSWORD_MIN: usize = 8;
-pub const DEFAULT_PASSWORD_MAX: usize = 128;
-pub const DEFAULT_ACCOUNT_BODY_LIMIT: usize = 16 * 1024;
-pub const DEFAULT_ADMIN_PAGE_SIZE_MAX: u32 = 200;
-pub const DEFAULT_ARGON2_MEMORY_KIB: u32 = 19_456;
-pub const DEFAULT_ARGON2_ITERATIONS: u32 = 2;
-pub const DEFAULT_ARGON2_PARALLELISM: u32 = 1;
-pub const DEFAULT_HASH_QUEUE: usize = 64;
-pub const DEFAULT_CACHE_MAX_ENTRIES: u64 = 100_000;
-pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(300);
-pub const DEFAULT_UNKNOWN_KEY_TTL: Duration = Duration::from_secs(30);
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+use defaults::*;
 
 /// A configuration error. The message always starts with the key it is about.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file could not be read.
     #[error("cannot read {path}: {source}")]
     Read {
+        /// The file's path.
         path: String,
+        /// Why it could not be read.
         #[source]
         source: std::io::Error,
     },
+    /// The file is not TOML.
     #[error("{0}")]
     Syntax(String),
+    /// A key has a value it cannot have.
     #[error("{key}: {message}")]
-    Invalid { key: String, message: String },
+    Invalid {
+        /// The key, as `section.key` or `routes[i].key`.
+        key: String,
+        /// What is wrong with its value.
+        message: String,
+    },
 }
 
 impl ConfigError {
@@ -93,28 +61,45 @@ impl ConfigError {
     }
 }
 
+/// A whole, validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// `[server]`: listeners and connection bounds.
     pub server: ServerConfig,
+    /// `[store]`: the database and the Redis tier.
     pub store: StoreConfig,
+    /// `[tokens]`: access and refresh tokens.
     pub tokens: TokenConfig,
+    /// `[accounts]`: the account API.
     pub accounts: AccountsConfig,
+    /// `[password_hashing]`: argon2id parameters and the hashing queue.
     pub hashing: HashingConfig,
+    /// `[cookies]`: attributes of the session cookies.
     pub cookies: CookieConfig,
+    /// `[csrf]`: origins allowed to send cookie-authenticated unsafe requests.
     pub csrf: CsrfConfig,
+    /// `[identity_headers]`: the names injected upstream.
     pub identity_headers: IdentityHeaderNames,
+    /// `[cache]`: the in-process identity cache.
     pub cache: CacheConfig,
+    /// `[log]`: logging.
     pub log: LogConfig,
+    /// `[[routes]]`, in order.
     pub routes: Vec<RouteConfig>,
 }
 
+/// `[server]`.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
+    /// Where client traffic is accepted.
     pub listen: SocketAddr,
     /// Runtime worker threads; 1 selects tokio's single-threaded scheduler.
     pub worker_threads: usize,
+    /// The operator listener (`/healthz`, `/readyz`, `/metrics`), if any.
     pub admin_listen: Option<SocketAddr>,
+    /// Concurrent client connections (tunnels included).
     pub max_connections: usize,
+    /// The first bytes, and each HTTP/1.1 request head, must arrive within this of their first byte.
     pub header_read_timeout: Duration,
     /// The longest pause between request-body bytes (408 after it).
     pub body_read_timeout: Duration,
@@ -128,96 +113,143 @@ pub struct ServerConfig {
     /// HTTP/2: PING a connection this often, and close it if the PING is not answered
     /// within `http2_keepalive_timeout`.
     pub http2_keepalive_interval: Duration,
+    /// How long an HTTP/2 PING may go unanswered.
     pub http2_keepalive_timeout: Duration,
     /// A WebSocket tunnel with no bytes either way for this long is closed.
     pub tunnel_idle_timeout: Duration,
     /// A WebSocket tunnel is closed after this long, whatever its traffic.
     pub tunnel_max_lifetime: Duration,
+    /// How long open connections may finish after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// Peers whose `X-Forwarded-*` headers are believed.
     pub trusted_proxies: Vec<IpNet>,
 }
 
+/// The database engine a `database_url` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
+    /// The embedded SQLite file.
     Sqlite,
+    /// PostgreSQL.
     Postgres,
 }
 
+/// `[store]`.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
+    /// `sqlite://PATH` or `postgres://…`.
     pub database_url: String,
+    /// Which engine `database_url` names.
     pub backend: Backend,
+    /// Pool size.
     pub max_connections: u32,
+    /// How long a request waits for a pooled connection.
     pub acquire_timeout: Duration,
     /// PostgreSQL `statement_timeout` for every statement.
     pub statement_timeout: Duration,
+    /// Apply pending migrations at start-up.
     pub migrate_on_start: bool,
+    /// The shared tier, if configured.
     pub redis: Option<RedisConfig>,
 }
 
+/// The Redis part of `[store]`.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
+    /// `redis://` or `rediss://` URL (may carry a password).
     pub url: Secret,
     /// Prepended to every key and to the channel name.
     pub key_prefix: String,
     /// Per-call timeout; a slower Redis is treated as a miss.
     pub timeout: Duration,
+    /// The invalidation channel every replica subscribes to.
     pub channel: String,
 }
 
+/// `[tokens]`.
 #[derive(Debug, Clone)]
 pub struct TokenConfig {
+    /// The one signature algorithm issued and accepted.
     pub algorithm: Algorithm,
+    /// `iss` of issued tokens, required of presented ones.
     pub issuer: String,
+    /// `aud` of issued tokens, required of presented ones.
     pub audience: String,
+    /// Lifetime of access tokens.
     pub access_ttl: Duration,
+    /// Lifetime of a refresh token.
     pub refresh_ttl: Duration,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`.
     pub leeway: Duration,
+    /// How long after it was spent the latest refresh token may come back without ending its session.
     pub refresh_reuse_grace: Duration,
     /// A session ends this long after it started, however often it is refreshed.
     pub session_max_lifetime: Duration,
     /// Access tokens longer than this are refused before any parsing.
     pub max_token_bytes: usize,
+    /// The private signing key (PEM); generated into `key_dir` when unset.
     pub signing_key_path: Option<PathBuf>,
+    /// More public keys accepted for verification (key rotation).
     pub verification_key_paths: Vec<PathBuf>,
+    /// The HS256 shared secret.
     pub hmac_secret: Option<Secret>,
     /// Where generated keys are kept when no `signing_key_path` is given.
     pub key_dir: PathBuf,
 }
 
+/// What a new password must be.
 #[derive(Debug, Clone)]
 pub struct PasswordPolicy {
+    /// Fewest characters.
     pub min_length: usize,
+    /// Most characters.
     pub max_length: usize,
+    /// Require an upper-case and a lower-case letter and a digit.
     pub require_mixed: bool,
 }
 
+/// `[accounts]`.
 #[derive(Debug, Clone)]
 pub struct AccountsConfig {
+    /// Where the account API is served.
     pub mount: String,
+    /// Whether `POST {mount}/register` is open.
     pub allow_registration: bool,
+    /// Password rules.
     pub password: PasswordPolicy,
+    /// Largest account-API request body.
     pub max_body_bytes: usize,
+    /// Largest page of `GET {mount}/admin/users`.
     pub admin_page_size_max: u32,
 }
 
+/// `[password_hashing]`.
 #[derive(Debug, Clone)]
 pub struct HashingConfig {
+    /// argon2id memory, in KiB.
     pub memory_kib: u32,
+    /// argon2id passes.
     pub iterations: u32,
+    /// argon2id lanes.
     pub parallelism: u32,
+    /// Hashes computed at once.
     pub max_concurrent: usize,
+    /// Hash requests allowed to wait; more are refused with 503.
     pub max_queued: usize,
     /// Run the hashing threads `SCHED_IDLE`.
     pub low_priority: bool,
 }
 
+/// `[cookies]`.
 #[derive(Debug, Clone)]
 pub struct CookieConfig {
+    /// Send the cookies with `Secure`.
     pub secure: bool,
+    /// The cookies' `Domain`; unset: host-only.
     pub domain: Option<String>,
 }
 
+/// `[csrf]`.
 #[derive(Debug, Clone)]
 pub struct CsrfConfig {
     /// Lower-cased `scheme://host[:port]` origins allowed to send cookie-authenticated unsafe
@@ -225,21 +257,30 @@ pub struct CsrfConfig {
     pub allowed_origins: Vec<String>,
 }
 
+/// `[identity_headers]`: the names of the headers Portcullis injects.
 #[derive(Debug, Clone)]
 pub struct IdentityHeaderNames {
+    /// Carries the user's id.
     pub user_id: HeaderName,
+    /// Carries the user's email.
     pub email: HeaderName,
+    /// Carries the user's role.
     pub role: HeaderName,
+    /// Carries how the request authenticated (`jwt`, `api_key`, `cookie`).
     pub auth_method: HeaderName,
+    /// Carries the API key's id, for API-key requests.
     pub key_id: HeaderName,
     /// More client headers to remove on every route: lower-case names, or prefixes ending
     /// in `*`.
     pub also_remove: Vec<String>,
 }
 
+/// `[cache]`.
 #[derive(Debug, Clone)]
 pub struct CacheConfig {
+    /// Entries per map; 0 turns the in-process tier off.
     pub max_entries: u64,
+    /// How long a loaded identity is served without asking Redis or the store.
     pub ttl: Duration,
     /// How much longer than `ttl` a cached identity may be served while the store is down.
     pub stale_bound: Duration,
@@ -247,16 +288,23 @@ pub struct CacheConfig {
     pub unknown_key_ttl: Duration,
 }
 
+/// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
+    /// Human-readable lines.
     Text,
+    /// One JSON object per line.
     Json,
 }
 
+/// `[log]`.
 #[derive(Debug, Clone)]
 pub struct LogConfig {
+    /// A level or tracing filter.
     pub level: String,
+    /// Text or JSON lines.
     pub format: LogFormat,
+    /// One line per request.
     pub access_log: bool,
 }
 
@@ -273,30 +321,45 @@ pub enum Policy {
     Roles(Vec<Role>),
 }
 
+/// A route's upstream URL, taken apart.
 #[derive(Debug, Clone)]
 pub struct UpstreamConfig {
     /// `http` or `https`.
     pub scheme: http::uri::Scheme,
+    /// Host and port of the upstream.
     pub authority: http::uri::Authority,
     /// Path prefix prepended to every forwarded path; empty when the upstream URL has none.
     pub base_path: String,
 }
 
+/// One `[[routes]]` entry.
 #[derive(Debug, Clone)]
 pub struct RouteConfig {
+    /// Unique name, used in metrics and logs.
     pub name: String,
+    /// Path prefix, matched on whole segments.
     pub prefix: String,
+    /// Methods the route accepts; `None`: all.
     pub methods: Option<Vec<Method>>,
+    /// Only requests for this host (lower case, no port); `None`: any.
     pub host: Option<String>,
+    /// Where matching requests go.
     pub upstream: UpstreamConfig,
+    /// Who may use the route.
     pub policy: Policy,
+    /// Remove the prefix before forwarding.
     pub strip_prefix: bool,
     /// Match the prefix's letters exactly (default: ASCII case-insensitively).
     pub case_sensitive: bool,
+    /// Forward `Authorization`, `X-API-Key` and the session cookies.
     pub forward_credentials: bool,
+    /// Keep the client's `Host` (else send the upstream's).
     pub preserve_host: bool,
+    /// Tunnel WebSocket handshakes.
     pub websocket: bool,
+    /// Time to establish the upstream connection.
     pub connect_timeout: Duration,
+    /// Time for the upstream to start answering.
     pub response_timeout: Duration,
     /// The largest request body forwarded; a larger declared length is 413 before any body
     /// byte is read, a larger streamed body is cut off with 413.

@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawConfig {
+pub(super) struct RawConfig {
     pub server: RawServer,
     pub store: RawStore,
     pub tokens: RawTokens,
@@ -21,7 +21,7 @@ pub struct RawConfig {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawServer {
+pub(super) struct RawServer {
     pub listen: Option<String>,
     pub worker_threads: Option<usize>,
     pub admin_listen: Option<String>,
@@ -41,7 +41,7 @@ pub struct RawServer {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawStore {
+pub(super) struct RawStore {
     pub database_url: Option<String>,
     pub max_connections: Option<u32>,
     pub acquire_timeout: Option<String>,
@@ -55,7 +55,7 @@ pub struct RawStore {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawTokens {
+pub(super) struct RawTokens {
     pub algorithm: Option<String>,
     pub issuer: Option<String>,
     pub audience: Option<String>,
@@ -73,7 +73,7 @@ pub struct RawTokens {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawAccounts {
+pub(super) struct RawAccounts {
     pub mount: Option<String>,
     pub allow_registration: Option<bool>,
     pub password_min_length: Option<usize>,
@@ -85,7 +85,7 @@ pub struct RawAccounts {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawPasswordHashing {
+pub(super) struct RawPasswordHashing {
     pub memory_kib: Option<u32>,
     pub iterations: Option<u32>,
     pub parallelism: Option<u32>,
@@ -96,20 +96,20 @@ pub struct RawPasswordHashing {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawCookies {
+pub(super) struct RawCookies {
     pub secure: Option<bool>,
     pub domain: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawCsrf {
+pub(super) struct RawCsrf {
     pub allowed_origins: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawIdentityHeaders {
+pub(super) struct RawIdentityHeaders {
     pub user_id: Option<String>,
     pub email: Option<String>,
     pub role: Option<String>,
@@ -120,7 +120,7 @@ pub struct RawIdentityHeaders {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawCache {
+pub(super) struct RawCache {
     pub max_entries: Option<u64>,
     pub ttl: Option<String>,
     pub stale_bound: Option<String>,
@@ -129,7 +129,7 @@ pub struct RawCache {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawLog {
+pub(super) struct RawLog {
     pub level: Option<String>,
     pub format: Option<String>,
     pub access_log: Option<bool>,
@@ -137,7 +137,7 @@ pub struct RawLog {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawRoute {
+pub(super) struct RawRoute {
     pub name: Option<String>,
     pub prefix: Option<String>,
     pub methods: Option<Vec<String>>,

@@ -9,7 +9,7 @@ use http_body::{Frame, SizeHint};
 use http_body_util::Full;
 use pin_project_lite::pin_project;
 
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 pin_project! {
     #[project = BodyProj]
@@ -21,7 +21,7 @@ pin_project! {
 }
 
 impl Body {
-    pub fn full(bytes: impl Into<Bytes>) -> Body {
+    pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
         Body::Full {
             inner: Full::new(bytes.into()),
         }

@@ -11,7 +11,9 @@ use super::headers::{X_FORWARDED_FOR, joined};
 
 /// Facts about the client connection, computed once per connection.
 pub struct ConnInfo {
+    /// The connection's peer.
     pub peer: SocketAddr,
+    /// The peer address as a header value, IPv4-mapped addresses unmapped.
     pub peer_ip: HeaderValue,
     /// The peer is a trusted proxy: its `X-Forwarded-*` values are believed.
     pub trusted: bool,
@@ -31,6 +33,7 @@ impl std::fmt::Debug for ConnInfo {
 }
 
 impl ConnInfo {
+    /// The facts about a connection from `peer`.
     pub fn new(peer: SocketAddr, trusted_proxies: &[IpNet]) -> ConnInfo {
         let ip = canonical_ip(peer.ip());
         ConnInfo {

@@ -15,7 +15,10 @@ use super::respond::ProxyError;
 use crate::proxy::BodyError;
 
 /// Checks the request's framing headers and returns its declared `Content-Length`, if any.
-pub fn declared_length(version: Version, headers: &HeaderMap) -> Result<Option<u64>, ProxyError> {
+pub(crate) fn declared_length(
+    version: Version,
+    headers: &HeaderMap,
+) -> Result<Option<u64>, ProxyError> {
     let mut codings = headers.get_all(TRANSFER_ENCODING).iter();
     if let Some(first) = codings.next() {
         // HTTP/2 has no transfer codings (h2 refuses the field); this is HTTP/1.x.
@@ -42,7 +45,7 @@ pub fn declared_length(version: Version, headers: &HeaderMap) -> Result<Option<u
 }
 
 /// Refuses a declared length over `limit` before the body is read.
-pub fn check_declared(declared: Option<u64>, limit: u64) -> Result<(), ProxyError> {
+pub(crate) fn check_declared(declared: Option<u64>, limit: u64) -> Result<(), ProxyError> {
     match declared {
         Some(n) if n > limit => Err(BodyError::TooLarge(limit).into()),
         _ => Ok(()),
@@ -50,7 +53,11 @@ pub fn check_declared(declared: Option<u64>, limit: u64) -> Result<(), ProxyErro
 }
 
 /// Reads a whole body of at most `limit` bytes, waiting at most `idle` for each part.
-pub async fn read_bounded<B>(mut body: B, limit: u64, idle: Duration) -> Result<Bytes, BodyError>
+pub(crate) async fn read_bounded<B>(
+    mut body: B,
+    limit: u64,
+    idle: Duration,
+) -> Result<Bytes, BodyError>
 where
     B: http_body::Body<Data = Bytes> + Unpin,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,

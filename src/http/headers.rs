@@ -14,6 +14,7 @@ use crate::auth::credentials::{ACCESS_COOKIE, REFRESH_COOKIE};
 use crate::config::IdentityHeaderNames;
 use crate::identity::{AuthMethod, Identity};
 
+/// The request id header, taken from the client when well-formed and returned to it.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub(super) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -94,6 +95,7 @@ fn canonical(name: &str) -> Vec<u8> {
 }
 
 impl HeaderPolicy {
+    /// The name lists for these identity header names (and `also_remove`).
     pub fn new(names: IdentityHeaderNames) -> HeaderPolicy {
         let mut protected: Vec<Vec<u8>> = [
             &names.user_id,
@@ -246,9 +248,13 @@ impl crate::proxy::ExtraFields for Injected<'_> {
 
 /// What `prepare_request` needs to know about this request.
 pub struct Forwarding<'a> {
+    /// The client connection.
     pub conn: &'a ConnInfo,
+    /// The verified identity to inject, and how it was proven.
     pub identity: Option<(&'a Identity, AuthMethod)>,
+    /// The request's id.
     pub request_id: &'a HeaderValue,
+    /// The route forwards the client's credentials.
     pub forward_credentials: bool,
     /// A WebSocket upgrade the route allows: keep `Upgrade` and `Connection: upgrade`.
     pub upgrade: bool,

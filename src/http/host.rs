@@ -9,7 +9,7 @@ use http::{HeaderMap, HeaderValue, Version};
 
 /// Why a request's host is refused (a 400).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum HostError {
+pub(crate) enum HostError {
     #[error("the request has no Host header")]
     Missing,
     #[error("the request has more than one Host header")]
@@ -26,7 +26,7 @@ pub enum HostError {
 /// header, replaced by the target's authority when the target is in absolute form (RFC 9112
 /// §3.2.2); for HTTP/2 `:authority`, which a `host` field must agree with (RFC 9113
 /// §8.3.1). HTTP/1.0 requests may have no host.
-pub fn settle(
+pub(crate) fn settle(
     version: Version,
     authority: Option<&Authority>,
     headers: &mut HeaderMap,
@@ -69,7 +69,7 @@ pub fn settle(
 
 /// `host [":" port]` where host is a reg-name of letters, digits, `-`, `.` and `_`, or an
 /// IPv6 literal in brackets, and port is a decimal number up to 65535.
-pub fn is_valid(value: &[u8]) -> bool {
+pub(crate) fn is_valid(value: &[u8]) -> bool {
     let (host, port) = if value.first() == Some(&b'[') {
         let Some(end) = value.iter().position(|&b| b == b']') else {
             return false;
@@ -112,7 +112,7 @@ pub fn is_valid(value: &[u8]) -> bool {
 
 /// The host to match routes against: the settled `Host` without its port or a trailing
 /// dot (`api.example.com.:443` matches `api.example.com`).
-pub fn for_matching(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn for_matching(headers: &HeaderMap) -> Option<&str> {
     let host = headers.get(HOST)?.to_str().ok()?;
     let without_port = if host.starts_with('[') {
         host.find(']').map_or(host, |end| &host[..=end])
@@ -124,14 +124,17 @@ pub fn for_matching(headers: &HeaderMap) -> Option<&str> {
 
 /// Sets the `Host` the upstream receives: the client's (already settled) when the route
 /// preserves it and there is one, else the upstream's own.
-pub fn for_upstream(headers: &mut HeaderMap, preserve: bool, upstream_host: &HeaderValue) {
+pub(crate) fn for_upstream(headers: &mut HeaderMap, preserve: bool, upstream_host: &HeaderValue) {
     if !preserve || !headers.contains_key(HOST) {
         headers.insert(HOST, upstream_host.clone());
     }
 }
 
 /// The `X-Forwarded-Host` to send: a trusted proxy's, else the client's settled `Host`.
-pub fn forwarded(trusted_prior: Option<HeaderValue>, headers: &HeaderMap) -> Option<HeaderValue> {
+pub(crate) fn forwarded(
+    trusted_prior: Option<HeaderValue>,
+    headers: &HeaderMap,
+) -> Option<HeaderValue> {
     trusted_prior.or_else(|| headers.get(HOST).cloned())
 }
 

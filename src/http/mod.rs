@@ -2,12 +2,12 @@
 //! headers and forwards; `respond` turns any failure into a response. Owns the order of the
 //! stages, not their rules.
 
-pub mod body;
+pub(crate) mod body;
 pub mod client;
-pub mod framing;
+pub(crate) mod framing;
 pub mod headers;
-pub mod host;
-pub mod respond;
+pub(crate) mod host;
+pub(crate) mod respond;
 mod state;
 
 pub use state::AppState;
@@ -35,10 +35,10 @@ use crate::path::under_prefix_ignoring_case;
 use crate::proxy::Tunnel;
 use crate::routes::forwarded_path;
 
-pub const JWKS_PATH: &str = "/.well-known/jwks.json";
+pub(crate) const JWKS_PATH: &str = "/.well-known/jwks.json";
 
 /// The entry point for every client request.
-pub async fn handle(
+pub(crate) async fn handle(
     state: Arc<AppState>,
     conn: Arc<ConnInfo>,
     req: Request<Incoming>,

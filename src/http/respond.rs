@@ -19,7 +19,7 @@ use crate::store::StoreError;
 
 /// Errors on the proxy path.
 #[derive(Debug, thiserror::Error)]
-pub enum ProxyError {
+pub(crate) enum ProxyError {
     #[error(transparent)]
     BadPath(#[from] PathError),
     #[error(transparent)]
@@ -233,7 +233,7 @@ fn build(r: ErrorReply) -> Response<Body> {
 
 /// Builds the response to a failed request and counts it in the metrics: one match decides
 /// both, so a response and its metrics label cannot disagree.
-pub fn proxy_error(e: ProxyError, metrics: &Metrics) -> Response<Body> {
+pub(crate) fn proxy_error(e: ProxyError, metrics: &Metrics) -> Response<Body> {
     let (reply, auth, upstream) = classify(e);
     if let Some(outcome) = auth {
         metrics.record_auth(outcome);
@@ -364,7 +364,7 @@ fn upstream_reply(u: UpstreamError) -> (ErrorReply, Option<UpstreamFailure>) {
     }
 }
 
-pub fn account_error(e: AccountError) -> Response<Body> {
+pub(crate) fn account_error(e: AccountError) -> Response<Body> {
     build(match e {
         AccountError::Auth(a) => auth_reply(a).0,
         AccountError::Validation(detail) => {
@@ -405,7 +405,11 @@ pub fn account_error(e: AccountError) -> Response<Body> {
 }
 
 /// A small JSON response that is not an error (the JWKS document).
-pub fn json(status: StatusCode, body: bytes::Bytes, cache_control: &'static str) -> Response<Body> {
+pub(crate) fn json(
+    status: StatusCode,
+    body: bytes::Bytes,
+    cache_control: &'static str,
+) -> Response<Body> {
     let mut resp = Response::new(Body::full(body));
     *resp.status_mut() = status;
     let h = resp.headers_mut();

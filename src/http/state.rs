@@ -16,21 +16,25 @@ use crate::store::DynStore;
 
 /// Everything a request needs, shared by all connections.
 pub struct AppState {
-    pub routes: RouteTable,
-    pub proxy: Proxy,
+    pub(crate) routes: RouteTable,
+    pub(crate) proxy: Proxy,
+    /// Credential -> identity, through the cache tiers.
     pub resolver: Arc<Resolver>,
+    /// Starting, refreshing and ending sessions.
     pub sessions: Arc<Sessions>,
-    pub account: axum::Router,
-    pub mount: String,
-    pub jwks: Bytes,
-    pub header_policy: HeaderPolicy,
-    pub csrf_origins: Vec<String>,
-    pub trusted_proxies: Vec<IpNet>,
+    pub(crate) account: axum::Router,
+    pub(crate) mount: String,
+    pub(crate) jwks: Bytes,
+    pub(crate) header_policy: HeaderPolicy,
+    pub(crate) csrf_origins: Vec<String>,
+    pub(crate) trusted_proxies: Vec<IpNet>,
+    /// The metrics registry.
     pub metrics: Arc<Metrics>,
+    /// The store.
     pub store: DynStore,
-    pub access_log: bool,
+    pub(crate) access_log: bool,
     /// `accounts.max_body_bytes`.
-    pub account_body_limit: u64,
+    pub(crate) account_body_limit: u64,
     /// `server.body_read_timeout`.
-    pub body_read_timeout: std::time::Duration,
+    pub(crate) body_read_timeout: std::time::Duration,
 }

@@ -9,7 +9,7 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
 /// Response heads longer than this are refused (hyper's client allowed about as much).
-pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+pub(super) const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// As many header fields as hyper accepts.
 const MAX_HEADERS: usize = 100;
 /// A chunk-size line (with extensions) longer than this is refused.
@@ -24,7 +24,7 @@ pub struct Malformed(pub &'static str);
 
 /// How the request body is delimited on the way upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RequestFraming {
+pub(super) enum RequestFraming {
     /// No body.
     Empty,
     /// `Content-Length` (already in the headers).
@@ -36,7 +36,11 @@ pub enum RequestFraming {
 /// Decides the request's framing from its body and makes the headers say so. The client's
 /// own framing headers were checked by the server; `Transfer-Encoding` is hop-by-hop and
 /// already gone.
-pub fn request_framing(headers: &mut HeaderMap, empty: bool, exact: Option<u64>) -> RequestFraming {
+pub(super) fn request_framing(
+    headers: &mut HeaderMap,
+    empty: bool,
+    exact: Option<u64>,
+) -> RequestFraming {
     if empty {
         return RequestFraming::Empty;
     }
@@ -59,7 +63,7 @@ pub fn request_framing(headers: &mut HeaderMap, empty: bool, exact: Option<u64>)
 }
 
 /// Appends one header field line to `buf`.
-pub fn write_field(buf: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+pub(super) fn write_field(buf: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     buf.reserve(name.len() + value.len() + 4);
     buf.extend_from_slice(name);
     buf.extend_from_slice(b": ");
@@ -69,7 +73,7 @@ pub fn write_field(buf: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 
 /// Appends the request line and header section to `buf`: the request's own fields, then
 /// `extra`'s, then the framing Portcullis chose.
-pub fn write_request_head(
+pub(super) fn write_request_head(
     buf: &mut Vec<u8>,
     parts: &Parts,
     framing: RequestFraming,
@@ -96,14 +100,14 @@ pub fn write_extra_fields(buf: &mut Vec<u8>, extra: &impl super::ExtraFields) {
 }
 
 /// Appends one chunk-size line.
-pub fn write_chunk_size(buf: &mut Vec<u8>, len: usize) {
+pub(super) fn write_chunk_size(buf: &mut Vec<u8>, len: usize) {
     use std::io::Write as _;
     let _ = write!(buf, "{len:x}\r\n");
 }
 
 /// How the response body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyFraming {
+pub(super) enum BodyFraming {
     Empty,
     Length(u64),
     Chunked,
@@ -113,7 +117,7 @@ pub enum BodyFraming {
 
 /// A complete response head.
 #[derive(Debug)]
-pub struct ResponseHead {
+pub(super) struct ResponseHead {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub framing: BodyFraming,
@@ -123,7 +127,7 @@ pub struct ResponseHead {
 
 /// Where one header field's name and value are in the head: (offset, length) pairs.
 #[derive(Clone, Copy)]
-pub struct Field {
+pub(super) struct Field {
     name: (usize, usize),
     value: (usize, usize),
 }
@@ -132,7 +136,7 @@ pub struct Field {
 /// Interim (1xx other than 101) responses are returned like any other; the caller skips them.
 /// `fields` is scratch space kept by the caller so that parsing neither allocates nor
 /// clears a large array per response.
-pub fn parse_response_head(
+pub(super) fn parse_response_head(
     buf: &mut BytesMut,
     method: &Method,
     fields: &mut Vec<Field>,
@@ -190,7 +194,7 @@ pub fn parse_response_head(
 
 /// What the front of a read buffer holds, as far as interim responses go.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Leading {
+pub(super) enum Leading {
     /// A complete interim (1xx other than 101) response head of this many bytes.
     Interim(usize),
     /// Something else: a final response, or bytes the response parser will refuse.
@@ -201,7 +205,7 @@ pub enum Leading {
 
 /// Tells interim responses (`100 Continue`, `103 Early Hints`) apart from a final answer
 /// while the request is still being sent.
-pub fn leading(buf: &[u8]) -> Leading {
+pub(super) fn leading(buf: &[u8]) -> Leading {
     // "HTTP/1.1 1xx": the status code's first digit is the tenth byte.
     if buf.len() < 12 {
         return Leading::Undecided;
@@ -292,7 +296,7 @@ fn keeps_alive(version: u8, headers: &HeaderMap) -> bool {
 
 /// Where the chunked decoder is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Chunked {
+pub(super) enum Chunked {
     Size,
     Data(u64),
     DataEnd,
@@ -301,7 +305,7 @@ pub enum Chunked {
 
 /// What one decoding step produced.
 #[derive(Debug)]
-pub enum Step {
+pub(super) enum Step {
     /// Body bytes.
     Data(Bytes),
     /// The body ended, with these trailers (possibly none).
@@ -313,7 +317,7 @@ pub enum Step {
 }
 
 /// One step of chunked decoding from the front of `buf`.
-pub fn decode_chunked(state: &mut Chunked, buf: &mut BytesMut) -> Result<Step, Malformed> {
+pub(super) fn decode_chunked(state: &mut Chunked, buf: &mut BytesMut) -> Result<Step, Malformed> {
     match *state {
         Chunked::Size => {
             let Some(nl) = buf.iter().position(|&b| b == b'\n') else {

@@ -88,10 +88,12 @@ pub struct Proxy {
 pub struct ProxyLimits {
     /// The longest wait for the client's next request-body bytes.
     pub body_read_timeout: Duration,
+    /// Bounds on WebSocket tunnels.
     pub tunnel: TunnelLimits,
 }
 
 impl ProxyLimits {
+    /// The limits `[server]` sets.
     pub fn from_config(cfg: &crate::config::ServerConfig) -> ProxyLimits {
         ProxyLimits {
             body_read_timeout: cfg.body_read_timeout,
@@ -138,6 +140,7 @@ pub fn upstream_target(
 }
 
 impl Proxy {
+    /// A proxy within these limits.
     pub fn new(limits: ProxyLimits) -> Proxy {
         Proxy { limits }
     }

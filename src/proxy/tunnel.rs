@@ -38,7 +38,9 @@ impl Tunnel {
 /// Time bounds on a tunnel.
 #[derive(Debug, Clone, Copy)]
 pub struct TunnelLimits {
+    /// Closed after this long without bytes either way.
     pub idle: Duration,
+    /// Closed after this long, whatever the traffic.
     pub max_lifetime: Duration,
 }
 
@@ -112,7 +114,7 @@ async fn until_idle(last: &LastActivity, idle: Duration) {
 }
 
 /// Splices the upgraded client connection and the upstream connection, on a task of its own.
-pub fn splice(
+pub(super) fn splice(
     client: hyper::upgrade::OnUpgrade,
     upstream: Conn,
     tunnel: Tunnel,

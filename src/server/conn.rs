@@ -29,7 +29,7 @@ use crate::http::body::{Body, BoxError};
 use crate::http::client::ConnInfo;
 
 /// The protocol builders and time bounds every connection shares.
-pub struct Protocols {
+pub(super) struct Protocols {
     pub http1: http1::Builder,
     pub http2: http2::Builder<TokioExecutor>,
     pub header_read_timeout: Duration,
@@ -93,7 +93,7 @@ where
 }
 
 /// Serves one accepted connection until it ends, idles out, or the server drains.
-pub async fn serve(
+pub(super) async fn serve(
     protocols: Arc<Protocols>,
     mut stream: TcpStream,
     state: Arc<AppState>,

@@ -9,14 +9,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::sync::oneshot;
 
 #[derive(Default)]
-pub struct Drain {
+pub(super) struct Drain {
     draining: AtomicBool,
     next: AtomicU64,
     waiting: Mutex<HashMap<u64, oneshot::Sender<()>>>,
 }
 
 /// One connection's place in the registry; leaving it (dropping this) unregisters.
-pub struct Subscription<'a> {
+pub(super) struct Subscription<'a> {
     drain: &'a Drain,
     id: u64,
     /// Resolves (`Ok` or `Err`, either way) when the server drains.
@@ -32,7 +32,7 @@ impl Drop for Subscription<'_> {
 }
 
 impl Drain {
-    pub fn subscribe(&self) -> Subscription<'_> {
+    pub(super) fn subscribe(&self) -> Subscription<'_> {
         let (tx, signal) = oneshot::channel();
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut waiting) = self.waiting.lock() {
@@ -50,7 +50,7 @@ impl Drain {
     }
 
     /// Tells every connection, present and future, to finish.
-    pub fn start(&self) {
+    pub(super) fn start(&self) {
         if let Ok(mut waiting) = self.waiting.lock() {
             self.draining.store(true, Ordering::Release);
             for (_, tx) in waiting.drain() {

@@ -16,11 +16,11 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 /// The client connection preface of HTTP/2 (RFC 9113 §3.4).
-pub const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+pub(super) const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Which protocol the first bytes announce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
+pub(super) enum Protocol {
     Http1,
     Http2,
 }
@@ -28,7 +28,7 @@ pub enum Protocol {
 /// Reads until the first bytes tell the protocol apart: the HTTP/2 preface in full, or any
 /// byte that differs from it. `Ok(None)`: the client closed first. The caller bounds the
 /// time this may take.
-pub async fn sniff(stream: &mut TcpStream) -> io::Result<Option<(Protocol, BytesMut)>> {
+pub(super) async fn sniff(stream: &mut TcpStream) -> io::Result<Option<(Protocol, BytesMut)>> {
     use tokio::io::AsyncReadExt as _;
     let mut buf = BytesMut::with_capacity(1024);
     loop {
@@ -47,7 +47,7 @@ pub async fn sniff(stream: &mut TcpStream) -> io::Result<Option<(Protocol, Bytes
 
 /// Requests in progress on a connection (a request counts until its response body is
 /// finished or dropped), and since when there have been none.
-pub struct Activity {
+pub(super) struct Activity {
     active: AtomicUsize,
     /// Requests begun on this connection so far.
     begun: AtomicU64,
@@ -57,7 +57,7 @@ pub struct Activity {
 }
 
 impl Activity {
-    pub fn new() -> Activity {
+    pub(super) fn new() -> Activity {
         Activity {
             active: AtomicUsize::new(0),
             begun: AtomicU64::new(0),
@@ -66,7 +66,7 @@ impl Activity {
         }
     }
 
-    pub fn begin(self: &Arc<Activity>) -> InFlight {
+    pub(super) fn begin(self: &Arc<Activity>) -> InFlight {
         self.active.fetch_add(1, Ordering::AcqRel);
         self.begun.fetch_add(1, Ordering::AcqRel);
         InFlight(self.clone())
@@ -81,7 +81,7 @@ impl Activity {
     }
 
     /// How long the connection has had nothing in progress; `None` while a request is.
-    pub fn idle_for(&self) -> Option<Duration> {
+    pub(super) fn idle_for(&self) -> Option<Duration> {
         if self.busy() {
             return None;
         }
@@ -91,7 +91,7 @@ impl Activity {
 }
 
 /// One request in progress; dropping it ends it.
-pub struct InFlight(Arc<Activity>);
+pub(super) struct InFlight(Arc<Activity>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
@@ -117,7 +117,7 @@ struct HeadDeadline {
 /// The client connection's byte stream: first the bytes read while telling the protocols
 /// apart, then the socket's. For HTTP/1.1 it also enforces the head deadline: a client that
 /// starts a request head must finish it within `header_read_timeout`, or the read fails.
-pub struct ClientIo {
+pub(super) struct ClientIo {
     prefix: BytesMut,
     inner: TcpStream,
     activity: Arc<Activity>,
@@ -168,7 +168,7 @@ impl SendDeadline {
 impl ClientIo {
     /// `head_timeout`: HTTP/1.1's `header_read_timeout`, already running for the first
     /// head (the sniffed bytes are its start); `None` for HTTP/2.
-    pub fn new(
+    pub(super) fn new(
         prefix: BytesMut,
         inner: TcpStream,
         activity: Arc<Activity>,

@@ -59,7 +59,7 @@ fn protocols(cfg: &ServerConfig) -> conn::Protocols {
 
 /// Serves until `shutdown` resolves; then stops accepting and gives open connections up to
 /// `shutdown_grace` to finish.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
     cfg: &ServerConfig,

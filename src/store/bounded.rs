@@ -10,13 +10,13 @@ use chrono::{DateTime, Utc};
 
 use super::*;
 
-pub struct Bounded<S> {
+pub(super) struct Bounded<S> {
     inner: S,
     limit: Duration,
 }
 
 impl<S> Bounded<S> {
-    pub fn new(inner: S, limit: Duration) -> Bounded<S> {
+    pub(super) fn new(inner: S, limit: Duration) -> Bounded<S> {
         Bounded { inner, limit }
     }
 

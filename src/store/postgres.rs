@@ -24,12 +24,12 @@ fn read_ts(row: &PgRow, col: &str) -> Result<Option<DateTime<Utc>>, StoreError> 
     Ok(row.try_get(col)?)
 }
 
-pub struct PostgresStore {
+pub(crate) struct PostgresStore {
     pool: PgPool,
 }
 
 impl PostgresStore {
-    pub async fn open(
+    pub(crate) async fn open(
         url: &str,
         max_connections: u32,
         acquire_timeout: Duration,
@@ -47,7 +47,7 @@ impl PostgresStore {
         Ok(PostgresStore { pool })
     }
 
-    pub async fn migrate(&self) -> Result<(), StoreError> {
+    pub(crate) async fn migrate(&self) -> Result<(), StoreError> {
         MIGRATOR.run(&self.pool).await?;
         Ok(())
     }

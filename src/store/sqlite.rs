@@ -35,13 +35,13 @@ fn read_ts(row: &SqliteRow, col: &str) -> Result<Option<DateTime<Utc>>, StoreErr
         .transpose()
 }
 
-pub struct SqliteStore {
+pub(crate) struct SqliteStore {
     pool: SqlitePool,
 }
 
 impl SqliteStore {
     /// Opens (creating the file and its directory if needed) without migrating.
-    pub async fn open(
+    pub(crate) async fn open(
         url: &str,
         max_connections: u32,
         acquire_timeout: Duration,
@@ -68,7 +68,7 @@ impl SqliteStore {
         Ok(SqliteStore { pool })
     }
 
-    pub async fn migrate(&self) -> Result<(), StoreError> {
+    pub(crate) async fn migrate(&self) -> Result<(), StoreError> {
         MIGRATOR.run(&self.pool).await?;
         Ok(())
     }

@@ -2,6 +2,8 @@
 //! an in-process echo upstream that records what it received. The production-tier tests use
 //! the real PostgreSQL and Redis (see `services.rs`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// A test binary has no public API: its helpers are `pub` for sibling modules only.
+#![allow(unreachable_pub)]
 
 mod accounts;
 mod channels;
