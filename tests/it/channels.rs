@@ -37,11 +37,7 @@ async fn an_api_key_in_the_access_cookie_cannot_mint_keys_even_once_cached() {
         .await;
     assert_eq!(r.status, 401, "{}", r.text());
     // Nothing was minted: the user still has exactly the one key.
-    let list = srv
-        .get(&srv.auth_path("/api-keys"))
-        .bearer(&t.access)
-        .send()
-        .await;
+    let list = srv.list_keys(&t.access).await;
     let keys = list.json()["api_keys"].as_array().unwrap().clone();
     assert_eq!(keys.len(), 1, "{keys:?}");
     assert_eq!(keys[0]["key_id"], key_id.as_str());
@@ -51,7 +47,7 @@ async fn an_api_key_in_the_access_cookie_cannot_mint_keys_even_once_cached() {
 async fn a_cached_access_token_is_refused_in_x_api_key() {
     let srv = TestServer::start().await;
     let t = srv.register("jwt-as-key@example.com").await;
-    assert_eq!(srv.get("/api/x").bearer(&t.access).send().await.status, 200);
+    assert_eq!(srv.status_with("/api/x", &t.access).await, 200);
     let r = srv
         .get("/api/x")
         .header("x-api-key", &t.access)
@@ -99,17 +95,13 @@ async fn account_management_needs_a_session_not_a_key() {
     }
     // Nothing changed: the key works, the password is the old one, the name is unchanged,
     // the session is alive.
-    assert_eq!(srv.get("/api/x").bearer(&key).send().await.status, 200);
+    assert_eq!(srv.status_with("/api/x", &key).await, 200);
     assert_eq!(srv.login("manage@example.com", PASSWORD).await.status, 200);
-    let me = srv
-        .get(&srv.auth_path("/me"))
-        .bearer(&t.access)
-        .send()
-        .await;
+    let me = srv.me(&t.access).await;
     assert_eq!(me.status, 200);
     assert_eq!(me.json()["full_name"], "Test User");
     // Reading one's own profile with a key is not managing it.
-    let me = srv.get(&srv.auth_path("/me")).bearer(&key).send().await;
+    let me = srv.me(&key).await;
     assert_eq!(me.status, 200);
 }
 

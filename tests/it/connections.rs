@@ -247,11 +247,7 @@ async fn tunnels_close_when_their_principal_is_revoked() {
     // Logout ends the session: its tunnel closes at once.
     let mut by_token = open_tunnel(&srv, &format!("Authorization: Bearer {}\r\n", t.access)).await;
     let mut by_key = open_tunnel(&srv, &format!("X-API-Key: {key}\r\n")).await;
-    let r = srv
-        .post(&srv.auth_path("/logout"))
-        .bearer(&t.access)
-        .send()
-        .await;
+    let r = srv.logout(&t.access).await;
     assert_eq!(r.status, 200);
     let (_, closed) = read_until_closed(&mut by_token, Duration::from_secs(2)).await;
     assert!(closed, "the logged-out session's tunnel is still open");
@@ -268,14 +264,7 @@ async fn tunnels_close_when_their_principal_is_revoked() {
         .login("tunnel-revoked@example.com", crate::harness::PASSWORD)
         .await;
     let fresh = crate::harness::Tokens::from(&fresh);
-    let r = srv
-        .req(
-            http::Method::DELETE,
-            &srv.auth_path(&format!("/api-keys/{key_id}")),
-        )
-        .bearer(&fresh.access)
-        .send()
-        .await;
+    let r = srv.revoke_key(&fresh.access, &key_id).await;
     assert_eq!(r.status, 200);
     let (_, closed) = read_until_closed(&mut by_key, Duration::from_secs(2)).await;
     assert!(closed, "the revoked key's tunnel is still open");
@@ -283,21 +272,8 @@ async fn tunnels_close_when_their_principal_is_revoked() {
     // Disabling the user closes their tunnels.
     let mut by_fresh =
         open_tunnel(&srv, &format!("Authorization: Bearer {}\r\n", fresh.access)).await;
-    let user = srv
-        .state
-        .store
-        .user_by_email("tunnel-revoked@example.com")
-        .await
-        .unwrap()
-        .unwrap();
-    let r = srv
-        .req(
-            http::Method::PUT,
-            &srv.auth_path(&format!("/admin/users/{}/disable", user.user_id)),
-        )
-        .bearer(&admin.access)
-        .send()
-        .await;
+    let user_id = srv.user_id("tunnel-revoked@example.com").await;
+    let r = srv.admin_user(&admin.access, &user_id, "disable").await;
     assert_eq!(r.status, 200);
     let (_, closed) = read_until_closed(&mut by_fresh, Duration::from_secs(2)).await;
     assert!(closed, "the disabled user's tunnel is still open");

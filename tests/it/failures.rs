@@ -11,7 +11,7 @@ use crate::replicas::wait_subscribed;
 use crate::services::{Cutter, PgDb, pg_addr, production_toml, redis_addr, shared_key, unique};
 
 async fn status(srv: &TestServer, token: &str) -> u16 {
-    srv.get("/api/x").bearer(token).send().await.status
+    srv.status_with("/api/x", token).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -25,11 +25,7 @@ async fn starts_and_serves_without_redis() {
     assert_eq!(status(&srv, &t.access).await, 200);
     let (api_key, _) = srv.api_key(&t.access, "k").await;
     assert_eq!(status(&srv, &api_key).await, 200);
-    let r = srv
-        .post(&srv.auth_path("/logout"))
-        .bearer(&t.access)
-        .send()
-        .await;
+    let r = srv.logout(&t.access).await;
     assert_eq!(r.status, 200, "revocation works without Redis");
     assert_eq!(status(&srv, &t.access).await, 401);
     assert!(!srv.state.metrics.redis_subscribed());
@@ -89,11 +85,7 @@ async fn a_replica_that_lost_its_subscription_flushes_on_reconnect() {
     let fresh = Tokens::from(&a.login("flapping@example.com", PASSWORD).await);
     assert_eq!(status(&b, &fresh.access).await, 200);
     // A revocation B cannot hear about.
-    let r = a
-        .post(&a.auth_path("/logout"))
-        .bearer(&t.access)
-        .send()
-        .await;
+    let r = a.logout(&t.access).await;
     assert_eq!(r.status, 200);
     let resubscribes = b.state.metrics.redis_resubscribes();
     cutter.restore();

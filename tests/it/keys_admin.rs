@@ -26,11 +26,7 @@ async fn api_keys_work_as_bearer_and_header_and_are_listed_masked() {
         Some("keys@example.com")
     );
 
-    let list = srv
-        .get(&srv.auth_path("/api-keys"))
-        .bearer(&t.access)
-        .send()
-        .await;
+    let list = srv.list_keys(&t.access).await;
     assert_eq!(list.status, 200);
     let listed = &list.json()["api_keys"][0];
     assert_eq!(listed["key_id"], key_id.as_str());
@@ -68,28 +64,15 @@ async fn revoked_keys_stop_working_at_once_and_others_keys_are_404() {
     let owner = srv.register("owner@example.com").await;
     let stranger = srv.register("stranger@example.com").await;
     let (key, key_id) = srv.api_key(&owner.access, "doomed").await;
-    assert_eq!(srv.get("/api/x").bearer(&key).send().await.status, 200);
-    let path = srv.auth_path(&format!("/api-keys/{key_id}"));
-    let r = srv
-        .req(http::Method::DELETE, &path)
-        .bearer(&stranger.access)
-        .send()
-        .await;
+    assert_eq!(srv.status_with("/api/x", &key).await, 200);
+    let r = srv.revoke_key(&stranger.access, &key_id).await;
     assert_eq!(r.status, 404);
-    assert_eq!(srv.get("/api/x").bearer(&key).send().await.status, 200);
-    let r = srv
-        .req(http::Method::DELETE, &path)
-        .bearer(&owner.access)
-        .send()
-        .await;
+    assert_eq!(srv.status_with("/api/x", &key).await, 200);
+    let r = srv.revoke_key(&owner.access, &key_id).await;
     assert_eq!(r.status, 200);
     let after = srv.get("/api/x").bearer(&key).send().await;
     assert_eq!(after.status, 401);
-    let list = srv
-        .get(&srv.auth_path("/api-keys"))
-        .bearer(&owner.access)
-        .send()
-        .await;
+    let list = srv.list_keys(&owner.access).await;
     assert_eq!(list.json()["api_keys"].as_array().unwrap().len(), 0);
 }
 
@@ -134,7 +117,7 @@ async fn last_used_is_recorded_off_the_request_path() {
     let t = srv.register("used@example.com").await;
     let (key, key_id) = srv.api_key(&t.access, "u").await;
     for _ in 0..3 {
-        assert_eq!(srv.get("/api/x").bearer(&key).send().await.status, 200);
+        assert_eq!(srv.status_with("/api/x", &key).await, 200);
     }
     let mut last_used = None;
     for _ in 0..50 {
@@ -154,7 +137,7 @@ async fn last_used_is_recorded_off_the_request_path() {
     let first = last_used.expect("last_used written");
     // Further use within the minute does not write again.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    assert_eq!(srv.get("/api/x").bearer(&key).send().await.status, 200);
+    assert_eq!(srv.status_with("/api/x", &key).await, 200);
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let kp = srv
         .state
@@ -172,12 +155,7 @@ async fn admin_manages_users_and_changes_apply_on_the_next_request() {
     let admin = srv.admin("root@example.com").await;
     let user = srv.register("member@example.com").await;
     let (key, _) = srv.api_key(&user.access, "member-key").await;
-    let me = srv
-        .get(&srv.auth_path("/me"))
-        .bearer(&user.access)
-        .send()
-        .await
-        .json();
+    let me = srv.me(&user.access).await.json();
     let uid = me["user_id"].as_str().unwrap().to_string();
 
     let forbidden = srv
@@ -205,66 +183,38 @@ async fn admin_manages_users_and_changes_apply_on_the_next_request() {
 
     // Disable: tokens and keys refused at once (403). Enabling restores the key, not the
     // sessions that disabling ended.
-    let path = |s: &str| srv.auth_path(&format!("/admin/users/{uid}{s}"));
-    let r = srv
-        .req(http::Method::PUT, &path("/disable"))
-        .bearer(&admin.access)
-        .send()
-        .await;
+    let r = srv.admin_user(&admin.access, &uid, "disable").await;
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(
-        srv.get("/api/x").bearer(&user.access).send().await.status,
-        403
-    );
-    assert_eq!(srv.get("/api/x").bearer(&key).send().await.status, 403);
+    assert_eq!(srv.status_with("/api/x", &user.access).await, 403);
+    assert_eq!(srv.status_with("/api/x", &key).await, 403);
     assert_eq!(srv.login("member@example.com", PASSWORD).await.status, 403);
-    let r = srv
-        .req(http::Method::PUT, &path("/enable"))
-        .bearer(&admin.access)
-        .send()
-        .await;
+    let r = srv.admin_user(&admin.access, &uid, "enable").await;
     assert_eq!(r.status, 200);
-    assert_eq!(
-        srv.get("/api/x").bearer(&user.access).send().await.status,
-        401
-    );
-    assert_eq!(srv.get("/api/x").bearer(&key).send().await.status, 200);
+    assert_eq!(srv.status_with("/api/x", &user.access).await, 401);
+    assert_eq!(srv.status_with("/api/x", &key).await, 200);
     let r = srv.login("member@example.com", PASSWORD).await;
     assert_eq!(r.status, 200);
     let user = Tokens::from(&r);
 
     // Role change: the very next request carries the new role.
-    assert_eq!(
-        srv.get("/admin-only/x")
-            .bearer(&user.access)
-            .send()
-            .await
-            .status,
-        403
-    );
-    let r = srv
-        .req(http::Method::PUT, &path("/role?role=admin"))
-        .bearer(&admin.access)
-        .send()
-        .await;
+    assert_eq!(srv.status_with("/admin-only/x", &user.access).await, 403);
+    let r = srv.admin_user(&admin.access, &uid, "role?role=admin").await;
     assert_eq!(r.status, 200);
     let r = srv.get("/admin-only/x").bearer(&user.access).send().await;
     assert_eq!(r.status, 200);
     assert_eq!(r.echoed_header("x-user-role").as_deref(), Some("admin"));
-    assert_eq!(
-        srv.get("/admin-only/x").bearer(&key).send().await.status,
-        200
-    );
+    assert_eq!(srv.status_with("/admin-only/x", &key).await, 200);
     let r = srv
-        .req(http::Method::PUT, &path("/role?role=wizard"))
-        .bearer(&admin.access)
-        .send()
+        .admin_user(&admin.access, &uid, "role?role=wizard")
         .await;
     assert_eq!(r.status, 422);
 
     // Update fields; unknown users are 404.
     let r = srv
-        .req(http::Method::PUT, &path(""))
+        .req(
+            http::Method::PUT,
+            &srv.auth_path(&format!("/admin/users/{uid}")),
+        )
         .bearer(&admin.access)
         .json(json!({"full_name": "Renamed", "role": "researcher"}))
         .send()
@@ -313,23 +263,10 @@ async fn admin_creates_users_and_cannot_lock_themselves_out() {
         .await;
     assert_eq!(dup.status, 400);
 
-    let me = srv
-        .get(&srv.auth_path("/me"))
-        .bearer(&admin.access)
-        .send()
-        .await
-        .json();
-    let own = srv.auth_path(&format!("/admin/users/{}", me["user_id"].as_str().unwrap()));
-    let r = srv
-        .req(http::Method::PUT, &format!("{own}/disable"))
-        .bearer(&admin.access)
-        .send()
-        .await;
+    let me = srv.me(&admin.access).await.json();
+    let own = me["user_id"].as_str().unwrap();
+    let r = srv.admin_user(&admin.access, own, "disable").await;
     assert_eq!(r.status, 400);
-    let r = srv
-        .req(http::Method::PUT, &format!("{own}/role?role=user"))
-        .bearer(&admin.access)
-        .send()
-        .await;
+    let r = srv.admin_user(&admin.access, own, "role?role=user").await;
     assert_eq!(r.status, 400);
 }

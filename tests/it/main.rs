@@ -24,6 +24,7 @@ mod replicas;
 mod revocation;
 mod server;
 mod services;
+mod sessions;
 mod store_contract;
 mod trusted_headers;
 mod upgrades;

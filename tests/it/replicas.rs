@@ -44,7 +44,7 @@ pub async fn deployment(n: usize) -> Deployment {
 }
 
 async fn status(srv: &TestServer, token: &str) -> u16 {
-    srv.get("/api/x").bearer(token).send().await.status
+    srv.status_with("/api/x", token).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -55,11 +55,7 @@ async fn a_session_started_anywhere_works_everywhere_and_ends_everywhere() {
     for r in [a, b, c] {
         assert_eq!(status(r, &t.access).await, 200);
     }
-    let r = b
-        .post(&b.auth_path("/logout"))
-        .bearer(&t.access)
-        .send()
-        .await;
+    let r = b.logout(&t.access).await;
     assert_eq!(r.status, 200);
     assert_eq!(
         status(a, &t.access).await,
@@ -91,35 +87,20 @@ async fn an_admin_change_on_one_replica_applies_on_all() {
         assert_eq!(status(r, &user.access).await, 200);
         assert_eq!(status(r, &key).await, 200);
     }
-    let uid = c
-        .get(&c.auth_path("/me"))
-        .bearer(&user.access)
-        .send()
-        .await
-        .json()["user_id"]
+    let uid = c.me(&user.access).await.json()["user_id"]
         .as_str()
         .unwrap()
         .to_string();
-    let disable = c.auth_path(&format!("/admin/users/{uid}/disable"));
     assert_eq!(
-        c.req(http::Method::PUT, &disable)
-            .bearer(&admin.access)
-            .send()
-            .await
-            .status,
+        c.admin_user(&admin.access, &uid, "disable").await.status,
         200
     );
     for r in [a, b] {
         assert_eq!(status(r, &user.access).await, 403);
         assert_eq!(status(r, &key).await, 403);
     }
-    let enable = c.auth_path(&format!("/admin/users/{uid}/enable"));
     assert_eq!(
-        c.req(http::Method::PUT, &enable)
-            .bearer(&admin.access)
-            .send()
-            .await
-            .status,
+        c.admin_user(&admin.access, &uid, "enable").await.status,
         200
     );
     // Disabling ended the user's sessions for good: they sign in again.
@@ -129,11 +110,8 @@ async fn an_admin_change_on_one_replica_applies_on_all() {
         .await;
     assert_eq!(r.status, 200);
     let user = crate::harness::Tokens::from(&r);
-    let promote = c.auth_path(&format!("/admin/users/{uid}/role?role=admin"));
     assert_eq!(
-        c.req(http::Method::PUT, &promote)
-            .bearer(&admin.access)
-            .send()
+        c.admin_user(&admin.access, &uid, "role?role=admin")
             .await
             .status,
         200
@@ -148,15 +126,7 @@ async fn an_admin_change_on_one_replica_applies_on_all() {
     for r in [a, c] {
         assert_eq!(status(r, &k2).await, 200);
     }
-    let del = b.auth_path(&format!("/api-keys/{k2_id}"));
-    assert_eq!(
-        b.req(http::Method::DELETE, &del)
-            .bearer(&user.access)
-            .send()
-            .await
-            .status,
-        200
-    );
+    assert_eq!(b.revoke_key(&user.access, &k2_id).await.status, 200);
     for r in [a, c] {
         assert_eq!(status(r, &k2).await, 401);
     }
@@ -191,11 +161,7 @@ async fn revocation_reaches_other_replicas_on_the_next_request() {
     for _ in 0..40 {
         let t = Tokens::from(&a.login("trials@example.com", PASSWORD).await);
         assert_eq!(status(b, &t.access).await, 200, "B has the identity cached");
-        let r = a
-            .post(&a.auth_path("/logout"))
-            .bearer(&t.access)
-            .send()
-            .await;
+        let r = a.logout(&t.access).await;
         assert_eq!(r.status, 200);
         let started = Instant::now();
         let first = status(b, &t.access).await;

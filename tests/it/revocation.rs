@@ -6,23 +6,10 @@ use serde_json::json;
 
 use crate::harness::{PASSWORD, TestServer, Tokens};
 
-async fn refresh(srv: &TestServer, token: &str) -> crate::harness::Resp {
-    srv.post(&srv.auth_path("/refresh"))
-        .json(json!({"refresh_token": token}))
-        .send()
-        .await
-}
-
 async fn set_disabled(srv: &TestServer, admin: &Tokens, email: &str, disabled: bool) {
-    let user = srv.state.store.user_by_email(email).await.unwrap().unwrap();
     let verb = if disabled { "disable" } else { "enable" };
     let r = srv
-        .req(
-            http::Method::PUT,
-            &srv.auth_path(&format!("/admin/users/{}/{verb}", user.user_id)),
-        )
-        .bearer(&admin.access)
-        .send()
+        .admin_user(&admin.access, &srv.user_id(email).await, verb)
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
 }
@@ -33,22 +20,22 @@ async fn disabling_ends_sessions_for_good_and_pauses_keys() {
     let admin = srv.admin("revoker@example.com").await;
     let t = srv.register("paused@example.com").await;
     let (key, _) = srv.api_key(&t.access, "k").await;
-    assert_eq!(srv.get("/api/x").bearer(&t.access).send().await.status, 200);
+    assert_eq!(srv.status_with("/api/x", &t.access).await, 200);
 
     set_disabled(&srv, &admin, "paused@example.com", true).await;
-    assert_eq!(srv.get("/api/x").bearer(&t.access).send().await.status, 403);
-    assert_eq!(srv.get("/api/x").bearer(&key).send().await.status, 403);
+    assert_eq!(srv.status_with("/api/x", &t.access).await, 403);
+    assert_eq!(srv.status_with("/api/x", &key).await, 403);
     // A refresh while disabled is refused as such.
-    let r = refresh(&srv, &t.refresh).await;
+    let r = srv.refresh(&t.refresh).await;
     assert_eq!(r.status, 403, "{}", r.text());
     assert_eq!(srv.login("paused@example.com", PASSWORD).await.status, 403);
 
     set_disabled(&srv, &admin, "paused@example.com", false).await;
     // The sessions that existed before do not come back...
-    assert_eq!(srv.get("/api/x").bearer(&t.access).send().await.status, 401);
-    assert_eq!(refresh(&srv, &t.refresh).await.status, 401);
+    assert_eq!(srv.status_with("/api/x", &t.access).await, 401);
+    assert_eq!(srv.refresh(&t.refresh).await.status, 401);
     // ...the key does (it is not a session), and signing in again works.
-    assert_eq!(srv.get("/api/x").bearer(&key).send().await.status, 200);
+    assert_eq!(srv.status_with("/api/x", &key).await, 200);
     assert_eq!(srv.login("paused@example.com", PASSWORD).await.status, 200);
 }
 
@@ -56,27 +43,21 @@ async fn disabling_ends_sessions_for_good_and_pauses_keys() {
 async fn replaying_an_older_generation_ends_the_session_even_within_the_grace() {
     let srv = TestServer::start().await; // the default 5 s grace window
     let rt1 = srv.register("generations@example.com").await;
-    let r = refresh(&srv, &rt1.refresh).await;
+    let r = srv.refresh(&rt1.refresh).await;
     assert_eq!(r.status, 200);
     let rt2 = Tokens::from(&r);
-    let r = refresh(&srv, &rt2.refresh).await;
+    let r = srv.refresh(&rt2.refresh).await;
     assert_eq!(r.status, 200);
     let rt3 = Tokens::from(&r);
     // RT2 was spent last: replaying it within the grace window is a race, not a theft.
-    let r = refresh(&srv, &rt2.refresh).await;
+    let r = srv.refresh(&rt2.refresh).await;
     assert_eq!(r.status, 401);
-    assert_eq!(
-        srv.get("/api/x").bearer(&rt3.access).send().await.status,
-        200
-    );
+    assert_eq!(srv.status_with("/api/x", &rt3.access).await, 200);
     // RT1 is two generations old: someone kept a copy. The session ends at once.
-    let r = refresh(&srv, &rt1.refresh).await;
+    let r = srv.refresh(&rt1.refresh).await;
     assert_eq!(r.status, 401);
-    assert_eq!(refresh(&srv, &rt3.refresh).await.status, 401);
-    assert_eq!(
-        srv.get("/api/x").bearer(&rt3.access).send().await.status,
-        401
-    );
+    assert_eq!(srv.refresh(&rt3.refresh).await.status, 401);
+    assert_eq!(srv.status_with("/api/x", &rt3.access).await, 401);
 }
 
 #[tokio::test]
@@ -90,7 +71,7 @@ async fn sessions_end_at_their_absolute_lifetime_however_often_refreshed() {
     let mut last_ok = started;
     loop {
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        let r = refresh(&srv, &t.refresh).await;
+        let r = srv.refresh(&t.refresh).await;
         if r.status != 200 {
             assert_eq!(r.status, 401, "{}", r.text());
             break;
@@ -109,7 +90,7 @@ async fn sessions_end_at_their_absolute_lifetime_however_often_refreshed() {
         "refreshed past the lifetime: {lived:?}"
     );
     assert!(lived > std::time::Duration::from_millis(2000), "{lived:?}");
-    assert_eq!(srv.get("/api/x").bearer(&t.access).send().await.status, 401);
+    assert_eq!(srv.status_with("/api/x", &t.access).await, 401);
 }
 
 #[tokio::test]
@@ -129,13 +110,13 @@ async fn a_password_change_can_revoke_api_keys() {
     // By default keys survive a password change.
     let r = change(PASSWORD, "second long password", None).send().await;
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(srv.get("/api/x").bearer(&kept).send().await.status, 200);
+    assert_eq!(srv.status_with("/api/x", &kept).await, 200);
     let (also, _) = srv.api_key(&t.access, "also").await;
     let r = change("second long password", "third long password", Some(true))
         .send()
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(srv.get("/api/x").bearer(&kept).send().await.status, 401);
+    assert_eq!(srv.status_with("/api/x", &kept).await, 401);
     assert_eq!(
         srv.get("/api/x")
             .header("x-api-key", &also)
@@ -144,10 +125,6 @@ async fn a_password_change_can_revoke_api_keys() {
             .status,
         401
     );
-    let list = srv
-        .get(&srv.auth_path("/api-keys"))
-        .bearer(&t.access)
-        .send()
-        .await;
+    let list = srv.list_keys(&t.access).await;
     assert!(list.json()["api_keys"].as_array().unwrap().is_empty());
 }

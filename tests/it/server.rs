@@ -68,11 +68,7 @@ async fn algorithm_round_trip(alg: &str, extra: &str) -> TestServer {
         .await;
     let header = jsonwebtoken::decode_header(&t.access).unwrap();
     assert_eq!(format!("{:?}", header.alg), alg);
-    assert_eq!(
-        srv.get("/api/x").bearer(&t.access).send().await.status,
-        200,
-        "{alg}"
-    );
+    assert_eq!(srv.status_with("/api/x", &t.access).await, 200, "{alg}");
     srv
 }
 
@@ -152,7 +148,7 @@ async fn cookie_authenticated_account_calls_are_csrf_checked() {
         .await;
     assert_eq!(r.status, 403);
     assert_eq!(
-        srv.get("/api/x").bearer(&t.access).send().await.status,
+        srv.status_with("/api/x", &t.access).await,
         200,
         "not logged out"
     );
