@@ -1,17 +1,24 @@
 //! Portcullis: an authenticating reverse proxy with its own account API.
 //!
-//! Crate map, in request order:
-//! - [`server`]: accept loop, connection limit, graceful shutdown.
-//! - [`http`]: `handle()`, path normalization, header hygiene, error responses.
-//! - [`routes`]: the route table; first match wins.
-//! - [`auth`]: credentials -> identity (JWT, API keys, passwords, sessions, the resolver).
-//! - [`cache`]: the in-process identity cache and revocation.
-//! - [`authz`]: route policy decisions.
-//! - [`proxy`]: pooled upstream connections and their HTTP/1.1 client, streaming, WebSocket tunnels.
-//! - [`account`]: the account API (register, login, ..., admin).
-//! - [`store`]: the `Store` trait and its SQLite implementation.
-//! - [`config`], [`app`], [`admin`], [`logging`], [`metrics`]: configuration, wiring, operator
-//!   endpoints, logs and metrics. [`import`] reads the origin gateway's Redis records.
+//! The crate is built in floors; a module uses only what stands below it.
+//!
+//! 1. Words every layer shares, depending on nothing: [`identity`] (roles, identities, how a
+//!    credential was presented), [`secret`] (the redacting `Secret`, random ids, hashes),
+//!    [`path`] (one canonical path, prefix matching), [`metrics`] (lock-free counters).
+//! 2. [`config`]: the TOML file and environment, validated into typed values.
+//! 3. Backends: [`store`] (SQLite and PostgreSQL behind one `Store`), `proxy` (the upstream
+//!    HTTP/1.1 client, pools, tunnels), `authz` (policy decisions), [`logging`].
+//! 4. [`cache`] (the identity cache and revocation) and `routes` (the route table, each
+//!    route with its upstream).
+//! 5. [`auth`]: credentials -> identity (JWT, API keys, passwords, the resolver, sessions).
+//! 6. `account`: the account API handlers.
+//! 7. [`http`]: the request path — `handle()` settles the host and framing, normalizes,
+//!    routes, authenticates, authorizes, prepares headers, forwards; `respond` turns every
+//!    failure into a response and its metrics label. [`import`] reads the origin gateway.
+//! 8. `server` (accept loop, per-connection bounds, drain) and `operator` (the operator
+//!    listener).
+//! 9. [`app`] assembles everything from a `Config`; [`commands`] is the work behind each
+//!    CLI subcommand; `main.rs` only parses, prints and maps exit codes.
 
 pub(crate) mod account;
 pub mod app;
