@@ -4,10 +4,11 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
 
-use super::headers::{X_FORWARDED_FOR, joined};
+/// Where a trusted proxy reports the client and the hops before it.
+pub(super) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// Facts about the client connection, computed once per connection.
 pub struct ConnInfo {
@@ -75,4 +76,19 @@ pub fn client_ip(conn: &ConnInfo, headers: &HeaderMap, trusted: &[IpNet]) -> Str
         }
     }
     canonical_ip(conn.peer.ip()).to_string()
+}
+
+pub(super) fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<HeaderValue> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next()?.clone();
+    let mut rest = values.peekable();
+    if rest.peek().is_none() {
+        return Some(first);
+    }
+    let mut all = first.as_bytes().to_vec();
+    for v in rest {
+        all.extend_from_slice(b", ");
+        all.extend_from_slice(v.as_bytes());
+    }
+    HeaderValue::from_bytes(&all).ok()
 }

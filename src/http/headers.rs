@@ -6,7 +6,7 @@
 
 use http::header::{CONNECTION, COOKIE, UPGRADE};
 
-use super::client::ConnInfo;
+use super::client::{ConnInfo, X_FORWARDED_FOR, joined};
 use crate::proxy::hop_by_hop::{connection_named, is_hop_by_hop};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
@@ -16,7 +16,6 @@ use crate::identity::{AuthMethod, Identity};
 
 /// The request id header, taken from the client when well-formed and returned to it.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-pub(super) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
@@ -258,21 +257,6 @@ pub struct Forwarding<'a> {
     pub forward_credentials: bool,
     /// A WebSocket upgrade the route allows: keep `Upgrade` and `Connection: upgrade`.
     pub upgrade: bool,
-}
-
-pub(super) fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<HeaderValue> {
-    let mut values = headers.get_all(name).iter();
-    let first = values.next()?.clone();
-    let mut rest = values.peekable();
-    if rest.peek().is_none() {
-        return Some(first);
-    }
-    let mut all = first.as_bytes().to_vec();
-    for v in rest {
-        all.extend_from_slice(b", ");
-        all.extend_from_slice(v.as_bytes());
-    }
-    HeaderValue::from_bytes(&all).ok()
 }
 
 fn append_hop(prior: &HeaderValue, hop: &HeaderValue) -> HeaderValue {
