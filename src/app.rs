@@ -97,6 +97,7 @@ impl App {
             jwks,
             header_policy: HeaderPolicy::new(config.identity_headers.clone()),
             csrf_origins: config.csrf.allowed_origins.clone(),
+            cors: config.cors.clone(),
             trusted_proxies: config.server.trusted_proxies.clone(),
             metrics,
             store,

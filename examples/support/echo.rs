@@ -3,8 +3,9 @@
 //! Portcullis so the injected headers can be seen; the integration tests use it to check
 //! exactly what an upstream receives. Test hooks: `x-echo-delay-ms` delays the answer,
 //! `x-echo-status` sets its status, `x-echo-close` answers `Connection: close`,
-//! `x-echo-bytes: N` answers N bytes of `x` instead of the JSON (at most 64 MiB), and a
-//! WebSocket upgrade becomes a raw byte echo.
+//! `x-echo-bytes: N` answers N bytes of `x` instead of the JSON (at most 64 MiB),
+//! `x-echo-set-header: name: value` adds a header to the answer, and a WebSocket upgrade
+//! becomes a raw byte echo.
 
 // Shared by the `echo` and `quickstart` examples and the integration tests, which each use
 // part of it.
@@ -191,6 +192,18 @@ async fn answer(
     if close {
         resp.headers_mut()
             .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    // `x-echo-set-header: name: value` adds that header to the answer.
+    for (n, v) in &record.headers {
+        if n == "x-echo-set-header"
+            && let Some((name, value)) = v.split_once(':')
+            && let (Ok(name), Ok(value)) = (
+                http::HeaderName::from_bytes(name.trim().as_bytes()),
+                HeaderValue::from_str(value.trim()),
+            )
+        {
+            resp.headers_mut().append(name, value);
+        }
     }
     Ok(resp)
 }

@@ -37,7 +37,7 @@ pub(crate) struct AccountCtx {
     pub revocations: Revocations,
     pub accounts: AccountsConfig,
     pub cookies: CookieConfig,
-    pub csrf_origins: Vec<String>,
+    pub csrf_origins: crate::config::Origins,
     pub refresh_ttl_secs: i64,
 }
 
@@ -129,8 +129,9 @@ struct TokenOut {
 }
 
 fn cookie(ctx: &AccountCtx, name: &str, value: &str, max_age: i64, path: &str) -> HeaderValue {
+    let same_site = ctx.cookies.same_site;
     let mut text =
-        format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax");
+        format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite={same_site}");
     if ctx.cookies.secure {
         text.push_str("; Secure");
     }

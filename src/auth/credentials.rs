@@ -7,6 +7,7 @@ use http::{HeaderMap, HeaderName, Method};
 
 use super::{AuthError, api_key};
 
+use crate::config::Origins;
 use crate::identity::{AuthMethod, CredentialKind};
 /// The cookie that carries an access token.
 pub const ACCESS_COOKIE: &str = "access_token";
@@ -208,7 +209,7 @@ fn is_safe(method: &Method) -> bool {
 pub fn check_csrf(
     method: &Method,
     headers: &HeaderMap,
-    allowed_origins: &[String],
+    allowed_origins: &Origins,
 ) -> Result<(), AuthError> {
     if is_safe(method) {
         return Ok(());
@@ -219,7 +220,7 @@ pub fn check_csrf(
 /// The origin half of the CSRF rule, for any request a browser could be tricked into
 /// sending with the user's cookie: unsafe methods, and WebSocket handshakes (a GET, but one
 /// that opens a two-way channel — cross-site WebSocket hijacking).
-pub fn check_origin(headers: &HeaderMap, allowed_origins: &[String]) -> Result<(), AuthError> {
+pub fn check_origin(headers: &HeaderMap, allowed_origins: &Origins) -> Result<(), AuthError> {
     if let Some(site) = headers.get(&SEC_FETCH_SITE).and_then(|v| v.to_str().ok())
         && (site.eq_ignore_ascii_case("same-origin") || site.eq_ignore_ascii_case("none"))
     {
@@ -229,10 +230,7 @@ pub fn check_origin(headers: &HeaderMap, allowed_origins: &[String]) -> Result<(
         return Err(AuthError::CsrfRejected);
     };
     let origin = origin.trim_end_matches('/');
-    if allowed_origins
-        .iter()
-        .any(|allowed| allowed.eq_ignore_ascii_case(origin))
-    {
+    if allowed_origins.allows(origin) {
         return Ok(());
     }
     let origin_authority = origin
@@ -351,7 +349,13 @@ mod tests {
 
     #[test]
     fn csrf_rules() {
-        let allowed = vec!["https://app.example.com".to_string()];
+        let allowed = crate::config::Config::from_toml(
+            "[cors]\nallowed_origins = [\"https://app.example.com\"]\n",
+            Vec::new(),
+        )
+        .unwrap()
+        .csrf
+        .allowed_origins;
         let ok =
             |pairs: &[(&str, &str)]| check_csrf(&Method::POST, &headers(pairs), &allowed).is_ok();
         assert!(check_csrf(&Method::GET, &HeaderMap::new(), &allowed).is_ok());

@@ -93,32 +93,59 @@ pub(super) fn cookies(raw: RawCookies) -> Result<CookieConfig> {
             format!("{d:?} is not a domain name"),
         ));
     }
+    let secure = raw.secure.unwrap_or(true);
+    let same_site = match raw
+        .same_site
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("lax") => "Lax",
+        Some("strict") => "Strict",
+        // Browsers drop a `SameSite=None` cookie without `Secure`.
+        Some("none") if secure => "None",
+        Some("none") => {
+            return Err(ConfigError::invalid(
+                "cookies.same_site",
+                "\"none\" needs secure = true (browsers refuse it otherwise)",
+            ));
+        }
+        Some(other) => {
+            return Err(ConfigError::invalid(
+                "cookies.same_site",
+                format!("{other:?} is not \"lax\", \"strict\" or \"none\""),
+            ));
+        }
+    };
     Ok(CookieConfig {
-        secure: raw.secure.unwrap_or(true),
+        secure,
         domain,
+        same_site,
     })
 }
 
-pub(super) fn csrf(raw: RawCsrf) -> Result<CsrfConfig> {
-    let allowed_origins = raw
-        .allowed_origins
-        .iter()
-        .enumerate()
-        .map(|(i, o)| {
-            let lower = o.trim_end_matches('/').to_ascii_lowercase();
-            let ok = (lower.starts_with("http://") || lower.starts_with("https://"))
-                && lower.parse::<http::Uri>().is_ok_and(|u| {
-                    u.authority().is_some() && u.path_and_query().is_none_or(|p| p == "/")
-                });
-            if ok {
-                Ok(lower)
-            } else {
-                Err(ConfigError::invalid(
-                    format!("csrf.allowed_origins[{i}]"),
-                    format!("{o:?} is not an origin like \"https://app.example.com\""),
-                ))
-            }
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(CsrfConfig { allowed_origins })
+/// `[cors]` and `[csrf]`: one origin list. `csrf.allowed_origins` is the older spelling of
+/// `cors.allowed_origins`; naming the origins in both is an error.
+pub(super) fn cors_and_csrf(
+    cors: RawCors,
+    csrf: RawCsrf,
+) -> Result<(Option<std::sync::Arc<CorsPolicy>>, CsrfConfig)> {
+    let mut cors = cors;
+    if !csrf.allowed_origins.is_empty() {
+        if !cors.allowed_origins.is_empty() {
+            return Err(ConfigError::invalid(
+                "csrf.allowed_origins",
+                "name the allowed origins once, in cors.allowed_origins",
+            ));
+        }
+        // Validated under its own key first, so errors name what the file says.
+        super::cors::origins("csrf.allowed_origins", &csrf.allowed_origins)?;
+        cors.allowed_origins = csrf.allowed_origins;
+    }
+    let policy = super::cors::policy("cors", cors)?;
+    let allowed_origins = policy
+        .as_ref()
+        .map(|p| p.csrf_origins.clone())
+        .unwrap_or_default();
+    Ok((policy, CsrfConfig { allowed_origins }))
 }

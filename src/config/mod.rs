@@ -3,6 +3,7 @@
 //! binds a port or opens a file other than the ones a key names.
 
 mod accounts;
+mod cors;
 mod defaults;
 mod env;
 mod identity_headers;
@@ -16,9 +17,10 @@ pub use values::sqlite_path;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderName, Method};
+use http::{HeaderName, HeaderValue, Method};
 use ipnet::IpNet;
 use jsonwebtoken::Algorithm;
 
@@ -76,8 +78,12 @@ pub struct Config {
     pub hashing: HashingConfig,
     /// `[cookies]`: attributes of the session cookies.
     pub cookies: CookieConfig,
-    /// `[csrf]`: origins allowed to send cookie-authenticated unsafe requests.
+    /// `[csrf]`: origins allowed to send cookie-authenticated unsafe requests (the CORS
+    /// origins: one list).
     pub csrf: CsrfConfig,
+    /// `[cors]`: cross-origin access to the account API, and to routes with
+    /// `cors = "inherit"`. `None`: no origin is allowed.
+    pub cors: Option<Arc<CorsPolicy>>,
     /// `[identity_headers]`: the names injected upstream.
     pub identity_headers: IdentityHeaderNames,
     /// `[cache]`: the in-process identity cache.
@@ -247,14 +253,58 @@ pub struct CookieConfig {
     pub secure: bool,
     /// The cookies' `Domain`; unset: host-only.
     pub domain: Option<String>,
+    /// The cookies' `SameSite`: `Lax` (default), `Strict`, or `None` (only with `Secure`).
+    pub same_site: &'static str,
 }
 
 /// `[csrf]`.
 #[derive(Debug, Clone)]
 pub struct CsrfConfig {
-    /// Lower-cased `scheme://host[:port]` origins allowed to send cookie-authenticated unsafe
-    /// requests, besides the request's own origin.
-    pub allowed_origins: Vec<String>,
+    /// Origins allowed to send cookie-authenticated unsafe requests (and WebSocket
+    /// handshakes), besides the request's own origin: `cors.allowed_origins` (or, in older
+    /// files, `csrf.allowed_origins`), without `*`.
+    pub allowed_origins: Origins,
+}
+
+/// A list of allowed origins: exact ones and subdomain patterns.
+#[derive(Debug, Clone, Default)]
+pub struct Origins(pub(crate) Vec<cors::OriginRule>);
+
+/// What a browser may do cross-origin: `[cors]`, or a route's own `cors` table.
+#[derive(Debug)]
+pub struct CorsPolicy {
+    /// Origins allowed.
+    pub origins: Origins,
+    /// Methods a preflight may ask for.
+    pub methods: Vec<Method>,
+    /// Request headers a preflight may ask for (lower case).
+    pub headers: Vec<HeaderName>,
+    /// Whether responses carry `Access-Control-Allow-Credentials: true`.
+    pub credentials: bool,
+    /// `Access-Control-Allow-Methods`, rendered once.
+    pub allow_methods: HeaderValue,
+    /// `Access-Control-Allow-Headers`, rendered once.
+    pub allow_headers: HeaderValue,
+    /// `Access-Control-Expose-Headers`, if any header is exposed.
+    pub expose_headers: Option<HeaderValue>,
+    /// `Access-Control-Max-Age` (seconds).
+    pub max_age: HeaderValue,
+    /// The CSRF rule's view of `origins` (without `*`), for cookie-authenticated requests to
+    /// a route with this policy.
+    pub csrf_origins: Origins,
+}
+
+/// A route's CORS behaviour.
+#[derive(Debug, Clone)]
+pub enum RouteCors {
+    /// No CORS headers; a preflight is treated like any other request.
+    None,
+    /// The global `[cors]`.
+    Inherit,
+    /// Preflights are forwarded to the upstream unauthenticated; the upstream answers CORS.
+    Upstream,
+    /// A policy of the route's own.
+    Own(Arc<CorsPolicy>),
 }
 
 /// `[identity_headers]`: the names of the headers Portcullis injects.
@@ -364,6 +414,8 @@ pub struct RouteConfig {
     /// The largest request body forwarded; a larger declared length is 413 before any body
     /// byte is read, a larger streamed body is cut off with 413.
     pub max_body_bytes: u64,
+    /// Cross-origin access to the route.
+    pub cors: RouteCors,
 }
 
 impl Config {

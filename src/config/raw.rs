@@ -13,6 +13,7 @@ pub(super) struct RawConfig {
     pub password_hashing: RawPasswordHashing,
     pub cookies: RawCookies,
     pub csrf: RawCsrf,
+    pub cors: RawCors,
     pub identity_headers: RawIdentityHeaders,
     pub cache: RawCache,
     pub log: RawLog,
@@ -99,6 +100,7 @@ pub(super) struct RawPasswordHashing {
 pub(super) struct RawCookies {
     pub secure: Option<bool>,
     pub domain: Option<String>,
+    pub same_site: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -153,4 +155,42 @@ pub(super) struct RawRoute {
     pub connect_timeout: Option<String>,
     pub response_timeout: Option<String>,
     pub max_body_bytes: Option<u64>,
+    pub cors: Option<RawRouteCors>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawCors {
+    pub allowed_origins: Vec<String>,
+    pub allowed_methods: Option<Vec<String>>,
+    pub allowed_headers: Option<Vec<String>>,
+    pub exposed_headers: Option<Vec<String>>,
+    pub max_age: Option<String>,
+    pub credentials: Option<bool>,
+}
+
+/// A route's `cors`: a mode name or a table of its own.
+#[derive(Debug)]
+pub(super) enum RawRouteCors {
+    Mode(String),
+    Own(RawCors),
+}
+
+// By hand rather than `untagged`, so a mistake inside the table is reported as itself
+// (`unknown field ...`) instead of "did not match any variant".
+impl<'de> Deserialize<'de> for RawRouteCors {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        match toml::Value::deserialize(d)? {
+            toml::Value::String(mode) => Ok(RawRouteCors::Mode(mode)),
+            table @ toml::Value::Table(_) => table
+                .try_into()
+                .map(RawRouteCors::Own)
+                .map_err(|e| D::Error::custom(e.message())),
+            other => Err(D::Error::custom(format!(
+                "expected \"inherit\", \"upstream\", \"off\" or a table, found {}",
+                other.type_str()
+            ))),
+        }
+    }
 }

@@ -92,6 +92,7 @@ pub(super) fn route(i: usize, raw: RawRoute) -> Result<RouteConfig> {
             Some(n) => n,
             None => DEFAULT_MAX_BODY_BYTES,
         },
+        cors: super::cors::route_cors(i, raw.cors)?,
     })
 }
 

@@ -4,7 +4,7 @@
 
 use ipnet::IpNet;
 
-use super::accounts::{accounts, cookies, csrf, hashing};
+use super::accounts::{accounts, cookies, cors_and_csrf, hashing};
 use super::identity_headers::identity_headers;
 use super::raw::*;
 use super::tokens::tokens;
@@ -31,6 +31,17 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
         }
     }
     super::route_rules::reachable(&routes, &accounts.mount)?;
+    let (cors, csrf) = cors_and_csrf(raw.cors, raw.csrf)?;
+    if cors.is_none()
+        && let Some(i) = routes
+            .iter()
+            .position(|r| matches!(r.cors, RouteCors::Inherit))
+    {
+        return Err(ConfigError::invalid(
+            format!("routes[{i}].cors"),
+            "\"inherit\" needs a [cors] section with allowed_origins",
+        ));
+    }
     Ok(Config {
         server: server(raw.server)?,
         store,
@@ -38,7 +49,8 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
         accounts,
         hashing: hashing(raw.password_hashing)?,
         cookies: cookies(raw.cookies)?,
-        csrf: csrf(raw.csrf)?,
+        csrf,
+        cors,
         identity_headers: identity_headers(raw.identity_headers)?,
         cache: cache(raw.cache)?,
         log: log(raw.log)?,

@@ -4,6 +4,7 @@
 
 pub(crate) mod body;
 pub mod client;
+pub(crate) mod cors;
 pub(crate) mod framing;
 pub mod headers;
 pub(crate) mod host;
@@ -16,7 +17,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::USER_AGENT;
+use http::header::{ORIGIN, USER_AGENT};
 use http::{Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 use tower::ServiceExt as _;
@@ -29,6 +30,7 @@ use crate::auth::AuthError;
 use crate::auth::credentials::{self, OwnedCredential, check_csrf, check_origin};
 use crate::auth::sessions::ClientMeta;
 use crate::authz::{self, Decision};
+use crate::config::{CorsPolicy, Origins, RouteCors};
 use crate::identity::{AuthMethod, Identity};
 use crate::metrics::{AuthOutcome, RouteSlot};
 use crate::path::under_prefix_ignoring_case;
@@ -48,8 +50,15 @@ pub(crate) async fn handle(
     let logged = state
         .access_log
         .then(|| (req.method().clone(), req.uri().path().to_owned()));
-    let (slot, result) = route_request(&state, &conn, &request_id, req).await;
+    // Browsers send `Origin`; other clients do not, and pay nothing here.
+    let preflight = cors::is_preflight(req.method(), req.headers());
+    let origin = req.headers().get(ORIGIN).cloned();
+    let (slot, result) = route_request(&state, &conn, &request_id, preflight, req).await;
     let mut resp = result.unwrap_or_else(|e| respond::proxy_error(e, &state.metrics));
+    // A preflight under a policy was answered whole by `cors::preflight`.
+    if !preflight && let Some(policy) = cors_policy(&state, slot) {
+        cors::decorate(policy, origin.as_ref(), resp.headers_mut());
+    }
     resp.headers_mut().insert(X_REQUEST_ID.clone(), request_id);
     let elapsed = started.elapsed();
     state
@@ -82,10 +91,25 @@ pub(crate) async fn handle(
 
 type Routed = (RouteSlot, Result<Response<Body>, ProxyError>);
 
+/// The CORS policy that answers for a request's slot: the account API's is `[cors]`; a
+/// route's is its own, or `[cors]` when it inherits. `upstream` and unset: none.
+fn cors_policy(state: &AppState, slot: RouteSlot) -> Option<&CorsPolicy> {
+    match slot {
+        RouteSlot::Account => state.cors.as_deref(),
+        RouteSlot::Route(i) => match &state.routes.routes().get(i)?.rule.cors {
+            RouteCors::Own(policy) => Some(policy),
+            RouteCors::Inherit => state.cors.as_deref(),
+            RouteCors::Upstream | RouteCors::None => None,
+        },
+        RouteSlot::Unmatched | RouteSlot::Rejected => None,
+    }
+}
+
 async fn route_request(
     state: &AppState,
     conn: &Arc<ConnInfo>,
     request_id: &http::HeaderValue,
+    preflight: bool,
     mut req: Request<Incoming>,
 ) -> Routed {
     // The authority is only there for HTTP/2 and absolute-form targets; the common request
@@ -115,6 +139,12 @@ async fn route_request(
         return (RouteSlot::Account, Ok(resp));
     }
     if under_prefix_ignoring_case(&normalized, &state.mount) {
+        if preflight && let Some(policy) = &state.cors {
+            return (
+                RouteSlot::Account,
+                Ok(cors::preflight(policy, req.headers())),
+            );
+        }
         let rest = normalized[state.mount.len()..].to_owned();
         // Boxed: the account API's future is large and rare; the proxy path stays small.
         return (
@@ -123,30 +153,61 @@ async fn route_request(
         );
     }
     let host = host::for_matching(req.headers());
-    let Some((index, matched)) = state.routes.match_route(req.method(), host, &normalized) else {
+    // A preflight belongs to the route of the method it asks about, when that route does
+    // CORS; otherwise it is an `OPTIONS` like any other.
+    let for_cors = preflight
+        .then(|| cors::requested_method(req.headers()))
+        .flatten()
+        .and_then(|m| state.routes.match_route(&m, host, &normalized))
+        .filter(|(_, r)| !matches!(r.rule.cors, RouteCors::None));
+    let Some((index, matched)) =
+        for_cors.or_else(|| state.routes.match_route(req.method(), host, &normalized))
+    else {
         return (RouteSlot::Unmatched, Err(ProxyError::NotFound));
     };
     let route = &matched.rule;
     let slot = RouteSlot::Route(index);
+    if preflight {
+        match &route.cors {
+            RouteCors::Own(policy) => return (slot, Ok(cors::preflight(policy, req.headers()))),
+            RouteCors::Inherit => {
+                if let Some(policy) = &state.cors {
+                    return (slot, Ok(cors::preflight(policy, req.headers())));
+                }
+            }
+            RouteCors::Upstream | RouteCors::None => {}
+        }
+    }
     if let Err(e) = framing::check_declared(declared, route.max_body_bytes) {
         return (slot, Err(e));
     }
-    let identity = if authz::wants_identity(&route.policy) {
-        match authenticate(state, &req) {
-            Ok(fut) => match fut.await {
-                Ok(found) => found,
-                Err(e) => return (slot, Err(e)),
-            },
-            Err(e) => return (slot, Err(e)),
-        }
-    } else {
+    // `cors = "upstream"`: a preflight carries no credential (browsers never send one), so
+    // it is forwarded without authentication, and without any identity.
+    let identity = if preflight && matches!(route.cors, RouteCors::Upstream) {
         None
+    } else {
+        let csrf = match &route.cors {
+            RouteCors::Own(policy) => &policy.csrf_origins,
+            _ => &state.csrf_origins,
+        };
+        let identity = if authz::wants_identity(&route.policy) {
+            match authenticate(state, &req, csrf) {
+                Ok(fut) => match fut.await {
+                    Ok(found) => found,
+                    Err(e) => return (slot, Err(e)),
+                },
+                Err(e) => return (slot, Err(e)),
+            }
+        } else {
+            None
+        };
+        match authz::decide(&route.policy, identity.as_ref().map(|(i, _)| &**i)) {
+            Decision::Allow => {}
+            Decision::Unauthenticated => return (slot, Err(AuthError::Missing.into())),
+            Decision::Forbidden => return (slot, Err(ProxyError::Forbidden)),
+        }
+        identity
     };
-    match authz::decide(&route.policy, identity.as_ref().map(|(i, _)| &**i)) {
-        Decision::Allow => {}
-        Decision::Unauthenticated => return (slot, Err(AuthError::Missing.into())),
-        Decision::Forbidden => return (slot, Err(ProxyError::Forbidden)),
-    }
     let uri = match crate::proxy::upstream_target(
         matched.upstream.base_path(),
         forwarded_path(route, &normalized),
@@ -238,14 +299,15 @@ type Authenticated = Option<(Arc<Identity>, AuthMethod)>;
 fn authenticate<'a>(
     state: &'a AppState,
     req: &'a Request<Incoming>,
+    csrf_origins: &Origins,
 ) -> Result<impl Future<Output = Result<Authenticated, ProxyError>> + 'a, ProxyError> {
     let cred = credentials::extract(req.headers())?;
     if let Some(c) = &cred
         && c.method == AuthMethod::Cookie
         && let Err(e) = if headers::is_websocket_upgrade(req.method(), req.headers()) {
-            check_origin(req.headers(), &state.csrf_origins)
+            check_origin(req.headers(), csrf_origins)
         } else {
-            check_csrf(req.method(), req.headers(), &state.csrf_origins)
+            check_csrf(req.method(), req.headers(), csrf_origins)
         }
     {
         return Err(e.into());

@@ -404,6 +404,15 @@ pub(crate) fn account_error(e: AccountError) -> Response<Body> {
     })
 }
 
+/// A refused CORS preflight: 403, and no CORS header (the browser then blocks the call).
+pub(crate) fn cors_refused() -> Response<Body> {
+    build(reply(
+        StatusCode::FORBIDDEN,
+        "cors",
+        "Cross-origin request not allowed",
+    ))
+}
+
 /// A small JSON response that is not an error (the JWKS document).
 pub(crate) fn json(
     status: StatusCode,

@@ -26,7 +26,9 @@ pub struct AppState {
     pub(crate) mount: String,
     pub(crate) jwks: Bytes,
     pub(crate) header_policy: HeaderPolicy,
-    pub(crate) csrf_origins: Vec<String>,
+    pub(crate) csrf_origins: crate::config::Origins,
+    /// `[cors]`: the account API's, and routes' with `cors = "inherit"`.
+    pub(crate) cors: Option<Arc<crate::config::CorsPolicy>>,
     pub(crate) trusted_proxies: Vec<IpNet>,
     /// The metrics registry.
     pub metrics: Arc<Metrics>,

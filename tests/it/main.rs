@@ -9,6 +9,7 @@ mod accounts;
 mod channels;
 mod cli;
 mod connections;
+mod cors;
 #[path = "../../examples/support/echo.rs"]
 mod echo;
 mod failures;

@@ -134,6 +134,15 @@ async fn cookies_are_secure_by_default() {
             "{c}"
         );
     }
+    // A browser app on another site needs `SameSite=None` (always with `Secure`).
+    let cross = TestServer::start_with("[cookies]\nsecure = true\nsame_site = \"none\"\n").await;
+    let r = cross
+        .post(&cross.auth_path("/register"))
+        .json(json!({"email": "sec@example.com", "password": PASSWORD, "full_name": "S"}))
+        .send()
+        .await;
+    let c = r.set_cookie("access_token").unwrap();
+    assert!(c.contains("SameSite=None") && c.contains("; Secure"), "{c}");
 }
 
 #[tokio::test]

@@ -186,3 +186,35 @@ fn identity_headers_cannot_take_framing_or_each_others_names() {
     }
     assert!(load("[identity_headers]\nuser_id = \"X-Principal\"\n").is_ok());
 }
+
+#[test]
+fn cors_mistakes_are_refused_naming_the_key() {
+    let err = load(&format!("{ROUTE}cors = \"inherit\"\n")).unwrap_err();
+    assert!(err.starts_with("routes[0].cors: "), "{err}");
+    let err = load(&format!("{ROUTE}cors = \"everyone\"\n")).unwrap_err();
+    assert!(err.starts_with("routes[0].cors: "), "{err}");
+    let err = load("[cors]\nallowed_origins = [\"*\"]\n").unwrap_err();
+    assert!(err.starts_with("cors.allowed_origins: "), "{err}");
+    let err =
+        load("[cors]\nallowed_origins = [\"https://a.example\", \"app.example\"]\n").unwrap_err();
+    assert!(err.starts_with("cors.allowed_origins[1]: "), "{err}");
+    let err = load(
+        "[cors]\nallowed_origins = [\"https://a.example\"]\n[csrf]\nallowed_origins = [\"https://b.example\"]\n",
+    )
+    .unwrap_err();
+    assert!(err.starts_with("csrf.allowed_origins: "), "{err}");
+    let err = load(&format!(
+        "{ROUTE}[routes.cors]\nallowed_origins = [\"https://a.example\"]\nallowed_methods = [\"GE T\"]\n"
+    ))
+    .unwrap_err();
+    assert!(
+        err.starts_with("routes[0].cors.allowed_methods[0]: "),
+        "{err}"
+    );
+    let err = load("[cookies]\nsecure = false\nsame_site = \"none\"\n").unwrap_err();
+    assert!(err.starts_with("cookies.same_site: "), "{err}");
+    // Both spellings of one list: the CSRF rule sees what CORS allows.
+    let c = load("[csrf]\nallowed_origins = [\"https://a.example\"]\n").unwrap();
+    assert!(c.cors.unwrap().origins.allows("https://a.example"));
+    assert!(c.csrf.allowed_origins.allows("https://a.example"));
+}
