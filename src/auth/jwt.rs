@@ -1,5 +1,6 @@
 //! Access tokens: issuing and verifying JWTs with the one configured algorithm. Verification
-//! pins the algorithm, requires a known `kid`, and checks `exp`, `nbf`, `iss` and `aud`.
+//! pins the algorithm, requires a known `kid`, and checks `exp`, `nbf`, `iss` and `aud` (or,
+//! in HS256's audience-less profile, that there is no `aud`).
 //! It is the expensive step the identity cache exists to skip.
 
 use std::collections::HashSet;
@@ -25,7 +26,9 @@ pub(crate) enum Audience {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct AccessClaims {
     pub iss: String,
-    pub aud: Audience,
+    /// Absent only in the HS256 audience-less profile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<Audience>,
     pub sub: String,
     pub email: String,
     pub role: Role,
@@ -45,7 +48,7 @@ pub(crate) struct JwtKeys {
     material: KeyMaterial,
     validation: Validation,
     issuer: String,
-    audience: String,
+    audience: Option<String>,
     access_ttl_secs: i64,
     leeway_secs: i64,
     max_token_bytes: usize,
@@ -58,10 +61,18 @@ impl JwtKeys {
         validation.leeway = cfg.leeway.as_secs();
         validation.validate_exp = true;
         validation.validate_nbf = true;
-        validation.validate_aud = true;
         validation.set_issuer(&[&cfg.issuer]);
-        validation.set_audience(&[&cfg.audience]);
-        validation.required_spec_claims = ["exp", "nbf", "iss", "aud", "sub"]
+        let mut required = vec!["exp", "nbf", "iss", "sub"];
+        match &cfg.audience {
+            Some(audience) => {
+                validation.validate_aud = true;
+                validation.set_audience(&[audience]);
+                required.push("aud");
+            }
+            // Checked in `verify`: a token with any `aud` is refused.
+            None => validation.validate_aud = false,
+        }
+        validation.required_spec_claims = required
             .into_iter()
             .map(String::from)
             .collect::<HashSet<_>>();
@@ -100,7 +111,7 @@ impl JwtKeys {
         let exp = now.saturating_add(self.access_ttl_secs);
         let claims = AccessClaims {
             iss: self.issuer.clone(),
-            aud: Audience::One(self.audience.clone()),
+            aud: self.audience.clone().map(Audience::One),
             sub: user_id.to_string(),
             email: email.to_string(),
             role,
@@ -153,6 +164,10 @@ impl JwtKeys {
                 ErrorKind::InvalidAlgorithm => "Invalid token algorithm",
                 _ => "Invalid token",
             })?;
+        if self.audience.is_none() && claims.aud.is_some() {
+            // Minted for some audience, so not for this audience-less deployment.
+            return Err("Invalid token audience");
+        }
         let now = chrono::Utc::now().timestamp();
         if claims.iat > now.saturating_add(self.leeway_secs) {
             return Err("Token was issued in the future");
@@ -237,5 +252,61 @@ mod tests {
         let aud2 = keys_in(dir.path(), "audience = \"other\"\n");
         let (token, _) = aud2.issue("u", "a@b.co", Role::User, "s", now()).unwrap();
         assert_eq!(aud1.verify(&token).unwrap_err(), "Invalid token audience");
+    }
+
+    #[test]
+    fn the_audience_less_hs256_profile_pleases_verifiers_that_expect_no_aud() {
+        let secret = "s".repeat(40);
+        let hs = |audience: &str| {
+            keys(&format!(
+                "algorithm = \"HS256\"\nhmac_secret = \"{secret}\"\n{audience}"
+            ))
+        };
+        // A verifier like the origin's: the shared secret, `exp`, and no audience configured —
+        // which, as in PyJWT and python-jose, refuses any token that carries an `aud`.
+        let origin_verifies = |token: &str| {
+            let mut v = Validation::new(jsonwebtoken::Algorithm::HS256);
+            v.required_spec_claims = ["exp".to_string()].into_iter().collect();
+            let key = DecodingKey::from_secret(secret.as_bytes());
+            jsonwebtoken::decode::<serde_json::Value>(token, &key, &v).map(|d| d.claims)
+        };
+        let (with_aud, _d1) = hs("");
+        let (token, _) = with_aud
+            .issue("u1", "a@b.co", Role::User, "s", now())
+            .unwrap();
+        assert_eq!(
+            origin_verifies(&token).unwrap_err().kind(),
+            &ErrorKind::InvalidAudience
+        );
+        let (without, _d2) = hs("audience = \"\"\n");
+        let (token, _) = without
+            .issue("u1", "a@b.co", Role::User, "s", now())
+            .unwrap();
+        let claims = origin_verifies(&token).unwrap();
+        assert_eq!(
+            (claims["sub"].as_str(), claims["email"].as_str()),
+            (Some("u1"), Some("a@b.co"))
+        );
+        assert!(claims.get("aud").is_none());
+        assert_eq!(without.verify(&token).unwrap().sub, "u1");
+        // What it gives up: `aud` no longer tells deployments sharing the secret apart. It
+        // still refuses a token minted for an audience.
+        let (minted_for_aud, _) = with_aud
+            .issue("u1", "a@b.co", Role::User, "s", now())
+            .unwrap();
+        assert_eq!(
+            without.verify(&minted_for_aud).unwrap_err(),
+            "Invalid token audience"
+        );
+        // Only HS256 may drop the audience.
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[tokens]\nkey_dir = \"{}\"\naudience = \"\"\n",
+            dir.path().display()
+        );
+        let err = Config::from_toml(&text, Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("tokens.audience: "), "{err}");
     }
 }

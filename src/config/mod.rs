@@ -179,8 +179,9 @@ pub struct TokenConfig {
     pub algorithm: Algorithm,
     /// `iss` of issued tokens, required of presented ones.
     pub issuer: String,
-    /// `aud` of issued tokens, required of presented ones.
-    pub audience: String,
+    /// `aud` of issued tokens, required of presented ones. `None` (HS256 only, `audience =
+    /// ""`): tokens are issued without `aud`, and a presented token carrying one is refused.
+    pub audience: Option<String>,
     /// Lifetime of access tokens.
     pub access_ttl: Duration,
     /// Lifetime of a refresh token.

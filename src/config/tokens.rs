@@ -83,7 +83,20 @@ pub(super) fn tokens(raw: RawTokens, store: &StoreConfig) -> Result<TokenConfig>
     Ok(TokenConfig {
         algorithm,
         issuer: nonempty("tokens.issuer", raw.issuer, DEFAULT_ISSUER)?,
-        audience: nonempty("tokens.audience", raw.audience, DEFAULT_AUDIENCE)?,
+        audience: match raw.audience {
+            // The audience-less profile: only for a secret shared with verifiers that
+            // expect no `aud` (the origin's). Key pairs have no such verifiers to please.
+            Some(a) if a.is_empty() => {
+                if algorithm != Algorithm::HS256 {
+                    return Err(ConfigError::invalid(
+                        "tokens.audience",
+                        "may be empty only with algorithm = \"HS256\" (tokens for verifiers that expect no aud)",
+                    ));
+                }
+                None
+            }
+            other => Some(nonempty("tokens.audience", other, DEFAULT_AUDIENCE)?),
+        },
         access_ttl,
         refresh_ttl,
         leeway: duration("tokens.leeway", raw.leeway, DEFAULT_LEEWAY)?,
