@@ -12,6 +12,7 @@ use http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use super::extract::{JsonBody, SessionCaller};
+use super::validate::Invalid;
 use super::{AccountCtx, AccountError, Message, Result, message, validate};
 use crate::auth::api_key;
 use crate::store::ApiKeyRecord;
@@ -40,9 +41,10 @@ pub(super) async fn create(
     if let Some(days) = body.expires_in_days
         && !(1..=365).contains(&days)
     {
-        return Err(AccountError::Validation(
-            "expires_in_days must be between 1 and 365".into(),
-        ));
+        return Err(AccountError::Validation(Invalid::body(
+            "expires_in_days",
+            "expires_in_days must be between 1 and 365",
+        )));
     }
     let now = Utc::now();
     let minted = api_key::generate();
@@ -125,5 +127,5 @@ pub(super) async fn revoke(
         return Err(AccountError::NotFound("API key not found"));
     }
     ctx.revocations.key_revoked(&key_id).await?;
-    Ok(message("API key revoked"))
+    Ok(message("API key revoked successfully"))
 }

@@ -1,29 +1,23 @@
-//! Request extractors for the account API: JSON bodies whose rejections keep the origin's
-//! `{"detail": ...}` shape and status codes, and the authenticated caller.
+//! Request extractors for the account API: JSON bodies and query strings whose rejections
+//! keep the origin's status codes and, for 422, FastAPI's `{"detail": [{loc, msg, type}]}`
+//! shape; and the authenticated caller.
 
 use std::sync::Arc;
 
-use axum::extract::rejection::{BytesRejection, FailedToBufferBody, JsonRejection};
-use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::extract::rejection::{BytesRejection, FailedToBufferBody};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use bytes::Bytes;
+use http::header::CONTENT_TYPE;
 use serde::de::DeserializeOwned;
 
+use super::validate::Invalid;
 use super::{AccountCtx, AccountError};
 use crate::auth::AuthError;
 use crate::auth::credentials::{check_csrf, extract};
 use crate::identity::{AuthMethod, Identity, Role};
-/// Why a body could not be read as JSON, by kind (`http::respond` picks the statuses).
-fn json_rejection(r: JsonRejection) -> AccountError {
-    match r {
-        JsonRejection::JsonDataError(e) => AccountError::WrongShape(e.body_text()),
-        JsonRejection::JsonSyntaxError(e) => AccountError::MalformedJson(e.body_text()),
-        JsonRejection::MissingJsonContentType(e) => AccountError::NotJson(e.body_text()),
-        JsonRejection::BytesRejection(e) => bytes_rejection(e),
-        other => AccountError::MalformedJson(other.body_text()),
-    }
-}
 
+/// The 413 for a body over `accounts.max_body_bytes`, or 400 for one that could not be read.
 fn bytes_rejection(r: BytesRejection) -> AccountError {
     match r {
         BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(e)) => {
@@ -31,6 +25,100 @@ fn bytes_rejection(r: BytesRejection) -> AccountError {
         }
         other => AccountError::MalformedJson(other.body_text()),
     }
+}
+
+/// `application/json` or `application/<anything>+json`, parameters ignored.
+fn is_json(headers: &http::HeaderMap) -> bool {
+    let Some(ct) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = ct.split(';').next().unwrap_or_default().trim();
+    let Some((kind, sub)) = essence.split_once('/') else {
+        return false;
+    };
+    kind.eq_ignore_ascii_case("application")
+        && (sub.eq_ignore_ascii_case("json")
+            || sub.len() > 5 && sub[sub.len() - 5..].eq_ignore_ascii_case("+json"))
+}
+
+/// Where a deserialization error happened, as FastAPI's `loc`: the section (`body`,
+/// `query`), then each field name or index on the way. A missing field is named in the
+/// message only, so it is taken from there.
+fn invalid_at(section: &str, path: &serde_path_to_error::Path, msg: &str) -> Invalid {
+    use serde_path_to_error::Segment;
+    let mut loc = vec![section.to_owned()];
+    for segment in path.iter() {
+        match segment {
+            Segment::Map { key } => loc.push(key.clone()),
+            Segment::Seq { index } => loc.push(index.to_string()),
+            Segment::Enum { variant } => loc.push(variant.clone()),
+            Segment::Unknown => {}
+        }
+    }
+    let quoted = |prefix: &str| {
+        msg.strip_prefix(prefix)
+            .and_then(|rest| rest.split('`').next())
+            .map(str::to_owned)
+    };
+    if let Some(field) = quoted("missing field `") {
+        loc.push(field);
+        return Invalid {
+            loc,
+            msg: "Field required".into(),
+            kind: "missing",
+        };
+    }
+    if let Some(field) = quoted("unknown field `") {
+        loc.push(field);
+        return Invalid {
+            loc,
+            msg: "Extra inputs are not permitted".into(),
+            kind: "extra_forbidden",
+        };
+    }
+    Invalid {
+        loc,
+        msg: msg.to_owned(),
+        kind: "type_error",
+    }
+}
+
+/// A JSON document of type `T`: 400 when malformed, 422 with the field's `loc` when of the
+/// wrong shape.
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AccountError> {
+    let malformed = |e: &serde_json::Error| {
+        AccountError::MalformedJson(format!("Failed to parse the request body as JSON: {e}"))
+    };
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let inner = e.inner();
+        if inner.classify() != serde_json::error::Category::Data {
+            return malformed(inner);
+        }
+        // serde_json appends the position; the field path says more.
+        let text = inner.to_string();
+        let suffix = format!(" at line {} column {}", inner.line(), inner.column());
+        let msg = text.strip_suffix(&suffix).unwrap_or(&text);
+        AccountError::WrongShape(invalid_at("body", e.path(), msg))
+    })?;
+    de.end().map_err(|e| malformed(&e))?;
+    Ok(value)
+}
+
+/// The body, whole (bounded by `accounts.max_body_bytes`).
+async fn read_body<S: Send + Sync>(
+    req: Request,
+    state: &S,
+) -> Result<(Parts, Bytes), AccountError> {
+    let (parts, body) = req.into_parts();
+    let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+        .await
+        .map_err(bytes_rejection)?;
+    Ok((parts, bytes))
+}
+
+fn not_json() -> AccountError {
+    AccountError::NotJson("Expected request with `Content-Type: application/json`".into())
 }
 
 /// A JSON body: 415 without a JSON content type, 400 when malformed, 413 when too large,
@@ -41,45 +129,46 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = AccountError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, AccountError> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(JsonBody(v)),
-            Err(r) => Err(json_rejection(r)),
+        if !is_json(req.headers()) {
+            return Err(not_json());
         }
+        let (_, bytes) = read_body(req, state).await?;
+        parse_json(&bytes).map(JsonBody)
     }
 }
 
-/// Like `JsonBody`, but an empty body means `T::default()`.
+/// Like `JsonBody`, but an empty body (with any content type, or none) means `T::default()`.
 pub(super) struct OptionalJsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJsonBody<T> {
     type Rejection = AccountError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, AccountError> {
-        let (parts, body) = req.into_parts();
-        let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
-            .await
-            .map_err(bytes_rejection)?;
+        let (parts, bytes) = read_body(req, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJsonBody(T::default()));
         }
-        let req = Request::from_parts(parts, axum::body::Body::from(bytes));
-        JsonBody::from_request(req, state)
-            .await
-            .map(|JsonBody(v)| OptionalJsonBody(v))
+        if !is_json(&parts.headers) {
+            return Err(not_json());
+        }
+        parse_json(&bytes).map(OptionalJsonBody)
     }
 }
 
-/// Query parameters; a malformed query string is a 400 in the `{"detail"}` shape.
+/// Query parameters; a value of the wrong shape is a 422 naming the parameter.
 pub(super) struct QueryParams<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T> {
     type Rejection = AccountError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AccountError> {
-        match Query::<T>::from_request_parts(parts, state).await {
-            Ok(Query(v)) => Ok(QueryParams(v)),
-            Err(r) => Err(AccountError::WrongShape(r.body_text())),
-        }
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, AccountError> {
+        let query = parts.uri.query().unwrap_or_default();
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(de)
+            .map(QueryParams)
+            .map_err(|e| {
+                AccountError::WrongShape(invalid_at("query", e.path(), &e.inner().to_string()))
+            })
     }
 }
 

@@ -47,8 +47,9 @@ pub(crate) struct AccountCtx {
 pub(crate) enum AccountError {
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// A value refused by a rule (422, FastAPI's list shape).
     #[error("{0}")]
-    Validation(String),
+    Validation(validate::Invalid),
     #[error("{0}")]
     BadRequest(&'static str),
     #[error("Incorrect email or password")]
@@ -63,9 +64,9 @@ pub(crate) enum AccountError {
     /// The body is not well-formed JSON (400).
     #[error("{0}")]
     MalformedJson(String),
-    /// Well-formed JSON, or a query string, of the wrong shape (422).
+    /// Well-formed JSON, or a query string, of the wrong shape (422, FastAPI's list shape).
     #[error("{0}")]
-    WrongShape(String),
+    WrongShape(validate::Invalid),
     /// Larger than `accounts.max_body_bytes` (413).
     #[error("{0}")]
     BodyTooLarge(String),
@@ -113,11 +114,13 @@ impl From<User> for UserOut {
 
 #[derive(Debug, Serialize)]
 pub(crate) struct Message {
-    pub message: &'static str,
+    pub message: std::borrow::Cow<'static, str>,
 }
 
-pub(crate) fn message(text: &'static str) -> axum::Json<Message> {
-    axum::Json(Message { message: text })
+pub(crate) fn message(text: impl Into<std::borrow::Cow<'static, str>>) -> axum::Json<Message> {
+    axum::Json(Message {
+        message: text.into(),
+    })
 }
 
 #[derive(Debug, Serialize)]

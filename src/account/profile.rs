@@ -62,9 +62,9 @@ pub(super) async fn change_password(
     JsonBody(body): JsonBody<ChangePasswordBody>,
 ) -> Result<Json<Message>> {
     validate::password(&ctx.accounts.password, body.new_password.expose())
-        .map_err(AccountError::Validation)?;
+        .map_err(|e| AccountError::Validation(e.at("new_password")))?;
     if body.current_password.expose().chars().count() > 1024 {
-        return Err(AccountError::BadRequest("Incorrect password"));
+        return Err(AccountError::BadRequest("Current password is incorrect"));
     }
     let user = current_user(&ctx, &caller).await?;
     let verified = ctx
@@ -72,7 +72,7 @@ pub(super) async fn change_password(
         .verify(&body.current_password, Some(&user.password_hash))
         .await?;
     if !verified.ok {
-        return Err(AccountError::BadRequest("Incorrect password"));
+        return Err(AccountError::BadRequest("Current password is incorrect"));
     }
     if body.new_password == body.current_password {
         return Err(AccountError::BadRequest(

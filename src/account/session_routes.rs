@@ -9,6 +9,7 @@ use http::{HeaderMap, Method, StatusCode};
 use serde::Deserialize;
 
 use super::extract::{Caller, JsonBody, OptionalJsonBody};
+use super::validate::Invalid;
 use super::{AccountCtx, AccountError, Result, client_meta, message, token_response, validate};
 use crate::auth::AuthError;
 use crate::auth::credentials::{REFRESH_COOKIE, check_csrf, cookie};
@@ -162,7 +163,9 @@ pub(super) async fn refresh(
             c.to_string()
         }
         (None, None) => {
-            return Err(AccountError::Validation("refresh_token is required".into()));
+            return Err(AccountError::Validation(
+                Invalid::body("refresh_token", "Field required").kind("missing"),
+            ));
         }
     };
     let tokens = ctx.sessions.refresh(&token, &client_meta(meta)).await?;

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::extract::{AdminCaller, JsonBody, QueryParams};
 use super::session_routes::{insert_user, validate_new_user};
+use super::validate::Invalid;
 use super::{AccountCtx, AccountError, Message, Result, UserOut, message, validate};
 use crate::identity::Role;
 use crate::secret::Secret;
@@ -38,9 +39,13 @@ pub(super) async fn list(
     let page = q.page.unwrap_or(1);
     let page_size = q.page_size.unwrap_or(50);
     if page == 0 || page_size == 0 || page_size > ctx.accounts.admin_page_size_max {
-        return Err(AccountError::Validation(format!(
-            "page must be at least 1 and page_size between 1 and {}",
-            ctx.accounts.admin_page_size_max
+        let field = if page == 0 { "page" } else { "page_size" };
+        return Err(AccountError::Validation(Invalid::query(
+            field,
+            format!(
+                "page must be at least 1 and page_size between 1 and {}",
+                ctx.accounts.admin_page_size_max
+            ),
         )));
     }
     let offset = i64::from(page - 1) * i64::from(page_size);
@@ -85,7 +90,8 @@ pub(super) async fn create(
     )
     .await?;
     tracing::info!(admin = %admin.identity.user_id, user_id = %user.user_id, "user created by admin");
-    Ok((StatusCode::CREATED, Json(UserOut::from(user))).into_response())
+    // 200, as the origin answers (not 201).
+    Ok((StatusCode::OK, Json(UserOut::from(user))).into_response())
 }
 
 #[derive(Deserialize)]
@@ -177,7 +183,7 @@ pub(super) async fn disable(
     Path(user_id): Path<String>,
 ) -> Result<Json<Message>> {
     set_disabled(&ctx, &admin, &user_id, true).await?;
-    Ok(message("User disabled"))
+    Ok(message(format!("User {user_id} disabled successfully")))
 }
 
 pub(super) async fn enable(
@@ -186,7 +192,7 @@ pub(super) async fn enable(
     Path(user_id): Path<String>,
 ) -> Result<Json<Message>> {
     set_disabled(&ctx, &admin, &user_id, false).await?;
-    Ok(message("User enabled"))
+    Ok(message(format!("User {user_id} enabled successfully")))
 }
 
 #[derive(Deserialize)]
@@ -200,16 +206,17 @@ pub(super) async fn set_role(
     Path(user_id): Path<String>,
     QueryParams(q): QueryParams<RoleQuery>,
 ) -> Result<Json<Message>> {
-    let role = Role::parse(&q.role).ok_or_else(|| {
-        AccountError::Validation(format!(
-            "{:?} is not a role (user, admin, researcher)",
-            q.role
-        ))
-    })?;
+    // The origin answers an unknown role with 400, not 422.
+    let role = Role::parse(&q.role).ok_or(AccountError::BadRequest(
+        "Invalid role. Must be one of: user, admin, researcher",
+    ))?;
     let patch = UserPatch {
         role: Some(role),
         ..UserPatch::default()
     };
     apply(&ctx, &admin, &user_id, patch).await?;
-    Ok(message("Role updated"))
+    Ok(message(format!(
+        "User {user_id} role changed to {}",
+        role.as_str()
+    )))
 }

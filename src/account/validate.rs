@@ -1,10 +1,63 @@
 //! Input rules for account data: email addresses, passwords (length, not composition, by
-//! default), names. Each returns the value to store or a message for a 422.
+//! default), names. Each returns the value to store or an `Invalid` for a 422.
 
 use crate::config::PasswordPolicy;
 use crate::store::UserPatch;
 
-pub(crate) type Invalid = String;
+/// Why an input was refused and where, in the origin's (FastAPI's) terms: `loc` is the
+/// path to the field (`["body", "email"]`), `msg` a sentence, `kind` its `type`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Invalid {
+    pub loc: Vec<String>,
+    pub msg: String,
+    pub kind: &'static str,
+}
+
+impl Invalid {
+    /// A body field whose value is refused.
+    pub(crate) fn body(field: &str, msg: impl Into<String>) -> Invalid {
+        Invalid {
+            loc: vec!["body".into(), field.into()],
+            msg: msg.into(),
+            kind: "value_error",
+        }
+    }
+
+    /// A query parameter whose value is refused.
+    pub(crate) fn query(field: &str, msg: impl Into<String>) -> Invalid {
+        Invalid {
+            loc: vec!["query".into(), field.into()],
+            ..Invalid::body(field, msg)
+        }
+    }
+
+    /// The same refusal, for a field of another name (`password` -> `new_password`).
+    pub(crate) fn at(mut self, field: &str) -> Invalid {
+        if let Some(last) = self.loc.last_mut() {
+            *last = field.to_owned();
+        }
+        self
+    }
+
+    /// With another `type`.
+    pub(crate) fn kind(self, kind: &'static str) -> Invalid {
+        Invalid { kind, ..self }
+    }
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.msg)
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+impl From<Invalid> for String {
+    fn from(i: Invalid) -> String {
+        i.msg
+    }
+}
 
 /// The one spelling of an address that is stored, compared and injected: NFKC-normalized
 /// and case-folded (lower case), then NFKC again (lower-casing can leave a string that is
@@ -17,7 +70,7 @@ pub(crate) fn normalize_email(raw: &str) -> String {
 
 /// A syntactically valid address, in its normalized form (`normalize_email`).
 pub(crate) fn email(raw: &str) -> Result<String, Invalid> {
-    let bad = || "Invalid email address".to_string();
+    let bad = || Invalid::body("email", "Invalid email address");
     let normalized = normalize_email(raw);
     let text = normalized.as_str();
     if text.len() > 254 || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
@@ -54,22 +107,29 @@ pub(crate) fn email(raw: &str) -> Result<String, Invalid> {
 pub(crate) fn password(policy: &PasswordPolicy, pw: &str) -> Result<(), Invalid> {
     let n = pw.chars().count();
     if n < policy.min_length || n > policy.max_length {
-        return Err(format!(
-            "Password must be between {} and {} characters",
-            policy.min_length, policy.max_length
+        return Err(Invalid::body(
+            "password",
+            format!(
+                "Password must be between {} and {} characters",
+                policy.min_length, policy.max_length
+            ),
         ));
     }
     if pw.chars().any(|c| c.is_control() && c != '\t') {
-        return Err("Password must not contain control characters".into());
+        return Err(Invalid::body(
+            "password",
+            "Password must not contain control characters",
+        ));
     }
     if policy.require_mixed
         && !(pw.chars().any(char::is_uppercase)
             && pw.chars().any(char::is_lowercase)
             && pw.chars().any(|c| c.is_ascii_digit()))
     {
-        return Err(
-            "Password must contain an uppercase letter, a lowercase letter and a digit".into(),
-        );
+        return Err(Invalid::body(
+            "password",
+            "Password must contain an uppercase letter, a lowercase letter and a digit",
+        ));
     }
     Ok(())
 }
@@ -78,13 +138,19 @@ pub(crate) fn password(policy: &PasswordPolicy, pw: &str) -> Result<(), Invalid>
 pub(crate) fn text(field: &str, value: &str, max: usize) -> Result<String, Invalid> {
     let v = value.trim();
     if v.is_empty() {
-        return Err(format!("{field} must not be empty"));
+        return Err(Invalid::body(field, format!("{field} must not be empty")));
     }
     if v.chars().count() > max {
-        return Err(format!("{field} must be at most {max} characters"));
+        return Err(Invalid::body(
+            field,
+            format!("{field} must be at most {max} characters"),
+        ));
     }
     if v.chars().any(char::is_control) {
-        return Err(format!("{field} must not contain control characters"));
+        return Err(Invalid::body(
+            field,
+            format!("{field} must not contain control characters"),
+        ));
     }
     Ok(v.to_string())
 }
@@ -187,6 +253,9 @@ mod tests {
         assert_eq!(text("full_name", "  Ada  ", 100).unwrap(), "Ada");
         assert!(text("full_name", "   ", 100).is_err());
         assert!(text("full_name", &"x".repeat(101), 100).is_err());
+        let e = text("organization", "a\u{7}b", 100).unwrap_err();
+        assert_eq!(e.loc, ["body", "organization"]);
+        assert_eq!(e.at("org").loc, ["body", "org"]);
         assert_eq!(optional_text("organization", Some(""), 100).unwrap(), None);
     }
 }

@@ -1,7 +1,8 @@
 //! The one place where an error becomes a response. Every error enum is matched here
 //! exhaustively, so a new variant cannot silently become a 500. 4xx bodies carry the
-//! origin's `{"detail": ...}` plus a stable `code`; 5xx bodies are generic and the cause is
-//! logged once.
+//! origin's `{"detail": ...}` plus a stable `code` — for a 422, `detail` is FastAPI's list
+//! of `{loc, msg, type}`, so origin UIs can point at the field; 5xx bodies are generic and
+//! the cause is logged once.
 
 use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
@@ -9,6 +10,7 @@ use http::{HeaderValue, Response, StatusCode};
 use super::body::Body;
 use super::host::HostError;
 use crate::account::AccountError;
+use crate::account::validate::Invalid;
 use crate::auth::AuthError;
 use crate::auth::password::HashError;
 use crate::auth::sessions::SessionError;
@@ -52,18 +54,31 @@ impl From<BodyError> for ProxyError {
 struct ErrorReply {
     status: StatusCode,
     code: &'static str,
-    detail: String,
+    /// A sentence, or (422) FastAPI's list of `{loc, msg, type}`.
+    detail: serde_json::Value,
     www_authenticate: Option<&'static str>,
     retry_after: Option<&'static str>,
     /// The request's framing cannot be trusted: close the connection after answering.
     close: bool,
 }
 
+/// A 422 naming the field, in FastAPI's shape.
+fn unprocessable(code: &'static str, invalid: &Invalid) -> ErrorReply {
+    ErrorReply {
+        detail: serde_json::json!([{
+            "loc": invalid.loc,
+            "msg": invalid.msg,
+            "type": invalid.kind,
+        }]),
+        ..reply(StatusCode::UNPROCESSABLE_ENTITY, code, "")
+    }
+}
+
 fn reply(status: StatusCode, code: &'static str, detail: impl Into<String>) -> ErrorReply {
     ErrorReply {
         status,
         code,
-        detail: detail.into(),
+        detail: serde_json::Value::String(detail.into()),
         www_authenticate: None,
         retry_after: None,
         close: false,
@@ -367,9 +382,7 @@ fn upstream_reply(u: UpstreamError) -> (ErrorReply, Option<UpstreamFailure>) {
 pub(crate) fn account_error(e: AccountError) -> Response<Body> {
     build(match e {
         AccountError::Auth(a) => auth_reply(a).0,
-        AccountError::Validation(detail) => {
-            reply(StatusCode::UNPROCESSABLE_ENTITY, "validation", detail)
-        }
+        AccountError::Validation(invalid) => unprocessable("validation", &invalid),
         AccountError::BadRequest(detail) => reply(StatusCode::BAD_REQUEST, "bad_request", detail),
         AccountError::InvalidCredentials => ErrorReply {
             www_authenticate: Some("Bearer"),
@@ -387,9 +400,7 @@ pub(crate) fn account_error(e: AccountError) -> Response<Body> {
         AccountError::MalformedJson(detail) => {
             reply(StatusCode::BAD_REQUEST, "invalid_body", detail)
         }
-        AccountError::WrongShape(detail) => {
-            reply(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", detail)
-        }
+        AccountError::WrongShape(invalid) => unprocessable("invalid_body", &invalid),
         AccountError::BodyTooLarge(detail) => {
             reply(StatusCode::PAYLOAD_TOO_LARGE, "invalid_body", detail)
         }

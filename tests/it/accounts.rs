@@ -202,7 +202,13 @@ async fn bad_bodies_get_clear_4xx_and_write_nothing() {
             .send()
             .await;
         assert_eq!(r.status, expected, "{}", r.text());
-        assert!(r.json()["detail"].is_string(), "{}", r.text());
+        // A sentence, or for a 422 FastAPI's list naming the field.
+        let v = r.json();
+        if expected == 422 {
+            assert!(v["detail"][0]["loc"][0] == "body", "{v}");
+        } else {
+            assert!(v["detail"].is_string(), "{v}");
+        }
     }
     let (_, total) = srv.state.store.list_users(0, 10).await.unwrap();
     assert_eq!(total, 0);

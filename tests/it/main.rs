@@ -29,3 +29,4 @@ mod sessions;
 mod store_contract;
 mod trusted_headers;
 mod upgrades;
+mod wire;

@@ -80,9 +80,13 @@ impl Resp {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
+    /// `detail`: the sentence, or for a 422's list, its first `msg`.
     pub fn detail(&self) -> String {
-        self.json()["detail"]
+        let v = self.json();
+        let detail = &v["detail"];
+        detail
             .as_str()
+            .or_else(|| detail[0]["msg"].as_str())
             .unwrap_or_default()
             .to_string()
     }
