@@ -84,6 +84,7 @@ impl App {
             accounts: config.accounts.clone(),
             cookies: config.cookies.clone(),
             csrf_origins: config.csrf.allowed_origins.clone(),
+            sign_in: config.sign_in.clone(),
             refresh_ttl_secs: i64::try_from(config.tokens.refresh_ttl.as_secs())
                 .unwrap_or(i64::MAX),
         });

@@ -192,9 +192,110 @@ pub fn under_prefix_ignoring_case(path: &str, prefix: &str) -> bool {
         && (p.len() == pre.len() || p[pre.len()] == b'/')
 }
 
+/// Whether `target` is a path on the page's own origin that no browser reads as another
+/// origin — the only kind of return URL followed without an allow-list. It must start with
+/// exactly one `/`; a second `/` or a `\` there makes it protocol-relative (`//evil.example`,
+/// `/\evil.example`). Backslashes (read as `/`), spaces and control bytes (tabs and newlines
+/// are dropped by URL parsers) and non-ASCII bytes are refused anywhere as written; after
+/// each of up to three percent-decodings (`/%2F%2Fevil`, `/%252F%252Fevil`) the path part
+/// must still start with one `/` and hold no `\` or control byte (a decoded space or UTF-8
+/// letter is fine).
+pub fn is_local_target(target: &str) -> bool {
+    fn plain(bytes: &[u8]) -> bool {
+        bytes.first() == Some(&b'/')
+            && bytes.get(1).is_none_or(|b| *b != b'/')
+            && bytes.iter().all(|b| b.is_ascii_graphic() && *b != b'\\')
+    }
+    // What a decoding reveals may hold spaces or UTF-8 (`/a%20b`, `/caf%C3%A9`), but
+    // nothing that turns it into another origin or hides from a later check.
+    fn safe_decoded(bytes: &[u8]) -> bool {
+        bytes.first() == Some(&b'/')
+            && bytes.get(1).is_none_or(|b| *b != b'/' && *b != b'\\')
+            && bytes
+                .iter()
+                .all(|b| *b >= 0x20 && *b != 0x7f && *b != b'\\')
+    }
+    fn decode(bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            let pair = (
+                bytes.get(i + 1).copied().and_then(hex_value),
+                bytes.get(i + 2).copied().and_then(hex_value),
+            );
+            match (bytes[i], pair) {
+                (b'%', (Some(hi), Some(lo))) => {
+                    out.push(hi << 4 | lo);
+                    i += 3;
+                }
+                (b, _) => {
+                    out.push(b);
+                    i += 1;
+                }
+            }
+        }
+        out
+    }
+    if target.len() > 2048 || !plain(target.as_bytes()) {
+        return false;
+    }
+    let end = target.find(['?', '#']).unwrap_or(target.len());
+    let mut path = target.as_bytes()[..end].to_vec();
+    for _ in 0..3 {
+        let decoded = decode(&path);
+        if decoded == path {
+            return true;
+        }
+        if !safe_decoded(&decoded) {
+            return false;
+        }
+        path = decoded;
+    }
+    // Still changing after three decodings: nothing legitimate is encoded that deep.
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn local_targets_cannot_leave_the_origin() {
+        for ok in [
+            "/",
+            "/app",
+            "/app/x?next=%2Fy&q=a%20b#top",
+            "/a%20b",
+            "/caf%C3%A9",
+            "/x/..%2Fy",
+        ] {
+            assert!(is_local_target(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "app",
+            "//evil.example",
+            "///evil.example",
+            "/\\evil.example",
+            "\\\\evil.example",
+            "https:evil.example",
+            "https://evil.example",
+            "javascript:alert(1)",
+            "/%2F%2Fevil.example",
+            "/%2fevil.example",
+            "/%5Cevil.example",
+            "/%252F%252Fevil.example",
+            "/%25252F%25252Fevil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/ /evil.example",
+            "/caf\u{e9}",
+            "/%00",
+        ] {
+            assert!(!is_local_target(bad), "{bad:?}");
+        }
+        assert!(!is_local_target(&format!("/{}", "a".repeat(2048))));
+    }
 
     fn n(p: &str) -> Result<String, PathError> {
         normalize(p).map(Cow::into_owned)

@@ -27,12 +27,19 @@ fn bytes_rejection(r: BytesRejection) -> AccountError {
     }
 }
 
+/// The media type of the body, without parameters.
+fn essence(headers: &http::HeaderMap) -> &str {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ct| ct.split(';').next())
+        .unwrap_or_default()
+        .trim()
+}
+
 /// `application/json` or `application/<anything>+json`, parameters ignored.
 fn is_json(headers: &http::HeaderMap) -> bool {
-    let Some(ct) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let essence = ct.split(';').next().unwrap_or_default().trim();
+    let essence = essence(headers);
     let Some((kind, sub)) = essence.split_once('/') else {
         return false;
     };
@@ -118,7 +125,7 @@ async fn read_body<S: Send + Sync>(
 }
 
 fn not_json() -> AccountError {
-    AccountError::NotJson("Expected request with `Content-Type: application/json`".into())
+    AccountError::WrongContentType("Expected request with `Content-Type: application/json`".into())
 }
 
 /// A JSON body: 415 without a JSON content type, 400 when malformed, 413 when too large,
@@ -152,6 +159,29 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
             return Err(not_json());
         }
         parse_json(&bytes).map(OptionalJsonBody)
+    }
+}
+
+/// An HTML form's fields (`application/x-www-form-urlencoded`): 415 for another type, 422
+/// naming the field for a missing or malformed one.
+pub(super) struct FormBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for FormBody<T> {
+    type Rejection = AccountError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, AccountError> {
+        if !essence(req.headers()).eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+            return Err(AccountError::WrongContentType(
+                "Expected request with `Content-Type: application/x-www-form-urlencoded`".into(),
+            ));
+        }
+        let (_, bytes) = read_body(req, state).await?;
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(&bytes));
+        serde_path_to_error::deserialize(de)
+            .map(FormBody)
+            .map_err(|e| {
+                AccountError::WrongShape(invalid_at("body", e.path(), &e.inner().to_string()))
+            })
     }
 }
 

@@ -4,8 +4,10 @@
 
 mod api_keys;
 mod extract;
+mod pages;
 mod profile;
 mod session_routes;
+mod sign_in;
 mod user_admin;
 pub(crate) mod validate;
 
@@ -38,6 +40,7 @@ pub(crate) struct AccountCtx {
     pub accounts: AccountsConfig,
     pub cookies: CookieConfig,
     pub csrf_origins: crate::config::Origins,
+    pub sign_in: crate::config::SignInConfig,
     pub refresh_ttl_secs: i64,
 }
 
@@ -58,9 +61,9 @@ pub(crate) enum AccountError {
     Forbidden(&'static str),
     #[error("{0}")]
     NotFound(&'static str),
-    /// The body is not declared JSON (415).
+    /// The body is not declared JSON (or, for the sign-in forms, a form) (415).
     #[error("{0}")]
-    NotJson(String),
+    WrongContentType(String),
     /// The body is not well-formed JSON (400).
     #[error("{0}")]
     MalformedJson(String),
@@ -150,6 +153,20 @@ fn cookie(ctx: &AccountCtx, name: &str, value: &str, max_age: i64, path: &str) -
 /// The token response, with the HttpOnly cookies the origin's UI uses. The refresh cookie
 /// is scoped to the mount so it only travels to the account API.
 fn token_response(ctx: &AccountCtx, status: StatusCode, tokens: IssuedTokens) -> Response {
+    let mut headers = http::HeaderMap::new();
+    set_session_cookies(ctx, &tokens, &mut headers);
+    let body = TokenOut {
+        access_token: tokens.access_token,
+        refresh_token: tokens.refresh_token,
+        token_type: "bearer",
+        expires_in: tokens.expires_in,
+    };
+    (status, headers, axum::Json(body)).into_response()
+}
+
+/// The session's HttpOnly cookies (the refresh cookie scoped to the mount, so it only
+/// travels to the account API), and `Cache-Control: no-store`.
+fn set_session_cookies(ctx: &AccountCtx, tokens: &IssuedTokens, h: &mut http::HeaderMap) {
     use crate::auth::credentials::{ACCESS_COOKIE, REFRESH_COOKIE};
     let access = cookie(
         ctx,
@@ -165,26 +182,16 @@ fn token_response(ctx: &AccountCtx, status: StatusCode, tokens: IssuedTokens) ->
         ctx.refresh_ttl_secs,
         &ctx.accounts.mount,
     );
-    let body = TokenOut {
-        access_token: tokens.access_token,
-        refresh_token: tokens.refresh_token,
-        token_type: "bearer",
-        expires_in: tokens.expires_in,
-    };
-    let mut resp = (status, axum::Json(body)).into_response();
-    let h = resp.headers_mut();
     h.append(http::header::SET_COOKIE, access);
     h.append(http::header::SET_COOKIE, refresh);
     h.insert(
         http::header::CACHE_CONTROL,
         HeaderValue::from_static("no-store"),
     );
-    resp
 }
 
-fn clear_cookies(ctx: &AccountCtx, resp: &mut Response) {
+fn clear_cookies(ctx: &AccountCtx, h: &mut http::HeaderMap) {
     use crate::auth::credentials::{ACCESS_COOKIE, REFRESH_COOKIE};
-    let h = resp.headers_mut();
     h.append(
         http::header::SET_COOKIE,
         cookie(ctx, ACCESS_COOKIE, "", 0, "/"),
@@ -227,6 +234,19 @@ pub(crate) fn router(ctx: Arc<AccountCtx>) -> Router {
         .route("/admin/users/{user_id}/disable", put(user_admin::disable))
         .route("/admin/users/{user_id}/enable", put(user_admin::enable))
         .route("/admin/users/{user_id}/role", put(user_admin::set_role))
+        .route(
+            "/sign-in",
+            get(sign_in::sign_in_page).post(sign_in::sign_in),
+        )
+        .route(
+            "/sign-up",
+            get(sign_in::sign_up_page).post(sign_in::sign_up),
+        )
+        .route(
+            "/sign-out",
+            get(sign_in::sign_out_page).post(sign_in::sign_out),
+        )
+        .route("/assets/sign-in.css", get(sign_in::stylesheet))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

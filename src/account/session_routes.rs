@@ -77,23 +77,36 @@ pub(super) async fn insert_user(
     Ok(ctx.store.create_user(&new).await?)
 }
 
+/// Self-registration (when `accounts.allow_registration`): a new `user`.
+pub(super) async fn register_user(
+    ctx: &AccountCtx,
+    email: &str,
+    password: &Secret,
+    full_name: &str,
+    organization: Option<&str>,
+) -> Result<crate::store::User> {
+    if !ctx.accounts.allow_registration {
+        return Err(AccountError::Forbidden("Registration is disabled"));
+    }
+    let input = validate_new_user(ctx, email, password, full_name, organization)?;
+    let user = insert_user(ctx, input, password, Role::User, false).await?;
+    tracing::info!(user_id = %user.user_id, "user registered");
+    Ok(user)
+}
+
 pub(super) async fn register(
     State(ctx): State<Arc<AccountCtx>>,
     meta: Option<Extension<ClientMeta>>,
     JsonBody(body): JsonBody<RegisterBody>,
 ) -> Result<Response> {
-    if !ctx.accounts.allow_registration {
-        return Err(AccountError::Forbidden("Registration is disabled"));
-    }
-    let input = validate_new_user(
+    let user = register_user(
         &ctx,
         &body.email,
         &body.password,
         &body.full_name,
         body.organization.as_deref(),
-    )?;
-    let user = insert_user(&ctx, input, &body.password, Role::User, false).await?;
-    tracing::info!(user_id = %user.user_id, "user registered");
+    )
+    .await?;
     let tokens = ctx.sessions.start(&user, &client_meta(meta)).await?;
     Ok(token_response(&ctx, StatusCode::CREATED, tokens))
 }
@@ -104,25 +117,24 @@ pub(super) struct LoginBody {
     password: Secret,
 }
 
-pub(super) async fn login(
-    State(ctx): State<Arc<AccountCtx>>,
-    meta: Option<Extension<ClientMeta>>,
-    JsonBody(body): JsonBody<LoginBody>,
-) -> Result<Response> {
+/// Checks an email and password and records the login: the user, or
+/// `InvalidCredentials` whether the email is unknown or the password wrong (both cost one
+/// hash), or `Disabled` — said only to someone who knew the password.
+pub(super) async fn check_password(
+    ctx: &AccountCtx,
+    email: &str,
+    password: &Secret,
+) -> Result<crate::store::User> {
     // Out-of-policy lengths can never match a stored password; refusing them before any
     // hashing keeps a megabyte "password" from costing a hash.
-    if body.password.expose().chars().count() > ctx.accounts.password.max_length.max(128) {
+    if password.expose().chars().count() > ctx.accounts.password.max_length.max(128) {
         return Err(AccountError::InvalidCredentials);
     }
-    let email =
-        validate::email(&body.email).unwrap_or_else(|_| validate::normalize_email(&body.email));
+    let email = validate::email(email).unwrap_or_else(|_| validate::normalize_email(email));
     let user = ctx.store.user_by_email(&email).await?;
     let verified = ctx
         .hasher
-        .verify(
-            &body.password,
-            user.as_ref().map(|u| u.password_hash.as_str()),
-        )
+        .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
         .await?;
     let Some(user) = user.filter(|_| verified.ok) else {
         return Err(AccountError::InvalidCredentials);
@@ -131,13 +143,22 @@ pub(super) async fn login(
         return Err(AuthError::Disabled.into());
     }
     if verified.needs_rehash {
-        let fresh = ctx.hasher.hash(&body.password).await?;
+        let fresh = ctx.hasher.hash(password).await?;
         ctx.store.set_password_hash(&user.user_id, &fresh).await?;
         tracing::info!(user_id = %user.user_id, "password hash upgraded to argon2id");
     }
     ctx.store
         .record_login(&user.user_id, chrono::Utc::now())
         .await?;
+    Ok(user)
+}
+
+pub(super) async fn login(
+    State(ctx): State<Arc<AccountCtx>>,
+    meta: Option<Extension<ClientMeta>>,
+    JsonBody(body): JsonBody<LoginBody>,
+) -> Result<Response> {
+    let user = check_password(&ctx, &body.email, &body.password).await?;
     let tokens = ctx.sessions.start(&user, &client_meta(meta)).await?;
     Ok(token_response(&ctx, StatusCode::OK, tokens))
 }
@@ -205,6 +226,6 @@ pub(super) async fn logout(
         }
     }
     let mut resp = Json(message("Successfully logged out").0).into_response();
-    super::clear_cookies(&ctx, &mut resp);
+    super::clear_cookies(&ctx, resp.headers_mut());
     Ok(resp)
 }

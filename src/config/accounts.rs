@@ -1,4 +1,5 @@
-//! `[accounts]`, `[password_hashing]`, `[cookies]` and `[csrf]`: the account API's rules.
+//! `[accounts]`, `[password_hashing]`, `[cookies]`, `[cors]`/`[csrf]` and `[sign_in]`: the
+//! account API's rules.
 
 use super::raw::*;
 use super::values::*;
@@ -148,4 +149,38 @@ pub(super) fn cors_and_csrf(
         .map(|p| p.csrf_origins.clone())
         .unwrap_or_default();
     Ok((policy, CsrfConfig { allowed_origins }))
+}
+
+/// `[sign_in]`.
+pub(super) fn sign_in(raw: RawSignIn) -> Result<SignInConfig> {
+    let default_return = raw.default_return.unwrap_or_else(|| "/".to_string());
+    if !crate::path::is_local_target(&default_return) {
+        return Err(ConfigError::invalid(
+            "sign_in.default_return",
+            format!("{default_return:?} must be a path on this origin, like \"/\" or \"/app\""),
+        ));
+    }
+    let app_name = raw.app_name.unwrap_or_else(|| "Portcullis".to_string());
+    if app_name.trim().is_empty()
+        || app_name.chars().count() > 60
+        || app_name.chars().any(char::is_control)
+    {
+        return Err(ConfigError::invalid(
+            "sign_in.app_name",
+            "must be 1 to 60 characters, without control characters",
+        ));
+    }
+    let return_origins = super::cors::origins("sign_in.return_origins", &raw.return_origins)?;
+    if return_origins.any() {
+        return Err(ConfigError::invalid(
+            "sign_in.return_origins",
+            "\"*\" would make the sign-in page an open redirect: name the origins",
+        ));
+    }
+    Ok(SignInConfig {
+        enabled: raw.enabled.unwrap_or(true),
+        app_name,
+        return_origins,
+        default_return,
+    })
 }

@@ -103,6 +103,20 @@ impl Origins {
         self.0.contains(&OriginRule::Any)
     }
 
+    /// The list as CSP source expressions (`https://app.example.com`,
+    /// `https://*.example.com`).
+    pub fn sources(&self) -> impl Iterator<Item = String> + '_ {
+        self.0.iter().map(|rule| match rule {
+            OriginRule::Exact(o) => o.clone(),
+            OriginRule::Subdomains {
+                scheme,
+                suffix,
+                port,
+            } => render(scheme, &format!("*{suffix}"), *port),
+            OriginRule::Any => "*".to_string(),
+        })
+    }
+
     /// Whether the list is empty.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()

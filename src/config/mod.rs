@@ -84,6 +84,8 @@ pub struct Config {
     /// `[cors]`: cross-origin access to the account API, and to routes with
     /// `cors = "inherit"`. `None`: no origin is allowed.
     pub cors: Option<Arc<CorsPolicy>>,
+    /// `[sign_in]`: the sign-in page under the mount.
+    pub sign_in: SignInConfig,
     /// `[identity_headers]`: the names injected upstream.
     pub identity_headers: IdentityHeaderNames,
     /// `[cache]`: the in-process identity cache.
@@ -267,6 +269,19 @@ pub struct CsrfConfig {
     pub allowed_origins: Origins,
 }
 
+/// `[sign_in]`: the browser sign-in page (`{mount}/sign-in`, `/sign-up`, `/sign-out`).
+#[derive(Debug, Clone)]
+pub struct SignInConfig {
+    /// Whether the pages are served.
+    pub enabled: bool,
+    /// The name the pages show ("Sign in to {app_name}").
+    pub app_name: String,
+    /// Origins an absolute return URL may have (besides paths on the page's own origin).
+    pub return_origins: Origins,
+    /// Where a signed-in browser goes when no valid return URL was given.
+    pub default_return: String,
+}
+
 /// A list of allowed origins: exact ones and subdomain patterns.
 #[derive(Debug, Clone, Default)]
 pub struct Origins(pub(crate) Vec<cors::OriginRule>);
@@ -417,6 +432,10 @@ pub struct RouteConfig {
     pub max_body_bytes: u64,
     /// Cross-origin access to the route.
     pub cors: RouteCors,
+    /// A browser navigation (a GET or HEAD with `Sec-Fetch-Mode: navigate`, or `Accept:
+    /// text/html` from a browser that sends no `Sec-Fetch-Mode`) without a valid credential
+    /// is sent (303) to the sign-in page instead of getting 401.
+    pub sign_in_redirect: bool,
 }
 
 impl Config {

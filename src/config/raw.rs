@@ -14,6 +14,7 @@ pub(super) struct RawConfig {
     pub cookies: RawCookies,
     pub csrf: RawCsrf,
     pub cors: RawCors,
+    pub sign_in: RawSignIn,
     pub identity_headers: RawIdentityHeaders,
     pub cache: RawCache,
     pub log: RawLog,
@@ -82,6 +83,15 @@ pub(super) struct RawAccounts {
     pub password_require_mixed: Option<bool>,
     pub max_body_bytes: Option<usize>,
     pub admin_page_size_max: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawSignIn {
+    pub enabled: Option<bool>,
+    pub app_name: Option<String>,
+    pub return_origins: Vec<String>,
+    pub default_return: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -156,6 +166,7 @@ pub(super) struct RawRoute {
     pub response_timeout: Option<String>,
     pub max_body_bytes: Option<u64>,
     pub cors: Option<RawRouteCors>,
+    pub sign_in_redirect: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

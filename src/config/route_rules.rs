@@ -93,6 +93,7 @@ pub(super) fn route(i: usize, raw: RawRoute) -> Result<RouteConfig> {
             None => DEFAULT_MAX_BODY_BYTES,
         },
         cors: super::cors::route_cors(i, raw.cors)?,
+        sign_in_redirect: raw.sign_in_redirect.unwrap_or(false),
     })
 }
 

@@ -4,7 +4,7 @@
 
 use ipnet::IpNet;
 
-use super::accounts::{accounts, cookies, cors_and_csrf, hashing};
+use super::accounts::{accounts, cookies, cors_and_csrf, hashing, sign_in};
 use super::identity_headers::identity_headers;
 use super::raw::*;
 use super::tokens::tokens;
@@ -32,16 +32,8 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
     }
     super::route_rules::reachable(&routes, &accounts.mount)?;
     let (cors, csrf) = cors_and_csrf(raw.cors, raw.csrf)?;
-    if cors.is_none()
-        && let Some(i) = routes
-            .iter()
-            .position(|r| matches!(r.cors, RouteCors::Inherit))
-    {
-        return Err(ConfigError::invalid(
-            format!("routes[{i}].cors"),
-            "\"inherit\" needs a [cors] section with allowed_origins",
-        ));
-    }
+    let sign_in = sign_in(raw.sign_in)?;
+    browser_route_rules(&routes, cors.is_some(), &sign_in)?;
     Ok(Config {
         server: server(raw.server)?,
         store,
@@ -51,6 +43,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
         cookies: cookies(raw.cookies)?,
         csrf,
         cors,
+        sign_in,
         identity_headers: identity_headers(raw.identity_headers)?,
         cache: cache(raw.cache)?,
         log: log(raw.log)?,
@@ -261,3 +254,33 @@ fn log(raw: RawLog) -> Result<LogConfig> {
 
 #[cfg(test)]
 mod tests;
+
+/// Route keys that lean on other sections: `cors = "inherit"` needs `[cors]`, and
+/// `sign_in_redirect` needs the sign-in page and a route that asks for a credential.
+fn browser_route_rules(
+    routes: &[RouteConfig],
+    has_cors: bool,
+    sign_in: &SignInConfig,
+) -> Result<()> {
+    for (i, r) in routes.iter().enumerate() {
+        if !has_cors && matches!(r.cors, RouteCors::Inherit) {
+            return Err(ConfigError::invalid(
+                format!("routes[{i}].cors"),
+                "\"inherit\" needs a [cors] section with allowed_origins",
+            ));
+        }
+        if r.sign_in_redirect && !sign_in.enabled {
+            return Err(ConfigError::invalid(
+                format!("routes[{i}].sign_in_redirect"),
+                "needs the sign-in page (sign_in.enabled = true)",
+            ));
+        }
+        if r.sign_in_redirect && r.policy == Policy::Public {
+            return Err(ConfigError::invalid(
+                format!("routes[{i}].sign_in_redirect"),
+                "has no effect on a route that does not require a credential",
+            ));
+        }
+    }
+    Ok(())
+}

@@ -8,6 +8,7 @@ pub(crate) mod cors;
 pub(crate) mod framing;
 pub mod headers;
 pub(crate) mod host;
+pub(crate) mod navigation;
 pub(crate) mod respond;
 mod state;
 
@@ -183,6 +184,17 @@ async fn route_request(
     }
     // `cors = "upstream"`: a preflight carries no credential (browsers never send one), so
     // it is forwarded without authentication, and without any identity.
+    // A browser loading a page is sent to sign in rather than shown a 401.
+    let refuse = |e: ProxyError| -> Routed {
+        if route.sign_in_redirect
+            && navigation::wants_sign_in(&e)
+            && navigation::is_navigation(req.method(), req.headers())
+        {
+            let to = navigation::to_sign_in(&state.mount, &normalized, req.uri().query());
+            return (slot, Ok(to));
+        }
+        (slot, Err(e))
+    };
     let identity = if preflight && matches!(route.cors, RouteCors::Upstream) {
         None
     } else {
@@ -194,16 +206,16 @@ async fn route_request(
             match authenticate(state, &req, csrf) {
                 Ok(fut) => match fut.await {
                     Ok(found) => found,
-                    Err(e) => return (slot, Err(e)),
+                    Err(e) => return refuse(e),
                 },
-                Err(e) => return (slot, Err(e)),
+                Err(e) => return refuse(e),
             }
         } else {
             None
         };
         match authz::decide(&route.policy, identity.as_ref().map(|(i, _)| &**i)) {
             Decision::Allow => {}
-            Decision::Unauthenticated => return (slot, Err(AuthError::Missing.into())),
+            Decision::Unauthenticated => return refuse(AuthError::Missing.into()),
             Decision::Forbidden => return (slot, Err(ProxyError::Forbidden)),
         }
         identity

@@ -394,7 +394,7 @@ pub(crate) fn account_error(e: AccountError) -> Response<Body> {
         },
         AccountError::Forbidden(detail) => reply(StatusCode::FORBIDDEN, "forbidden", detail),
         AccountError::NotFound(detail) => reply(StatusCode::NOT_FOUND, "not_found", detail),
-        AccountError::NotJson(detail) => {
+        AccountError::WrongContentType(detail) => {
             reply(StatusCode::UNSUPPORTED_MEDIA_TYPE, "invalid_body", detail)
         }
         AccountError::MalformedJson(detail) => {

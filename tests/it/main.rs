@@ -26,6 +26,7 @@ mod revocation;
 mod server;
 mod services;
 mod sessions;
+mod sign_in;
 mod store_contract;
 mod trusted_headers;
 mod upgrades;

@@ -218,3 +218,24 @@ fn cors_mistakes_are_refused_naming_the_key() {
     assert!(c.cors.unwrap().origins.allows("https://a.example"));
     assert!(c.csrf.allowed_origins.allows("https://a.example"));
 }
+
+#[test]
+fn sign_in_mistakes_are_refused_naming_the_key() {
+    let redirect = format!("{ROUTE}sign_in_redirect = true\n");
+    assert!(load(&redirect).unwrap().routes[0].sign_in_redirect);
+    let err = load(&format!("{redirect}[sign_in]\nenabled = false\n")).unwrap_err();
+    assert!(err.starts_with("routes[0].sign_in_redirect: "), "{err}");
+    let err = load(&format!("{redirect}auth = \"public\"\n")).unwrap_err();
+    assert!(err.starts_with("routes[0].sign_in_redirect: "), "{err}");
+    // An allow-list of everything is an open redirect.
+    let err = load("[sign_in]\nreturn_origins = [\"*\"]\n").unwrap_err();
+    assert!(err.starts_with("sign_in.return_origins: "), "{err}");
+    let err = load("[sign_in]\nreturn_origins = [\"evil.example\"]\n").unwrap_err();
+    assert!(err.starts_with("sign_in.return_origins[0]: "), "{err}");
+    for bad in ["//evil.example", "https://evil.example", "app"] {
+        let err = load(&format!("[sign_in]\ndefault_return = {bad:?}\n")).unwrap_err();
+        assert!(err.starts_with("sign_in.default_return: "), "{err}");
+    }
+    let err = load("[sign_in]\napp_name = \"a\\nb\"\n").unwrap_err();
+    assert!(err.starts_with("sign_in.app_name: "), "{err}");
+}
