@@ -39,6 +39,9 @@ pub(crate) mod routes;
 pub mod secret;
 pub(crate) mod server;
 pub mod store;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod testing;
 
 pub use app::App;
 pub use config::Config;

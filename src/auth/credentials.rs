@@ -246,18 +246,8 @@ pub fn check_origin(headers: &HeaderMap, allowed_origins: &Origins) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        h
-    }
+    use crate::testing::header_map as headers;
 
     #[test]
     fn finds_each_source() {

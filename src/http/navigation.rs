@@ -70,16 +70,7 @@ pub(crate) fn to_sign_in(mount: &str, path: &str, query: Option<&str>) -> Respon
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        h
-    }
+    use crate::testing::header_map as headers;
 
     #[test]
     fn only_page_loads_are_navigations() {

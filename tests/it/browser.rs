@@ -102,13 +102,8 @@ async fn an_app_on_another_origin_signs_in_with_cookies() {
     )
     .await;
     assert_eq!(registered["status"], 201, "{registered}");
-    let login = call(
-        &browser,
-        &api("/login"),
-        "POST",
-        Some(json!({"email": "browser@example.com", "password": PASSWORD})),
-    )
-    .await;
+    let credentials = json!({"email": "browser@example.com", "password": PASSWORD});
+    let login = call(&browser, &api("/login"), "POST", Some(credentials.clone())).await;
     assert_eq!(login["status"], 200, "{login}");
     // The session cookie is HttpOnly: the page's script cannot read it.
     let visible = browser.eval("document.cookie").await;
@@ -131,13 +126,7 @@ async fn an_app_on_another_origin_signs_in_with_cookies() {
     // An origin not on the list: the preflight is refused, so the browser never sends the
     // login; and a simple GET's answer is withheld from the script.
     browser.goto(&format!("http://{stranger}/")).await;
-    let login = call(
-        &browser,
-        &api("/login"),
-        "POST",
-        Some(json!({"email": "browser@example.com", "password": PASSWORD})),
-    )
-    .await;
+    let login = call(&browser, &api("/login"), "POST", Some(credentials.clone())).await;
     assert!(
         login["error"]
             .as_str()
