@@ -95,6 +95,7 @@ impl App {
             sessions,
             account: account::router(ctx),
             mount: config.accounts.mount.clone(),
+            forward_auth: config.forward_auth.as_ref().map(|f| f.path.clone()),
             jwks,
             header_policy: HeaderPolicy::new(config.identity_headers.clone()),
             csrf_origins: config.csrf.allowed_origins.clone(),

@@ -88,6 +88,9 @@ pub struct Config {
     pub cors: Option<Arc<CorsPolicy>>,
     /// `[sign_in]`: the sign-in page under the mount.
     pub sign_in: SignInConfig,
+    /// `[forward_auth]`: the verify endpoint for proxies that keep their place in front.
+    /// `None`: off.
+    pub forward_auth: Option<ForwardAuthConfig>,
     /// `[identity_headers]`: the names injected upstream.
     pub identity_headers: IdentityHeaderNames,
     /// `[cache]`: the in-process identity cache.
@@ -260,6 +263,14 @@ pub struct CookieConfig {
     pub domain: Option<String>,
     /// The cookies' `SameSite`: `Lax` (default), `Strict`, or `None` (only with `Secure`).
     pub same_site: &'static str,
+}
+
+/// `[forward_auth]`, when enabled.
+#[derive(Debug, Clone)]
+pub struct ForwardAuthConfig {
+    /// The verify endpoint (default `{mount}/verify`); Envoy's `ext_authz` appends the
+    /// original path to it.
+    pub path: String,
 }
 
 /// `[identity_headers]`: the names of the headers Portcullis injects.

@@ -15,6 +15,7 @@ pub(super) struct RawConfig {
     pub csrf: RawCsrf,
     pub cors: RawCors,
     pub sign_in: RawSignIn,
+    pub forward_auth: RawForwardAuth,
     pub identity_headers: RawIdentityHeaders,
     pub cache: RawCache,
     pub log: RawLog,
@@ -83,6 +84,13 @@ pub(super) struct RawAccounts {
     pub password_require_mixed: Option<bool>,
     pub max_body_bytes: Option<usize>,
     pub admin_page_size_max: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawForwardAuth {
+    pub enabled: Option<bool>,
+    pub path: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

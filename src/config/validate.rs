@@ -34,8 +34,10 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
     let (cors, csrf) = cors_and_csrf(raw.cors, raw.csrf)?;
     let sign_in = sign_in(raw.sign_in)?;
     browser_route_rules(&routes, cors.is_some(), &sign_in)?;
+    let server = server(raw.server)?;
+    let forward_auth = forward_auth(raw.forward_auth, &accounts.mount, &routes, &server)?;
     Ok(Config {
-        server: server(raw.server)?,
+        server,
         store,
         tokens,
         accounts,
@@ -44,6 +46,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
         csrf,
         cors,
         sign_in,
+        forward_auth,
         identity_headers: identity_headers(raw.identity_headers)?,
         cache: cache(raw.cache)?,
         log: log(raw.log)?,
@@ -250,6 +253,58 @@ fn log(raw: RawLog) -> Result<LogConfig> {
         format,
         access_log: raw.access_log.unwrap_or(true),
     })
+}
+
+/// `[forward_auth]`: the path must be canonical, answer to nobody but the proxies in
+/// `server.trusted_proxies`, and not hide a route.
+fn forward_auth(
+    raw: RawForwardAuth,
+    mount: &str,
+    routes: &[RouteConfig],
+    server: &ServerConfig,
+) -> Result<Option<ForwardAuthConfig>> {
+    if !raw.enabled.unwrap_or(false) {
+        return Ok(None);
+    }
+    let path = raw.path.unwrap_or_else(|| format!("{mount}/verify"));
+    if !path.starts_with('/')
+        || path.len() < 2
+        || path.ends_with('/')
+        || crate::path::normalize(&path).ok().as_deref() != Some(path.as_str())
+    {
+        return Err(ConfigError::invalid(
+            "forward_auth.path",
+            format!("{path:?} must be a normalized absolute path like \"/api/v1/auth/verify\""),
+        ));
+    }
+    // Under the mount it shadows only the account API; elsewhere it must not cover a
+    // route's paths.
+    let in_mount = crate::path::under_prefix_ignoring_case(&path, mount);
+    if path.eq_ignore_ascii_case(mount) {
+        return Err(ConfigError::invalid(
+            "forward_auth.path",
+            "must not be accounts.mount itself, which it would hide",
+        ));
+    }
+    if let Some(r) = routes
+        .iter()
+        .find(|r| !in_mount && crate::path::under_prefix_ignoring_case(&path, &r.prefix))
+    {
+        return Err(ConfigError::invalid(
+            "forward_auth.path",
+            format!(
+                "{path:?} lies under route {:?}, which it would hide",
+                r.name
+            ),
+        ));
+    }
+    if server.trusted_proxies.is_empty() {
+        return Err(ConfigError::invalid(
+            "forward_auth.enabled",
+            "needs server.trusted_proxies: the verify endpoint answers only the proxies listed there",
+        ));
+    }
+    Ok(Some(ForwardAuthConfig { path }))
 }
 
 #[cfg(test)]

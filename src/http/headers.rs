@@ -145,6 +145,26 @@ impl HeaderPolicy {
                     .any(|p| starts_folded(bytes, p)))
     }
 
+    /// The identity headers as a forward-auth answer carries them, for the proxy to copy.
+    pub(crate) fn identity_fields(
+        &self,
+        identity: &Identity,
+        method: AuthMethod,
+        out: &mut HeaderMap,
+    ) {
+        let n = &self.names;
+        out.insert(n.user_id.clone(), identity.header_user_id.clone());
+        out.insert(n.email.clone(), identity.header_email.clone());
+        out.insert(n.role.clone(), identity.header_role.clone());
+        out.insert(
+            n.auth_method.clone(),
+            HeaderValue::from_static(method.as_str()),
+        );
+        if let Some(key_id) = &identity.header_key_id {
+            out.insert(n.key_id.clone(), key_id.clone());
+        }
+    }
+
     /// Rewrites a request's headers for the upstream: removes what must not pass, and
     /// returns the verified identity and forwarding headers to write after the rest.
     pub fn prepare_request<'a>(

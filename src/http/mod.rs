@@ -5,6 +5,7 @@
 pub(crate) mod body;
 pub mod client;
 pub(crate) mod cors;
+pub(crate) mod forward_auth;
 pub(crate) mod framing;
 pub mod headers;
 pub(crate) mod host;
@@ -31,7 +32,7 @@ use crate::auth::AuthError;
 use crate::auth::credentials::{self, OwnedCredential, check_csrf, check_origin};
 use crate::auth::sessions::ClientMeta;
 use crate::authz::{self, Decision};
-use crate::config::{CorsPolicy, Origins, RouteCors};
+use crate::config::{CorsPolicy, Origins, RouteConfig, RouteCors};
 use crate::identity::{AuthMethod, Identity};
 use crate::metrics::{AuthOutcome, RouteSlot};
 use crate::path::under_prefix_ignoring_case;
@@ -135,9 +136,14 @@ async fn route_request(
         let refused = AuthError::Malformed("credentials are not accepted in the query string");
         return (RouteSlot::Rejected, Err(refused.into()));
     }
+    if let Some(verify) = &state.forward_auth
+        && under_prefix_ignoring_case(&normalized, verify)
+    {
+        let rest = normalized[verify.len()..].to_owned();
+        return Box::pin(forward_auth::verify(state, conn, req, &rest)).await;
+    }
     if normalized == JWKS_PATH && matches!(*req.method(), Method::GET | Method::HEAD) {
-        let resp = respond::json(StatusCode::OK, state.jwks.clone(), "public, max-age=300");
-        return (RouteSlot::Account, Ok(resp));
+        return (RouteSlot::Account, Ok(jwks(state)));
     }
     if under_prefix_ignoring_case(&normalized, &state.mount) {
         if preflight && let Some(policy) = &state.cors {
@@ -184,41 +190,17 @@ async fn route_request(
     }
     // `cors = "upstream"`: a preflight carries no credential (browsers never send one), so
     // it is forwarded without authentication, and without any identity.
-    // A browser loading a page is sent to sign in rather than shown a 401.
-    let refuse = |e: ProxyError| -> Routed {
-        if route.sign_in_redirect
-            && navigation::wants_sign_in(&e)
-            && navigation::is_navigation(req.method(), req.headers())
-        {
-            let to = navigation::to_sign_in(&state.mount, &normalized, req.uri().query());
-            return (slot, Ok(to));
-        }
-        (slot, Err(e))
-    };
     let identity = if preflight && matches!(route.cors, RouteCors::Upstream) {
         None
     } else {
-        let csrf = match &route.cors {
-            RouteCors::Own(policy) => &policy.csrf_origins,
-            _ => &state.csrf_origins,
-        };
-        let identity = if authz::wants_identity(&route.policy) {
-            match authenticate(state, &req, csrf) {
-                Ok(fut) => match fut.await {
-                    Ok(found) => found,
-                    Err(e) => return refuse(e),
-                },
-                Err(e) => return refuse(e),
+        match admit(state, route, &req, &normalized, req.uri().query()).await {
+            Ok(identity) => identity,
+            Err(Refusal::Error(e)) => return (slot, Err(e)),
+            // A browser loading a page is sent to sign in rather than shown a 401.
+            Err(Refusal::SignIn(to)) => {
+                return (slot, Ok(navigation::redirect(StatusCode::SEE_OTHER, &to)));
             }
-        } else {
-            None
-        };
-        match authz::decide(&route.policy, identity.as_ref().map(|(i, _)| &**i)) {
-            Decision::Allow => {}
-            Decision::Unauthenticated => return refuse(AuthError::Missing.into()),
-            Decision::Forbidden => return (slot, Err(ProxyError::Forbidden)),
         }
-        identity
     };
     let uri = match crate::proxy::upstream_target(
         matched.upstream.base_path(),
@@ -304,7 +286,66 @@ fn tunnel_for(
     }
 }
 
+/// The public keys, cacheable for five minutes.
+fn jwks(state: &AppState) -> Response<Body> {
+    use http::HeaderValue;
+    use http::header::{CACHE_CONTROL, CONTENT_TYPE};
+    let mut resp = Response::new(Body::full(state.jwks.clone()));
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    resp
+}
+
 type Authenticated = Option<(Arc<Identity>, AuthMethod)>;
+
+/// Why a route did not admit a request.
+enum Refusal {
+    Error(ProxyError),
+    /// For want of a credential, on a page load to a route with `sign_in_redirect`: the
+    /// sign-in page's location, returning to the page.
+    SignIn(String),
+}
+
+/// Whether `route` admits the request (`path` is its normalized path), and as whom.
+async fn admit(
+    state: &AppState,
+    route: &RouteConfig,
+    req: &Request<Incoming>,
+    path: &str,
+    query: Option<&str>,
+) -> Result<Authenticated, Refusal> {
+    let refuse = |e: ProxyError| {
+        if route.sign_in_redirect
+            && navigation::wants_sign_in(&e)
+            && navigation::is_navigation(req.method(), req.headers())
+        {
+            Refusal::SignIn(navigation::sign_in_location(&state.mount, path, query))
+        } else {
+            Refusal::Error(e)
+        }
+    };
+    let csrf = match &route.cors {
+        RouteCors::Own(policy) => &policy.csrf_origins,
+        _ => &state.csrf_origins,
+    };
+    let identity = if authz::wants_identity(&route.policy) {
+        authenticate(state, req, csrf)
+            .map_err(refuse)?
+            .await
+            .map_err(refuse)?
+    } else {
+        None
+    };
+    match authz::decide(&route.policy, identity.as_ref().map(|(i, _)| &**i)) {
+        Decision::Allow => Ok(identity),
+        Decision::Unauthenticated => Err(refuse(AuthError::Missing.into())),
+        Decision::Forbidden => Err(Refusal::Error(ProxyError::Forbidden)),
+    }
+}
 
 /// Extracts and resolves the credential. The synchronous part (extraction, CSRF) runs
 /// before the future is created, so the future borrows nothing from the request.

@@ -46,8 +46,8 @@ pub(crate) fn wants_sign_in(e: &ProxyError) -> bool {
     )
 }
 
-/// The 303 to the sign-in page, returning to `path` (and `query`) afterwards.
-pub(crate) fn to_sign_in(mount: &str, path: &str, query: Option<&str>) -> Response<Body> {
+/// Where the sign-in page is, returning to `path` (and `query`) afterwards.
+pub(crate) fn sign_in_location(mount: &str, path: &str, query: Option<&str>) -> String {
     let mut target = String::with_capacity(path.len() + 1 + query.map_or(0, str::len));
     target.push_str(path);
     if let Some(q) = query {
@@ -55,11 +55,16 @@ pub(crate) fn to_sign_in(mount: &str, path: &str, query: Option<&str>) -> Respon
         target.push_str(q);
     }
     let encoded: String = form_urlencoded::byte_serialize(target.as_bytes()).collect();
-    let location = format!("{mount}/sign-in?return_to={encoded}");
+    format!("{mount}/sign-in?return_to={encoded}")
+}
+
+/// A response sending the browser to `location` (with `status`: 303, or 401 for a proxy
+/// that passes only 401 on), never cached.
+pub(crate) fn redirect(status: StatusCode, location: &str) -> Response<Body> {
     let mut resp = Response::new(Body::full(bytes::Bytes::new()));
-    *resp.status_mut() = StatusCode::SEE_OTHER;
+    *resp.status_mut() = status;
     let h = resp.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&location) {
+    if let Ok(v) = HeaderValue::from_str(location) {
         h.insert(LOCATION, v);
     }
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -99,10 +104,8 @@ mod tests {
 
     #[test]
     fn the_return_target_is_encoded_whole() {
-        let r = to_sign_in("/auth", "/app/x", Some("a=1&b=/c"));
-        assert_eq!(r.status(), 303);
         assert_eq!(
-            r.headers()[LOCATION],
+            sign_in_location("/auth", "/app/x", Some("a=1&b=/c")),
             "/auth/sign-in?return_to=%2Fapp%2Fx%3Fa%3D1%26b%3D%2Fc"
         );
     }

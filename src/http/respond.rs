@@ -34,6 +34,13 @@ pub(crate) enum ProxyError {
     Auth(#[from] AuthError),
     #[error("Insufficient permissions")]
     Forbidden,
+    /// A verify request from a peer outside `server.trusted_proxies` (forward-auth).
+    #[error("Forward-auth requests are answered only for server.trusted_proxies")]
+    UntrustedPeer,
+    /// A verify request for a request no route admits (forward-auth: default deny, and a
+    /// status `auth_request` passes on).
+    #[error("No route admits this request")]
+    NoRoute,
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
     /// A `Transfer-Encoding` other than exactly `chunked` (RFC 9112 §6.1): 501.
@@ -296,6 +303,17 @@ fn classify(e: ProxyError) -> Classified {
             Some(AuthOutcome::Forbidden),
             None,
         ),
+        ProxyError::UntrustedPeer | ProxyError::NoRoute => {
+            let code = match e {
+                ProxyError::UntrustedPeer => "untrusted_peer",
+                _ => "no_route",
+            };
+            (
+                reply(StatusCode::FORBIDDEN, code, e.to_string()),
+                None,
+                None,
+            )
+        }
         ProxyError::Upstream(u) => {
             let (reply, failure) = upstream_reply(u);
             (reply, None, failure)
@@ -422,23 +440,6 @@ pub(crate) fn cors_refused() -> Response<Body> {
         "cors",
         "Cross-origin request not allowed",
     ))
-}
-
-/// A small JSON response that is not an error (the JWKS document).
-pub(crate) fn json(
-    status: StatusCode,
-    body: bytes::Bytes,
-    cache_control: &'static str,
-) -> Response<Body> {
-    let mut resp = Response::new(Body::full(body));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    h.insert(
-        http::header::CACHE_CONTROL,
-        HeaderValue::from_static(cache_control),
-    );
-    resp
 }
 
 /// Account handlers return `AccountError`; axum turns it into the response built here.

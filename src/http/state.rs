@@ -24,6 +24,8 @@ pub struct AppState {
     pub sessions: Arc<Sessions>,
     pub(crate) account: axum::Router,
     pub(crate) mount: String,
+    /// `forward_auth.path`, when forward-auth is on.
+    pub(crate) forward_auth: Option<String>,
     pub(crate) jwks: Bytes,
     pub(crate) header_policy: HeaderPolicy,
     pub(crate) csrf_origins: crate::config::Origins,

@@ -14,6 +14,7 @@ mod cors;
 #[path = "../../examples/support/echo.rs"]
 mod echo;
 mod failures;
+mod forward_auth;
 mod framing;
 mod harness;
 mod hosts;

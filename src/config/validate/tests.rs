@@ -239,3 +239,38 @@ fn sign_in_mistakes_are_refused_naming_the_key() {
     let err = load("[sign_in]\napp_name = \"a\\nb\"\n").unwrap_err();
     assert!(err.starts_with("sign_in.app_name: "), "{err}");
 }
+
+#[test]
+fn forward_auth_answers_only_trusted_proxies_and_hides_no_route() {
+    let trusted = "[server]\ntrusted_proxies = [\"127.0.0.1/32\"]\n";
+    assert!(
+        load(&format!("{ROUTE}[forward_auth]\nenabled = true\n"))
+            .is_err_and(|e| e.starts_with("forward_auth.enabled: "))
+    );
+    let c = load(&format!("{ROUTE}{trusted}[forward_auth]\nenabled = true\n")).unwrap();
+    assert_eq!(c.forward_auth.unwrap().path, "/api/v1/auth/verify");
+    let err = load(&format!(
+        "{ROUTE}{trusted}[forward_auth]\nenabled = true\npath = \"/api/verify\"\n"
+    ))
+    .unwrap_err();
+    assert!(
+        err.starts_with("forward_auth.path: ") && err.contains("\"api\""),
+        "{err}"
+    );
+    let err = load(&format!(
+        "{ROUTE}{trusted}[forward_auth]\nenabled = true\npath = \"/a//b\"\n"
+    ))
+    .unwrap_err();
+    assert!(err.starts_with("forward_auth.path: "), "{err}");
+    let c = load(&format!(
+        "{ROUTE}{trusted}[forward_auth]\nenabled = true\npath = \"/_verify\"\n"
+    ))
+    .unwrap();
+    assert_eq!(c.forward_auth.unwrap().path, "/_verify");
+    let err = load(&format!(
+        "{ROUTE}{trusted}[forward_auth]\nenabled = true\npath = \"/api/v1/auth\"\n"
+    ))
+    .unwrap_err();
+    assert!(err.starts_with("forward_auth.path: "), "{err}");
+    assert!(load(ROUTE).unwrap().forward_auth.is_none());
+}
