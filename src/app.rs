@@ -103,6 +103,7 @@ impl App {
             trusted_proxies: config.server.trusted_proxies.clone(),
             metrics,
             store,
+            redis: redis.clone(),
             access_log: config.log.access_log,
             account_body_limit: config.accounts.max_body_bytes as u64,
             body_read_timeout: config.server.body_read_timeout,

@@ -1,6 +1,6 @@
 //! The operator listener, separate from client traffic: `/healthz` (the process is up),
-//! `/readyz` (the store answers), `/metrics` (Prometheus text). Nothing here authenticates,
-//! so bind it where only operators and the orchestrator can reach it.
+//! `/readyz` (the store answers; Redis is reported), `/metrics` (Prometheus text). Nothing
+//! here authenticates, so bind it where only operators and the orchestrator can reach it.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -28,28 +28,39 @@ fn text(status: StatusCode, content_type: &'static str, body: String) -> Respons
     resp
 }
 
+/// Ready once the listener serves (configuration, keys, store and migrations are done by
+/// then) and while the store answers; Redis being down makes it degraded, not unready —
+/// identities then come from the store, which is slower but correct.
+async fn readiness(state: &AppState) -> Response<Body> {
+    let store = match tokio::time::timeout(READY_TIMEOUT, state.store.ping()).await {
+        Ok(Ok(())) => "ok",
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            "unavailable"
+        }
+        Err(_) => "timed out",
+    };
+    let redis = match &state.redis {
+        None => "not configured",
+        Some(tier) if tier.ping(READY_TIMEOUT).await => "ok",
+        Some(_) => "unreachable (degraded: identities come from the store)",
+    };
+    let (status, verdict) = match (store, redis.starts_with("unreachable")) {
+        ("ok", false) => (StatusCode::OK, "ready"),
+        ("ok", true) => (StatusCode::OK, "ready, degraded"),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "not ready"),
+    };
+    let body = format!("{verdict}\nstore: {store}\nredis: {redis}\n");
+    text(status, "text/plain", body)
+}
+
 async fn handle(
     state: Arc<AppState>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     Ok(match req.uri().path() {
         "/healthz" => text(StatusCode::OK, "text/plain", "ok\n".into()),
-        "/readyz" => match tokio::time::timeout(READY_TIMEOUT, state.store.ping()).await {
-            Ok(Ok(())) => text(StatusCode::OK, "text/plain", "ready\n".into()),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "readiness check failed");
-                text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "text/plain",
-                    "store unavailable\n".into(),
-                )
-            }
-            Err(_) => text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "text/plain",
-                "store timed out\n".into(),
-            ),
-        },
+        "/readyz" => readiness(&state).await,
         "/metrics" => text(
             StatusCode::OK,
             "text/plain; version=0.0.4",

@@ -183,6 +183,16 @@ impl RedisTier {
         }
     }
 
+    /// Whether Redis answers a `PING` within `within` (for `/readyz`).
+    pub async fn ping(&self, within: Duration) -> bool {
+        let Some(mut conn) = self.handle() else {
+            return false;
+        };
+        let ping = redis::cmd("PING");
+        let call = ping.query_async::<String>(&mut conn);
+        matches!(tokio::time::timeout(within, call).await, Ok(Ok(_)))
+    }
+
     /// Reads a snapshot and its generation in one round trip.
     pub async fn lookup(&self, key: &str) -> Lookup {
         let Some(mut conn) = self.handle() else {

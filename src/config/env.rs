@@ -6,7 +6,12 @@ use super::ConfigError;
 
 const PREFIX: &str = "PORTCULLIS_";
 
-pub(super) fn apply_overrides<I>(table: &mut toml::Table, env: I) -> Result<(), ConfigError>
+/// Applies the overrides; returns, for each key set this way, `(section.key, variable)`,
+/// so an error about that key can name the variable the operator actually wrote.
+pub(super) fn apply_overrides<I>(
+    table: &mut toml::Table,
+    env: I,
+) -> Result<Vec<(String, String)>, ConfigError>
 where
     I: IntoIterator<Item = (String, String)>,
 {
@@ -16,6 +21,7 @@ where
         .collect();
     // Deterministic order, whatever order the environment came in.
     vars.sort();
+    let mut set = Vec::with_capacity(vars.len());
     for (name, raw_value) in vars {
         let rest = &name[PREFIX.len()..];
         let Some((section, key)) = rest.split_once("__") else {
@@ -44,9 +50,33 @@ where
         let Some(section_table) = entry.as_table_mut() else {
             return Err(ConfigError::invalid(section, "is not a table"));
         };
+        set.push((format!("{section}.{key}"), name));
         section_table.insert(key, value);
     }
-    Ok(())
+    Ok(set)
+}
+
+/// An error about a key an environment variable set names the variable first:
+/// `PORTCULLIS_SERVER__LISTN (server.listn): unknown field …`.
+pub(super) fn name_the_variable(e: ConfigError, set: &[(String, String)]) -> ConfigError {
+    match e {
+        ConfigError::Invalid { key, message } => {
+            // The key itself, a value inside it, or the section the variable made up.
+            let var = set.iter().find(|(k, _)| {
+                key == *k
+                    || key
+                        .strip_prefix(k.as_str())
+                        .is_some_and(|r| r.starts_with(['.', '[']))
+                    || k.strip_prefix(key.as_str())
+                        .is_some_and(|r| r.starts_with('.'))
+            });
+            match var {
+                Some((_, var)) => ConfigError::invalid(format!("{var} ({key})"), message),
+                None => ConfigError::Invalid { key, message },
+            }
+        }
+        other => other,
+    }
 }
 
 /// `true`, `42`, `["a", "b"]` are read as TOML; anything else is a plain string.
@@ -105,6 +135,31 @@ mod tests {
         )
         .unwrap();
         assert_eq!(t["tokens"]["hmac_secret"].as_str(), Some("s3cret-value"));
+    }
+
+    #[test]
+    fn errors_about_overridden_keys_name_the_variable() {
+        let load = |env: &[(&str, &str)]| {
+            let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+            let route =
+                "[[routes]]\nname = \"a\"\nprefix = \"/a\"\nupstream = \"http://127.0.0.1:1\"\n";
+            crate::config::Config::from_toml(route, env)
+                .map(|_| ())
+                .unwrap_err()
+                .to_string()
+        };
+        let err = load(&[("PORTCULLIS_SERVER__LISTN", "0.0.0.0:1")]);
+        assert!(
+            err.starts_with("PORTCULLIS_SERVER__LISTN (server.listn): unknown field"),
+            "{err}"
+        );
+        let err = load(&[("PORTCULLIS_SERVER__LISTEN", "nowhere")]);
+        assert!(
+            err.starts_with("PORTCULLIS_SERVER__LISTEN (server.listen): "),
+            "{err}"
+        );
+        let err = load(&[("PORTCULLIS_SERVR__LISTEN", "0.0.0.0:1")]);
+        assert!(err.starts_with("PORTCULLIS_SERVR__LISTEN (servr"), "{err}");
     }
 
     #[test]

@@ -423,13 +423,14 @@ impl Config {
         let mut value: toml::Table = text
             .parse()
             .map_err(|e: toml::de::Error| ConfigError::Syntax(e.to_string()))?;
-        env::apply_overrides(&mut value, env)?;
+        let from_env = env::apply_overrides(&mut value, env)?;
         let raw: raw::RawConfig = serde_path_to_error::deserialize(toml::Value::Table(value))
             .map_err(|e| {
                 let message = e.inner().to_string();
                 let first_line = message.lines().next().unwrap_or_default().to_string();
-                ConfigError::invalid(e.path().to_string(), first_line)
+                let error = ConfigError::invalid(e.path().to_string(), first_line);
+                env::name_the_variable(error, &from_env)
             })?;
-        validate::validate(raw)
+        validate::validate(raw).map_err(|e| env::name_the_variable(e, &from_env))
     }
 }

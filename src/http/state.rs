@@ -36,6 +36,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The store.
     pub store: DynStore,
+    /// The Redis tier, when configured (`/readyz` reports on it).
+    pub(crate) redis: Option<Arc<crate::cache::shared::RedisTier>>,
     pub(crate) access_log: bool,
     /// `accounts.max_body_bytes`.
     pub(crate) account_body_limit: u64,

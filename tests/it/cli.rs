@@ -87,6 +87,65 @@ fn check_config_names_the_bad_key_and_exits_64() {
 }
 
 #[test]
+fn usage_errors_exit_64_and_name_the_variable() {
+    for args in [
+        &["bogus"][..],
+        &["check-config"][..],
+        &["serve", "--nope"][..],
+    ] {
+        let out = bin().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(64), "{args:?}");
+    }
+    let out = bin().arg("--help").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let out = bin()
+        .arg("check-config")
+        .arg("config/example.toml")
+        .env("PORTCULLIS_SERVER__LISTN", "0.0.0.0:1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("PORTCULLIS_SERVER__LISTN (server.listn): unknown field"),
+        "{stderr}"
+    );
+}
+
+/// `serve` logging to a pipe (a container's log collector): plain text, no colour codes.
+#[test]
+fn logs_to_a_pipe_carry_no_colour_codes() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("serve.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[store]\ndatabase_url = \"sqlite://{d}/p.db\"\n\
+             [tokens]\nkey_dir = \"{d}\"\n[[routes]]\nname = \"a\"\nprefix = \"/a\"\n\
+             upstream = \"http://127.0.0.1:9\"\n",
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let mut child = bin()
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .env_remove("PORTCULLIS_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(first.contains(" WARN ") || first.contains(" INFO "), "{first}");
+    assert!(!first.contains('\u{1b}'), "{first:?}");
+}
+
+#[test]
 fn the_shipped_configs_are_valid() {
     for file in ["config/example.toml", "config/quickstart.toml"] {
         let out = bin().arg("check-config").arg(file).output().unwrap();

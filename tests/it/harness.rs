@@ -27,6 +27,8 @@ pub const PASSWORD: &str = "correct horse battery";
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The operator listener (`/healthz`, `/readyz`, `/metrics`).
+    pub admin: SocketAddr,
     pub echo: Echo,
     pub dir: tempfile::TempDir,
     pub config: Config,
@@ -147,9 +149,11 @@ impl TestServer {
         let state = app.state.clone();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let admin_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = admin_listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            app.run(listener, None, async move {
+            app.run(listener, Some(admin_listener), async move {
                 let _ = rx.await;
             })
             .await
@@ -157,6 +161,7 @@ impl TestServer {
         });
         TestServer {
             addr,
+            admin,
             echo,
             dir,
             config,

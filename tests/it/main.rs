@@ -21,6 +21,7 @@ mod hosts;
 mod import;
 mod jwt;
 mod keys_admin;
+mod operator;
 mod paths;
 mod proxy;
 mod replicas;

@@ -185,7 +185,7 @@ async fn malformed_request_ids_are_replaced() {
         .send()
         .await;
     let rid = r.header("x-request-id").unwrap().to_string();
-    assert_eq!(rid.len(), 32);
+    assert_eq!(rid.len(), 36, "a UUIDv7: {rid}");
     assert_eq!(
         srv.echo.last().unwrap().header("x-request-id"),
         Some(rid.as_str())

@@ -216,14 +216,26 @@ fn request_ids() {
     let bad = map(&[("x-request-id", "has space")]);
     let generated = request_id(&bad);
     assert_ne!(generated, "has space");
-    assert_eq!(generated.len(), 32);
+    // A UUIDv7: version 7, RFC 9562 variant, the current millisecond first.
+    let text = generated.to_str().unwrap();
+    assert_eq!(text.len(), 36);
+    let groups: Vec<&str> = text.split('-').collect();
+    assert_eq!(
+        groups.iter().map(|g| g.len()).collect::<Vec<_>>(),
+        [8, 4, 4, 4, 12]
+    );
+    assert!(groups[2].starts_with('7'));
+    assert!(matches!(groups[3].as_bytes()[0], b'8' | b'9' | b'a' | b'b'));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let millis = u64::from_str_radix(&format!("{}{}", groups[0], groups[1]), 16).unwrap();
+    assert!(now.abs_diff(millis) < 5_000, "{millis} vs {now}");
+    // Unpredictable: two ids in the same millisecond share no more than the time.
     let next = request_id(&bad);
     assert_ne!(generated, next, "ids are unique");
-    assert_eq!(
-        generated.as_bytes()[..16],
-        next.as_bytes()[..16],
-        "same process prefix"
-    );
+    assert_ne!(text[24..], next.to_str().unwrap()[24..], "random tail");
     let long = "a".repeat(129);
     assert_ne!(request_id(&map(&[("x-request-id", &long)])), long.as_str());
 }
