@@ -94,6 +94,7 @@ fn bench_headers(c: &mut Criterion) {
                         request_id: &rid,
                         forward_credentials: false,
                         upgrade: false,
+                        assertion: None,
                     },
                 );
                 head.clear();

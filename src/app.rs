@@ -65,7 +65,7 @@ impl App {
         let resolver = Arc::new(resolver);
         let sessions = Arc::new(Sessions::new(
             store.clone(),
-            jwt,
+            jwt.clone(),
             revocations.clone(),
             config.tokens.refresh_ttl,
             config.tokens.refresh_reuse_grace,
@@ -104,6 +104,7 @@ impl App {
             metrics,
             store,
             redis: redis.clone(),
+            jwt: jwt.clone(),
             access_log: config.log.access_log,
             account_body_limit: config.accounts.max_body_bytes as u64,
             body_read_timeout: config.server.body_read_timeout,

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::signing_keys::KeyMaterial;
 use crate::config::TokenConfig;
-use crate::identity::Role;
+use crate::identity::{AuthMethod, Identity, Role};
 
 /// A token's `aud`: one audience, or several (RFC 7519 §4.1.3). Portcullis issues one;
 /// it accepts a list that contains its own.
@@ -37,6 +37,39 @@ pub(crate) struct AccessClaims {
     pub nbf: i64,
     pub exp: i64,
     pub jti: String,
+}
+
+/// `typ` of an identity assertion. Explicit typing (RFC 8725 §3.11) keeps an assertion
+/// from ever being accepted as an access token, though the same key signs both.
+pub(crate) const ASSERTION_TYP: &str = "portcullis-assertion+jwt";
+
+/// How long an identity assertion is valid: long enough for the upstream to check it on
+/// arrival, too short to be worth replaying.
+pub(crate) const ASSERTION_TTL_SECS: i64 = 30;
+
+/// What `X-Portcullis-Assertion` states: who (absent for an anonymous request), how they
+/// proved it, and which request (`htm`, `htu`: method and target as the upstream receives
+/// them, after the names of RFC 9449's DPoP proofs).
+#[derive(Debug, Serialize)]
+struct AssertionClaims<'a> {
+    iss: &'a str,
+    /// The route's name.
+    aud: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sub: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth_method: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_id: Option<&'a str>,
+    htm: &'a str,
+    htu: &'a str,
+    iat: i64,
+    exp: i64,
+    jti: String,
 }
 
 /// An access token could not be signed.
@@ -127,6 +160,39 @@ impl JwtKeys {
         Ok((token, exp))
     }
 
+    /// Signs an identity assertion for one forwarded request.
+    pub(crate) fn assertion(
+        &self,
+        route: &str,
+        method: &str,
+        target: &str,
+        identity: Option<(&Identity, AuthMethod)>,
+    ) -> Result<String, SignError> {
+        let now = chrono::Utc::now().timestamp();
+        let claims = AssertionClaims {
+            iss: &self.issuer,
+            aud: route,
+            sub: identity.map(|(i, _)| i.user_id.as_str()),
+            email: identity.map(|(i, _)| i.email.as_str()),
+            role: identity.map(|(i, _)| i.role.as_str()),
+            auth_method: identity.map(|(_, m)| m.as_str()),
+            key_id: identity.and_then(|(i, _)| i.key_id.as_deref()),
+            htm: method,
+            htu: target,
+            iat: now,
+            exp: now.saturating_add(ASSERTION_TTL_SECS),
+            jti: crate::secret::random_hex(16),
+        };
+        let mut header = Header::new(self.material.algorithm);
+        header.kid = Some(self.material.kid.clone());
+        header.typ = Some(ASSERTION_TYP.to_owned());
+        Ok(jsonwebtoken::encode(
+            &header,
+            &claims,
+            &self.material.encoding,
+        )?)
+    }
+
     fn key_for(&self, kid: &str) -> Option<&DecodingKey> {
         self.material
             .verifying
@@ -146,6 +212,10 @@ impl JwtKeys {
         let header = jsonwebtoken::decode_header(token).map_err(|_| "Invalid token")?;
         if header.alg != self.material.algorithm {
             return Err("Invalid token algorithm");
+        }
+        if header.typ.as_deref() == Some(ASSERTION_TYP) {
+            // An assertion is a statement to an upstream, never a credential.
+            return Err("Invalid token");
         }
         if header.crit.is_some() {
             // No extension is understood, so any critical one must be refused (RFC 7515

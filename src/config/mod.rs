@@ -386,6 +386,9 @@ pub struct RouteConfig {
     /// text/html` from a browser that sends no `Sec-Fetch-Mode`) without a valid credential
     /// is sent (303) to the sign-in page instead of getting 401.
     pub sign_in_redirect: bool,
+    /// Send `X-Portcullis-Assertion`: a short-lived JWT, signed with the token key,
+    /// stating the identity, method and target, for an upstream that verifies its sidecar.
+    pub identity_assertion: bool,
 }
 
 impl Config {

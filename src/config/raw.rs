@@ -175,6 +175,7 @@ pub(super) struct RawRoute {
     pub max_body_bytes: Option<u64>,
     pub cors: Option<RawRouteCors>,
     pub sign_in_redirect: Option<bool>,
+    pub identity_assertion: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -18,12 +18,14 @@ use crate::identity::{AuthMethod, Identity};
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// The signed identity assertion (routes with `identity_assertion = true`).
+pub static X_PORTCULLIS_ASSERTION: HeaderName = HeaderName::from_static("x-portcullis-assertion");
 
 /// Headers a client must not smuggle in, on any route: the forwarding headers Portcullis
 /// sets itself, and those other proxies, auth proxies and frameworks read as the client's
 /// address, the original URL or a verified user (oauth2-proxy, nginx `auth_request`,
 /// Apache `REMOTE_USER`, IIS URL rewriting, Spring's forwarded-header filter, ...).
-const UNTRUSTED: [&str; 19] = [
+const UNTRUSTED: [&str; 20] = [
     "x-forwarded-for",
     "x-forwarded-proto",
     "x-forwarded-host",
@@ -43,6 +45,7 @@ const UNTRUSTED: [&str; 19] = [
     "x-authenticated-user",
     "x-request-id",
     "x-forwarded-preferred-username",
+    "x-portcullis-assertion",
 ];
 
 /// Name prefixes removed likewise (oauth2-proxy's `X-Auth-Request-User`, `-Email`, ...).
@@ -220,6 +223,7 @@ impl HeaderPolicy {
             forwarded_proto: prior_proto,
             forwarded_host,
             request_id: ctx.request_id,
+            assertion: ctx.assertion,
         }
     }
 }
@@ -237,6 +241,7 @@ pub struct Injected<'a> {
     forwarded_proto: Option<HeaderValue>,
     forwarded_host: Option<HeaderValue>,
     request_id: &'a HeaderValue,
+    assertion: Option<&'a HeaderValue>,
 }
 
 impl crate::proxy::ExtraFields for Injected<'_> {
@@ -262,6 +267,9 @@ impl crate::proxy::ExtraFields for Injected<'_> {
             field(&X_FORWARDED_HOST, host.as_bytes());
         }
         field(&X_REQUEST_ID, self.request_id.as_bytes());
+        if let Some(assertion) = self.assertion {
+            field(&X_PORTCULLIS_ASSERTION, assertion.as_bytes());
+        }
     }
 }
 
@@ -277,6 +285,8 @@ pub struct Forwarding<'a> {
     pub forward_credentials: bool,
     /// A WebSocket upgrade the route allows: keep `Upgrade` and `Connection: upgrade`.
     pub upgrade: bool,
+    /// The signed identity assertion, on routes that send one.
+    pub assertion: Option<&'a HeaderValue>,
 }
 
 fn append_hop(prior: &HeaderValue, hop: &HeaderValue) -> HeaderValue {

@@ -211,6 +211,14 @@ async fn route_request(
         Err(e) => return (slot, Err(e.into())),
     };
     drop(normalized);
+    let assertion = match route
+        .identity_assertion
+        .then(|| assertion(state, route, req.method(), &uri, identity.as_ref()))
+        .transpose()
+    {
+        Ok(a) => a,
+        Err(e) => return (slot, Err(e)),
+    };
     let (mut parts, body) = req.into_parts();
     let upgrade = route.websocket && headers::is_websocket_upgrade(&parts.method, &parts.headers);
     // Built before the credential headers are stripped: the tunnel re-checks its caller.
@@ -224,6 +232,7 @@ async fn route_request(
             request_id,
             forward_credentials: route.forward_credentials,
             upgrade,
+            assertion: assertion.as_ref(),
         },
     );
     host::for_upstream(
@@ -284,6 +293,27 @@ fn tunnel_for(
             }
         }),
     }
+}
+
+/// `X-Portcullis-Assertion` for a request on its way to `uri` (the target the upstream
+/// will see).
+fn assertion(
+    state: &AppState,
+    route: &RouteConfig,
+    method: &Method,
+    uri: &Uri,
+    identity: Option<&(Arc<Identity>, AuthMethod)>,
+) -> Result<http::HeaderValue, ProxyError> {
+    let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let identity = identity.map(|(i, m)| (&**i, *m));
+    state
+        .jwt
+        .assertion(&route.name, method.as_str(), target, identity)
+        .ok()
+        .and_then(|token| http::HeaderValue::from_str(&token).ok())
+        .ok_or(ProxyError::Internal(
+            "The identity assertion could not be signed",
+        ))
 }
 
 /// The public keys, cacheable for five minutes.

@@ -34,6 +34,9 @@ pub(crate) enum ProxyError {
     Auth(#[from] AuthError),
     #[error("Insufficient permissions")]
     Forbidden,
+    /// Portcullis failed at something that cannot fail in a healthy process (500).
+    #[error("{0}")]
+    Internal(&'static str),
     /// A verify request from a peer outside `server.trusted_proxies` (forward-auth).
     #[error("Forward-auth requests are answered only for server.trusted_proxies")]
     UntrustedPeer,
@@ -303,16 +306,13 @@ fn classify(e: ProxyError) -> Classified {
             Some(AuthOutcome::Forbidden),
             None,
         ),
-        ProxyError::UntrustedPeer | ProxyError::NoRoute => {
-            let code = match e {
-                ProxyError::UntrustedPeer => "untrusted_peer",
-                _ => "no_route",
+        ProxyError::Internal(_) | ProxyError::UntrustedPeer | ProxyError::NoRoute => {
+            let (status, code) = match e {
+                ProxyError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+                ProxyError::UntrustedPeer => (StatusCode::FORBIDDEN, "untrusted_peer"),
+                _ => (StatusCode::FORBIDDEN, "no_route"),
             };
-            (
-                reply(StatusCode::FORBIDDEN, code, e.to_string()),
-                None,
-                None,
-            )
+            (reply(status, code, e.to_string()), None, None)
         }
         ProxyError::Upstream(u) => {
             let (reply, failure) = upstream_reply(u);

@@ -36,6 +36,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The store.
     pub store: DynStore,
+    /// The token keys: they also sign identity assertions.
+    pub(crate) jwt: Arc<crate::auth::jwt::JwtKeys>,
     /// The Redis tier, when configured (`/readyz` reports on it).
     pub(crate) redis: Option<Arc<crate::cache::shared::RedisTier>>,
     pub(crate) access_log: bool,

@@ -141,7 +141,10 @@ fn logs_to_a_pipe_carry_no_colour_codes() {
     let first = lines.next().unwrap().unwrap();
     let _ = child.kill();
     let _ = child.wait();
-    assert!(first.contains(" WARN ") || first.contains(" INFO "), "{first}");
+    assert!(
+        first.contains(" WARN ") || first.contains(" INFO "),
+        "{first}"
+    );
     assert!(!first.contains('\u{1b}'), "{first:?}");
 }
 

@@ -6,6 +6,7 @@
 #![allow(unreachable_pub)]
 
 mod accounts;
+mod assertion;
 mod browser;
 mod channels;
 mod cli;

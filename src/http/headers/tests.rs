@@ -50,6 +50,7 @@ fn prepare(
             request_id: &rid,
             forward_credentials,
             upgrade: false,
+            assertion: None,
         },
     );
     let mut buf = Vec::new();
