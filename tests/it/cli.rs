@@ -148,6 +148,58 @@ fn logs_to_a_pipe_carry_no_colour_codes() {
     assert!(!first.contains('\u{1b}'), "{first:?}");
 }
 
+/// Each crate's features, as `cargo tree` resolves them with or without dev-dependencies.
+fn resolved_features(edges: &str) -> std::collections::BTreeMap<String, String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "tree",
+            "--locked",
+            "--offline",
+            "--prefix",
+            "none",
+            "--no-dedupe",
+        ])
+        .args(["-e", edges, "-f", "{p}|{f}"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut features = std::collections::BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if let Some((package, f)) = line.split_once('|') {
+            let package = package.split(" (").next().unwrap_or(package).to_string();
+            let entry: &mut String = features.entry(package).or_default();
+            if f.len() > entry.len() {
+                *entry = f.to_string();
+            }
+        }
+    }
+    features
+}
+
+/// The binary alone and the examples (which bring the dev-dependencies) resolve every
+/// shared crate with the same features, so `cargo run --release` after the quickstart
+/// reuses its artifacts instead of rebuilding for minutes (the pins in Cargo.toml).
+#[test]
+fn the_binary_and_the_examples_share_their_dependencies() {
+    let alone = resolved_features("no-dev");
+    let with_dev = resolved_features("normal,build,dev");
+    let differ: Vec<String> = alone
+        .iter()
+        .filter(|(package, f)| with_dev.get(*package).is_some_and(|d| d != *f))
+        .map(|(package, f)| format!("{package}: [{f}] vs [{}]", with_dev[package]))
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "pin these in [dependencies]: {differ:#?}"
+    );
+}
+
 #[test]
 fn the_shipped_configs_are_valid() {
     for file in ["config/example.toml", "config/quickstart.toml"] {
