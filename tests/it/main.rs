@@ -22,6 +22,7 @@ mod hosts;
 mod import;
 mod jwt;
 mod keys_admin;
+mod kubernetes;
 mod operator;
 mod paths;
 mod proxy;
