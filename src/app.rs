@@ -6,6 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use tokio::net::TcpListener;
 
@@ -17,8 +18,8 @@ use crate::auth::sessions::Sessions;
 use crate::cache::shared::RedisTier;
 use crate::cache::{IdentityCache, Revocations};
 use crate::config::Config;
-use crate::http::AppState;
 use crate::http::headers::HeaderPolicy;
+use crate::http::{AppState, Live};
 use crate::metrics::Metrics;
 use crate::proxy::{Proxy, ProxyLimits};
 use crate::routes::RouteTable;
@@ -27,10 +28,48 @@ use crate::routes::RouteTable;
 pub struct App {
     /// The request path's shared state (tests read the store and metrics through it).
     pub state: Arc<AppState>,
+    handles: Arc<AccountHandles>,
     config: Config,
     key_usage: Option<tokio::sync::mpsc::Receiver<(String, i64)>>,
     cache: Arc<IdentityCache>,
     redis: Option<Arc<RedisTier>>,
+}
+
+mod reload;
+pub use reload::Reloader;
+
+/// The handles the account API is built around. They outlive reloads: a reload rebuilds
+/// the account API's settings around the same store, hasher, sessions and caches.
+struct AccountHandles {
+    store: crate::store::DynStore,
+    hasher: Arc<PasswordHasher>,
+    sessions: Arc<Sessions>,
+    resolver: Arc<Resolver>,
+    revocations: Revocations,
+}
+
+/// The part of `config` a reload can change, built around the long-lived `handles`.
+fn build_live(config: &Config, handles: &AccountHandles, metrics: &Metrics) -> Live {
+    let ctx = Arc::new(AccountCtx {
+        store: handles.store.clone(),
+        hasher: handles.hasher.clone(),
+        sessions: handles.sessions.clone(),
+        resolver: handles.resolver.clone(),
+        revocations: handles.revocations.clone(),
+        accounts: config.accounts.clone(),
+        cookies: config.cookies.clone(),
+        csrf_origins: config.csrf.allowed_origins.clone(),
+        sign_in: config.sign_in.clone(),
+        refresh_ttl_secs: i64::try_from(config.tokens.refresh_ttl.as_secs()).unwrap_or(i64::MAX),
+    });
+    Live {
+        routes: RouteTable::new(config.routes.clone(), metrics),
+        account: account::router(ctx),
+        header_policy: HeaderPolicy::new(config.identity_headers.clone()),
+        csrf_origins: config.csrf.allowed_origins.clone(),
+        cors: config.cors.clone(),
+        forward_auth: config.forward_auth.as_ref().map(|f| f.path.clone()),
+    }
 }
 
 impl App {
@@ -75,31 +114,21 @@ impl App {
             PasswordHasher::new(&config.hashing, metrics.clone())
                 .context("configuring password hashing")?,
         );
-        let ctx = Arc::new(AccountCtx {
+        let handles = Arc::new(AccountHandles {
             store: store.clone(),
             hasher,
             sessions: sessions.clone(),
             resolver: resolver.clone(),
             revocations,
-            accounts: config.accounts.clone(),
-            cookies: config.cookies.clone(),
-            csrf_origins: config.csrf.allowed_origins.clone(),
-            sign_in: config.sign_in.clone(),
-            refresh_ttl_secs: i64::try_from(config.tokens.refresh_ttl.as_secs())
-                .unwrap_or(i64::MAX),
         });
+        let live = build_live(&config, &handles, &metrics);
         let state = AppState {
-            routes: RouteTable::new(config.routes.clone()),
+            live: ArcSwap::from_pointee(live),
             proxy: Proxy::new(ProxyLimits::from_config(&config.server)),
             resolver,
             sessions,
-            account: account::router(ctx),
             mount: config.accounts.mount.clone(),
-            forward_auth: config.forward_auth.as_ref().map(|f| f.path.clone()),
             jwks,
-            header_policy: HeaderPolicy::new(config.identity_headers.clone()),
-            csrf_origins: config.csrf.allowed_origins.clone(),
-            cors: config.cors.clone(),
             trusted_proxies: config.server.trusted_proxies.clone(),
             metrics,
             store,
@@ -111,11 +140,21 @@ impl App {
         };
         Ok(App {
             state: Arc::new(state),
+            handles,
             config,
             key_usage: Some(key_usage),
             cache,
             redis,
         })
+    }
+
+    /// What applies a new configuration to this application once it runs.
+    pub fn reloader(&self) -> Reloader {
+        Reloader::new(
+            self.state.clone(),
+            self.handles.clone(),
+            self.config.clone(),
+        )
     }
 
     /// Serves `listener` (and `admin`, if given) until `shutdown` resolves, then drains

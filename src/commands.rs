@@ -18,9 +18,14 @@ use crate::metrics::Metrics;
 use crate::secret::Secret;
 use crate::store::{DynStore, NewUser};
 
-/// Binds the listeners, builds the application and serves until `shutdown` resolves.
+/// How often `server.watch_config` looks at the file.
+const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Binds the listeners, builds the application and serves until `shutdown` resolves,
+/// reloading `config_path` on SIGHUP (and when it changes, with `server.watch_config`).
 pub async fn serve(
     cfg: Config,
+    config_path: &std::path::Path,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
@@ -35,7 +40,25 @@ pub async fn serve(
         None => None,
     };
     let listen = cfg.server.listen;
+    let watch = cfg.server.watch_config;
     let app = crate::App::build(cfg).await.context("start-up failed")?;
+    let reloader = app.reloader();
+    let path = config_path.to_path_buf();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangups = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
+        let (reloader, path) = (reloader.clone(), path.clone());
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                tracing::info!(path = %path.display(), "SIGHUP: reloading the configuration");
+                let _ = reloader.reload_file(&path);
+            }
+        });
+    }
+    if watch {
+        tokio::spawn(reloader.watch(path, WATCH_INTERVAL));
+    }
     tracing::info!(%listen, "portcullis listening");
     app.run(listener, operator, shutdown).await
 }

@@ -221,7 +221,7 @@ fn main() -> ExitCode {
             Ok(cfg) => {
                 portcullis::logging::init_logging(&cfg.log);
                 block_on(cfg.server.worker_threads, async move {
-                    match commands::serve(cfg, shutdown_signal()).await {
+                    match commands::serve(cfg, &config, shutdown_signal()).await {
                         Ok(()) => {
                             tracing::info!("shut down cleanly");
                             ExitCode::SUCCESS

@@ -2,8 +2,8 @@
 //! Prometheus text format on the operator listener. Each labelled counter is an enum whose
 //! variants name their labels (`labels!`), so a label cannot drift from its counter.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// An enum whose variants are metric labels: `ALL` in declaration order (the order of the
@@ -82,11 +82,19 @@ labels! {
     }
 }
 
-/// Counters shared by every request. Updates are relaxed atomic adds; nothing locks.
+/// A route's request counters, by status class. Each route of the live configuration holds
+/// its own; they are kept by name, so a reload neither resets nor loses them.
+pub type RouteCounters = [AtomicU64; STATUS_CLASSES];
+
+/// Counters shared by every request. Updates are relaxed atomic adds; nothing on the
+/// request path locks (the route registry's lock is taken at start, reload and render).
 pub struct Metrics {
-    /// One slot per configured route, then `account`, `unmatched`, `rejected`.
-    route_names: Vec<String>,
-    requests: Vec<[AtomicU64; STATUS_CLASSES]>,
+    /// Every route name ever configured, with its counters, in order of appearance.
+    routes: Mutex<Vec<(String, Arc<RouteCounters>)>>,
+    /// `account`, `unmatched`, `rejected`.
+    unrouted: [RouteCounters; 3],
+    /// Configuration reloads: applied, refused.
+    reloads: [AtomicU64; 2],
     auth: [AtomicU64; AuthOutcome::COUNT],
     cache: [AtomicU64; CacheLookup::COUNT],
     upstream_failures: [AtomicU64; UpstreamFailure::COUNT],
@@ -115,12 +123,16 @@ pub enum RouteSlot {
 }
 
 impl Metrics {
-    /// An empty registry with a request counter per route.
+    /// An empty registry, with request counters for these routes.
     pub fn new(route_names: Vec<String>) -> Metrics {
-        let slots = route_names.len() + 3;
+        let routes = route_names
+            .into_iter()
+            .map(|name| (name, Arc::default()))
+            .collect();
         Metrics {
-            route_names,
-            requests: (0..slots).map(|_| Default::default()).collect(),
+            routes: Mutex::new(routes),
+            unrouted: Default::default(),
+            reloads: Default::default(),
             auth: Default::default(),
             cache: Default::default(),
             upstream_failures: Default::default(),
@@ -136,20 +148,35 @@ impl Metrics {
         }
     }
 
-    fn slot_index(&self, slot: RouteSlot) -> usize {
-        let n = self.route_names.len();
-        match slot {
-            RouteSlot::Route(i) => i.min(n),
-            RouteSlot::Account => n,
-            RouteSlot::Unmatched => n + 1,
-            RouteSlot::Rejected => n + 2,
+    /// The counters of the route named `name`: the same ones for as long as the process
+    /// lives, whatever reloads come and go.
+    pub fn route_counters(&self, name: &str) -> Arc<RouteCounters> {
+        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, c)) = routes.iter().find(|(n, _)| n == name) {
+            return c.clone();
         }
+        let counters: Arc<RouteCounters> = Arc::default();
+        routes.push((name.to_owned(), counters.clone()));
+        counters
     }
 
-    /// Counts a finished request and its latency.
-    pub fn record_request(&self, slot: RouteSlot, status: u16, elapsed: Duration) {
+    /// Counts a finished request and its latency; `route` holds the counters of the route
+    /// a `RouteSlot::Route` request went to.
+    pub fn record_request(
+        &self,
+        slot: RouteSlot,
+        route: Option<&RouteCounters>,
+        status: u16,
+        elapsed: Duration,
+    ) {
         let class = usize::from(status / 100).clamp(1, 5) - 1;
-        if let Some(counters) = self.requests.get(self.slot_index(slot)) {
+        let counters = match slot {
+            RouteSlot::Route(_) => route,
+            RouteSlot::Account => Some(&self.unrouted[0]),
+            RouteSlot::Unmatched => Some(&self.unrouted[1]),
+            RouteSlot::Rejected => Some(&self.unrouted[2]),
+        };
+        if let Some(counters) = counters {
             counters[class].fetch_add(1, Ordering::Relaxed);
         }
         let secs = elapsed.as_secs_f64();
@@ -203,6 +230,11 @@ impl Metrics {
         self.redis_resubscribes.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts a configuration reload: applied, or refused (the last good one stays).
+    pub fn record_reload(&self, applied: bool) {
+        self.reloads[usize::from(!applied)].fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Counts an identity served stale because the store was down.
     pub fn record_stale_served(&self) {
         self.stale_served.fetch_add(1, Ordering::Relaxed);
@@ -252,171 +284,9 @@ impl Metrics {
     pub fn cache_misses(&self) -> u64 {
         self.cache[CacheLookup::Miss as usize].load(Ordering::Relaxed)
     }
-
-    /// The registry in the Prometheus text exposition format.
-    pub fn render(&self) -> String {
-        let mut out = String::with_capacity(4096);
-        let _ = self.render_into(&mut out);
-        out
-    }
-
-    fn render_into(&self, out: &mut String) -> std::fmt::Result {
-        writeln!(
-            out,
-            "# HELP portcullis_requests_total Requests by route and status class."
-        )?;
-        writeln!(out, "# TYPE portcullis_requests_total counter")?;
-        let n = self.route_names.len();
-        for (i, counters) in self.requests.iter().enumerate() {
-            let route = match i {
-                _ if i < n => escape_label(&self.route_names[i]),
-                _ if i == n => "(account)".to_string(),
-                _ if i == n + 1 => "(unmatched)".to_string(),
-                _ => "(rejected)".to_string(),
-            };
-            for (class, c) in counters.iter().enumerate() {
-                writeln!(
-                    out,
-                    "portcullis_requests_total{{route=\"{route}\",status=\"{}xx\"}} {}",
-                    class + 1,
-                    c.load(Ordering::Relaxed)
-                )?;
-            }
-        }
-        labelled(
-            out,
-            "portcullis_auth_total",
-            "Authentication outcomes on proxied routes.",
-            "result",
-            AuthOutcome::ALL,
-            AuthOutcome::label,
-            &self.auth,
-        )?;
-        labelled(
-            out,
-            "portcullis_identity_cache_total",
-            "In-process identity cache lookups.",
-            "result",
-            CacheLookup::ALL,
-            CacheLookup::label,
-            &self.cache,
-        )?;
-        labelled(
-            out,
-            "portcullis_upstream_failures_total",
-            "Upstream requests that failed.",
-            "kind",
-            UpstreamFailure::ALL,
-            UpstreamFailure::label,
-            &self.upstream_failures,
-        )?;
-        labelled(
-            out,
-            "portcullis_redis_lookups_total",
-            "Shared-tier (Redis) lookups.",
-            "result",
-            RedisOutcome::ALL,
-            RedisOutcome::label,
-            &self.redis,
-        )?;
-        let scalar = |out: &mut String,
-                      name: &str,
-                      kind: &str,
-                      help: &str,
-                      v: &AtomicU64|
-         -> std::fmt::Result {
-            writeln!(out, "# HELP {name} {help}")?;
-            writeln!(out, "# TYPE {name} {kind}")?;
-            writeln!(out, "{name} {}", v.load(Ordering::Relaxed))
-        };
-        scalar(
-            out,
-            "portcullis_redis_subscribed",
-            "gauge",
-            "Whether the Redis invalidation subscription is up.",
-            &self.redis_subscribed,
-        )?;
-        scalar(
-            out,
-            "portcullis_redis_resubscribes_total",
-            "counter",
-            "Invalidation subscriptions re-established (each flushes the in-process cache).",
-            &self.redis_resubscribes,
-        )?;
-        scalar(
-            out,
-            "portcullis_stale_identities_served_total",
-            "counter",
-            "Cached identities served past cache.ttl because the store was unreachable.",
-            &self.stale_served,
-        )?;
-        scalar(
-            out,
-            "portcullis_password_hash_rejections_total",
-            "counter",
-            "Password hashing requests refused because the queue was full.",
-            &self.hash_rejections,
-        )?;
-        scalar(
-            out,
-            "portcullis_connections_open",
-            "gauge",
-            "Client connections currently open.",
-            &self.connections_open,
-        )?;
-        writeln!(
-            out,
-            "# HELP portcullis_request_duration_seconds Time from request to response headers."
-        )?;
-        writeln!(out, "# TYPE portcullis_request_duration_seconds histogram")?;
-        let mut cumulative = 0;
-        for (bound, c) in BUCKETS.iter().zip(&self.duration_buckets) {
-            cumulative += c.load(Ordering::Relaxed);
-            writeln!(
-                out,
-                "portcullis_request_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
-            )?;
-        }
-        let count = self.duration_count.load(Ordering::Relaxed);
-        writeln!(
-            out,
-            "portcullis_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
-        )?;
-        let sum = self.duration_sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        writeln!(out, "portcullis_request_duration_seconds_sum {sum}")?;
-        writeln!(out, "portcullis_request_duration_seconds_count {count}")
-    }
 }
 
-/// One counter per value of a `labels!` enum, in its declaration order.
-fn labelled<L: Copy>(
-    out: &mut String,
-    name: &str,
-    help: &str,
-    label: &str,
-    values: &[L],
-    label_of: fn(L) -> &'static str,
-    counters: &[AtomicU64],
-) -> std::fmt::Result {
-    writeln!(out, "# HELP {name} {help}")?;
-    writeln!(out, "# TYPE {name} counter")?;
-    for (value, c) in values.iter().zip(counters) {
-        writeln!(
-            out,
-            "{name}{{{label}=\"{}\"}} {}",
-            label_of(*value),
-            c.load(Ordering::Relaxed)
-        )?;
-    }
-    Ok(())
-}
-
-fn escape_label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
+mod render;
 
 #[cfg(test)]
 mod tests;

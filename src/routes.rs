@@ -7,6 +7,7 @@ use std::sync::Arc;
 use http::Method;
 
 use crate::config::RouteConfig;
+use crate::metrics::{Metrics, RouteCounters};
 use crate::path::{under_prefix, under_prefix_ignoring_case};
 use crate::proxy::Upstream;
 
@@ -15,6 +16,8 @@ use crate::proxy::Upstream;
 pub(crate) struct Route {
     pub rule: RouteConfig,
     pub upstream: Arc<Upstream>,
+    /// This route's request counters (kept by name across reloads).
+    pub counters: Arc<RouteCounters>,
 }
 
 pub(crate) struct RouteTable {
@@ -31,13 +34,15 @@ pub(crate) fn route_covers(route: &RouteConfig, path: &str) -> bool {
 }
 
 impl RouteTable {
-    /// The table of `rules`, each with its upstream (public web PKI roots for `https://`).
-    pub(crate) fn new(rules: Vec<RouteConfig>) -> RouteTable {
+    /// The table of `rules`, each with its upstream (public web PKI roots for `https://`)
+    /// and its counters in `metrics`.
+    pub(crate) fn new(rules: Vec<RouteConfig>, metrics: &Metrics) -> RouteTable {
         RouteTable {
             routes: rules
                 .into_iter()
                 .map(|rule| Route {
                     upstream: Arc::new(Upstream::new(&rule)),
+                    counters: metrics.route_counters(&rule.name),
                     rule,
                 })
                 .collect(),
@@ -89,7 +94,11 @@ mod tests {
              [[routes]]\nname = \"api\"\nprefix = \"/api\"\nupstream = \"http://127.0.0.1:2\"\nstrip_prefix = true\n\
              [[routes]]\nname = \"hosted\"\nprefix = \"/\"\nhost = \"docs.example.com\"\nupstream = \"http://127.0.0.1:3\"\n{extra}"
         );
-        RouteTable::new(Config::from_toml(&text, Vec::new()).unwrap().routes)
+        let metrics = Metrics::new(Vec::new());
+        RouteTable::new(
+            Config::from_toml(&text, Vec::new()).unwrap().routes,
+            &metrics,
+        )
     }
 
     fn name(t: &RouteTable, method: Method, host: Option<&str>, path: &str) -> Option<String> {
@@ -162,6 +171,7 @@ mod tests {
             )
             .unwrap()
             .routes,
+            &Metrics::new(Vec::new()),
         );
         assert_eq!(
             name(&strict, Method::GET, None, "/api/admin/x").as_deref(),

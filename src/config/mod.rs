@@ -136,6 +136,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Peers whose `X-Forwarded-*` headers are believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// Reload when the configuration file's contents change (besides SIGHUP).
+    pub watch_config: bool,
 }
 
 /// The database engine a `database_url` names.

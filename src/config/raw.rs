@@ -40,6 +40,7 @@ pub(super) struct RawServer {
     pub tunnel_max_lifetime: Option<String>,
     pub shutdown_grace: Option<String>,
     pub trusted_proxies: Vec<String>,
+    pub watch_config: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -148,6 +148,7 @@ fn server(raw: RawServer) -> Result<ServerConfig> {
             DEFAULT_SHUTDOWN_GRACE,
         )?,
         trusted_proxies,
+        watch_config: raw.watch_config.unwrap_or(false),
     })
 }
 

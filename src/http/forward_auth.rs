@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use super::body::Body;
 use super::client::ConnInfo;
 use super::respond::ProxyError;
-use super::{AppState, Refusal, Routed, admit, cors, host, navigation};
+use super::{AppState, Live, Refusal, Routed, admit, cors, host, navigation};
 use crate::auth::AuthError;
 use crate::auth::credentials;
 use crate::config::RouteCors;
@@ -162,6 +162,7 @@ fn host_value(host: &str) -> Result<HeaderValue, ProxyError> {
 /// Answers one verify request. `rest` is the verify request's path after the verify path.
 pub(super) async fn verify(
     state: &AppState,
+    live: &Live,
     conn: &ConnInfo,
     mut req: Request<Incoming>,
     rest: &str,
@@ -192,7 +193,7 @@ pub(super) async fn verify(
         return (RouteSlot::Rejected, Err(refused.into()));
     }
     let host = host::for_matching(req.headers());
-    let Some((index, matched)) = state.routes.match_route(req.method(), host, &normalized) else {
+    let Some((index, matched)) = live.routes.match_route(req.method(), host, &normalized) else {
         return (RouteSlot::Unmatched, Err(ProxyError::NoRoute));
     };
     let route = &matched.rule;
@@ -200,12 +201,12 @@ pub(super) async fn verify(
     // A preflight never carries a credential; where the upstream answers CORS it may pass.
     if cors::is_preflight(req.method(), req.headers()) && matches!(route.cors, RouteCors::Upstream)
     {
-        return (slot, Ok(allowed(state, None)));
+        return (slot, Ok(allowed(live, None)));
     }
-    match admit(state, route, &req, &normalized, query).await {
+    match admit(state, live, route, &req, &normalized, query).await {
         Ok(identity) => (
             slot,
-            Ok(allowed(state, identity.as_ref().map(|(i, m)| (&**i, *m)))),
+            Ok(allowed(live, identity.as_ref().map(|(i, m)| (&**i, *m)))),
         ),
         Err(Refusal::Error(e)) => (slot, Err(e)),
         Err(Refusal::SignIn(to)) if original.nginx => (
@@ -218,13 +219,13 @@ pub(super) async fn verify(
 
 /// 200, with the identity headers when there is an identity.
 fn allowed(
-    state: &AppState,
+    live: &Live,
     identity: Option<(&crate::identity::Identity, crate::identity::AuthMethod)>,
 ) -> Response<Body> {
     let mut resp = Response::new(Body::full(bytes::Bytes::new()));
     let h = resp.headers_mut();
     if let Some((identity, method)) = identity {
-        state.header_policy.identity_fields(identity, method, h);
+        live.header_policy.identity_fields(identity, method, h);
     }
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp

@@ -9,11 +9,12 @@ pub(crate) mod forward_auth;
 pub(crate) mod framing;
 pub mod headers;
 pub(crate) mod host;
+mod issued;
 pub(crate) mod navigation;
 pub(crate) mod respond;
 mod state;
 
-pub use state::AppState;
+pub use state::{AppState, Live};
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -55,24 +56,30 @@ pub(crate) async fn handle(
     // Browsers send `Origin`; other clients do not, and pay nothing here.
     let preflight = cors::is_preflight(req.method(), req.headers());
     let origin = req.headers().get(ORIGIN).cloned();
-    let (slot, result) = route_request(&state, &conn, &request_id, preflight, req).await;
+    // The configuration this request starts with is the one it ends with, whatever reload
+    // happens meanwhile.
+    let live = state.live.load_full();
+    let (slot, result) = route_request(&state, &live, &conn, &request_id, preflight, req).await;
     let mut resp = result.unwrap_or_else(|e| respond::proxy_error(e, &state.metrics));
     // A preflight under a policy was answered whole by `cors::preflight`.
-    if !preflight && let Some(policy) = cors_policy(&state, slot) {
+    if !preflight && let Some(policy) = cors_policy(&live, slot) {
         cors::decorate(policy, origin.as_ref(), resp.headers_mut());
     }
     resp.headers_mut().insert(X_REQUEST_ID.clone(), request_id);
     let elapsed = started.elapsed();
-    state
-        .metrics
-        .record_request(slot, resp.status().as_u16(), elapsed);
+    let route = match slot {
+        RouteSlot::Route(i) => live.routes.routes().get(i),
+        _ => None,
+    };
+    state.metrics.record_request(
+        slot,
+        route.map(|r| &*r.counters),
+        resp.status().as_u16(),
+        elapsed,
+    );
     if let Some((method, path)) = logged {
         let route = match slot {
-            RouteSlot::Route(i) => state
-                .routes
-                .routes()
-                .get(i)
-                .map_or("", |r| r.rule.name.as_str()),
+            RouteSlot::Route(_) => route.map_or("", |r| r.rule.name.as_str()),
             RouteSlot::Account => "(account)",
             RouteSlot::Unmatched => "(unmatched)",
             RouteSlot::Rejected => "(rejected)",
@@ -95,12 +102,12 @@ type Routed = (RouteSlot, Result<Response<Body>, ProxyError>);
 
 /// The CORS policy that answers for a request's slot: the account API's is `[cors]`; a
 /// route's is its own, or `[cors]` when it inherits. `upstream` and unset: none.
-fn cors_policy(state: &AppState, slot: RouteSlot) -> Option<&CorsPolicy> {
+fn cors_policy(live: &Live, slot: RouteSlot) -> Option<&CorsPolicy> {
     match slot {
-        RouteSlot::Account => state.cors.as_deref(),
-        RouteSlot::Route(i) => match &state.routes.routes().get(i)?.rule.cors {
+        RouteSlot::Account => live.cors.as_deref(),
+        RouteSlot::Route(i) => match &live.routes.routes().get(i)?.rule.cors {
             RouteCors::Own(policy) => Some(policy),
-            RouteCors::Inherit => state.cors.as_deref(),
+            RouteCors::Inherit => live.cors.as_deref(),
             RouteCors::Upstream | RouteCors::None => None,
         },
         RouteSlot::Unmatched | RouteSlot::Rejected => None,
@@ -109,6 +116,7 @@ fn cors_policy(state: &AppState, slot: RouteSlot) -> Option<&CorsPolicy> {
 
 async fn route_request(
     state: &AppState,
+    live: &Live,
     conn: &Arc<ConnInfo>,
     request_id: &http::HeaderValue,
     preflight: bool,
@@ -136,17 +144,17 @@ async fn route_request(
         let refused = AuthError::Malformed("credentials are not accepted in the query string");
         return (RouteSlot::Rejected, Err(refused.into()));
     }
-    if let Some(verify) = &state.forward_auth
+    if let Some(verify) = &live.forward_auth
         && under_prefix_ignoring_case(&normalized, verify)
     {
         let rest = normalized[verify.len()..].to_owned();
-        return Box::pin(forward_auth::verify(state, conn, req, &rest)).await;
+        return Box::pin(forward_auth::verify(state, live, conn, req, &rest)).await;
     }
     if normalized == JWKS_PATH && matches!(*req.method(), Method::GET | Method::HEAD) {
-        return (RouteSlot::Account, Ok(jwks(state)));
+        return (RouteSlot::Account, Ok(issued::jwks(state)));
     }
     if under_prefix_ignoring_case(&normalized, &state.mount) {
-        if preflight && let Some(policy) = &state.cors {
+        if preflight && let Some(policy) = &live.cors {
             return (
                 RouteSlot::Account,
                 Ok(cors::preflight(policy, req.headers())),
@@ -156,7 +164,7 @@ async fn route_request(
         // Boxed: the account API's future is large and rare; the proxy path stays small.
         return (
             RouteSlot::Account,
-            Box::pin(account(state, conn, req, &rest, declared)).await,
+            Box::pin(account(state, live, conn, req, &rest, declared)).await,
         );
     }
     let host = host::for_matching(req.headers());
@@ -165,10 +173,10 @@ async fn route_request(
     let for_cors = preflight
         .then(|| cors::requested_method(req.headers()))
         .flatten()
-        .and_then(|m| state.routes.match_route(&m, host, &normalized))
+        .and_then(|m| live.routes.match_route(&m, host, &normalized))
         .filter(|(_, r)| !matches!(r.rule.cors, RouteCors::None));
     let Some((index, matched)) =
-        for_cors.or_else(|| state.routes.match_route(req.method(), host, &normalized))
+        for_cors.or_else(|| live.routes.match_route(req.method(), host, &normalized))
     else {
         return (RouteSlot::Unmatched, Err(ProxyError::NotFound));
     };
@@ -178,7 +186,7 @@ async fn route_request(
         match &route.cors {
             RouteCors::Own(policy) => return (slot, Ok(cors::preflight(policy, req.headers()))),
             RouteCors::Inherit => {
-                if let Some(policy) = &state.cors {
+                if let Some(policy) = &live.cors {
                     return (slot, Ok(cors::preflight(policy, req.headers())));
                 }
             }
@@ -193,7 +201,7 @@ async fn route_request(
     let identity = if preflight && matches!(route.cors, RouteCors::Upstream) {
         None
     } else {
-        match admit(state, route, &req, &normalized, req.uri().query()).await {
+        match admit(state, live, route, &req, &normalized, req.uri().query()).await {
             Ok(identity) => identity,
             Err(Refusal::Error(e)) => return (slot, Err(e)),
             // A browser loading a page is sent to sign in rather than shown a 401.
@@ -213,7 +221,7 @@ async fn route_request(
     drop(normalized);
     let assertion = match route
         .identity_assertion
-        .then(|| assertion(state, route, req.method(), &uri, identity.as_ref()))
+        .then(|| issued::assertion(state, route, req.method(), &uri, identity.as_ref()))
         .transpose()
     {
         Ok(a) => a,
@@ -224,7 +232,7 @@ async fn route_request(
     // Built before the credential headers are stripped: the tunnel re-checks its caller.
     let tunnel =
         upgrade.then(|| tunnel_for(state, conn, route, &parts.headers, identity.is_some()));
-    let injected = state.header_policy.prepare_request(
+    let injected = live.header_policy.prepare_request(
         &mut parts.headers,
         &Forwarding {
             conn,
@@ -295,41 +303,6 @@ fn tunnel_for(
     }
 }
 
-/// `X-Portcullis-Assertion` for a request on its way to `uri` (the target the upstream
-/// will see).
-fn assertion(
-    state: &AppState,
-    route: &RouteConfig,
-    method: &Method,
-    uri: &Uri,
-    identity: Option<&(Arc<Identity>, AuthMethod)>,
-) -> Result<http::HeaderValue, ProxyError> {
-    let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let identity = identity.map(|(i, m)| (&**i, *m));
-    state
-        .jwt
-        .assertion(&route.name, method.as_str(), target, identity)
-        .ok()
-        .and_then(|token| http::HeaderValue::from_str(&token).ok())
-        .ok_or(ProxyError::Internal(
-            "The identity assertion could not be signed",
-        ))
-}
-
-/// The public keys, cacheable for five minutes.
-fn jwks(state: &AppState) -> Response<Body> {
-    use http::HeaderValue;
-    use http::header::{CACHE_CONTROL, CONTENT_TYPE};
-    let mut resp = Response::new(Body::full(state.jwks.clone()));
-    let h = resp.headers_mut();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    h.insert(
-        CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=300"),
-    );
-    resp
-}
-
 type Authenticated = Option<(Arc<Identity>, AuthMethod)>;
 
 /// Why a route did not admit a request.
@@ -343,6 +316,7 @@ enum Refusal {
 /// Whether `route` admits the request (`path` is its normalized path), and as whom.
 async fn admit(
     state: &AppState,
+    live: &Live,
     route: &RouteConfig,
     req: &Request<Incoming>,
     path: &str,
@@ -360,7 +334,7 @@ async fn admit(
     };
     let csrf = match &route.cors {
         RouteCors::Own(policy) => &policy.csrf_origins,
-        _ => &state.csrf_origins,
+        _ => &live.csrf_origins,
     };
     let identity = if authz::wants_identity(&route.policy) {
         authenticate(state, req, csrf)
@@ -409,6 +383,7 @@ fn authenticate<'a>(
 /// Hands a request under the mount to the account API, with the mount removed from the path.
 async fn account(
     state: &AppState,
+    live: &Live,
     conn: &ConnInfo,
     req: Request<Incoming>,
     rest: &str,
@@ -440,7 +415,7 @@ async fn account(
     };
     parts.extensions.insert(meta);
     let req = Request::from_parts(parts, axum::body::Body::from(body));
-    let resp = match state.account.clone().oneshot(req).await {
+    let resp = match live.account.clone().oneshot(req).await {
         Ok(resp) => resp,
         Err(never) => match never {},
     };

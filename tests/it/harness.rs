@@ -33,6 +33,8 @@ pub struct TestServer {
     pub dir: tempfile::TempDir,
     pub config: Config,
     pub state: Arc<AppState>,
+    /// Applies a new configuration to the running server.
+    pub reloader: portcullis::app::Reloader,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
     client: Client<HttpConnector, Full<Bytes>>,
@@ -147,6 +149,7 @@ impl TestServer {
         let config = Config::from_toml(&text, Vec::new()).unwrap();
         let app = App::build(config.clone()).await.unwrap();
         let state = app.state.clone();
+        let reloader = app.reloader();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let admin_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -166,6 +169,7 @@ impl TestServer {
             dir,
             config,
             state,
+            reloader,
             shutdown: Some(tx),
             task: Some(task),
             client: Client::builder(TokioExecutor::new()).build_http(),
@@ -200,6 +204,14 @@ impl TestServer {
 
     pub fn post(&self, path: &str) -> Req<'_> {
         self.req(Method::POST, path)
+    }
+
+    /// Reloads the server with the base configuration plus `extra` (as `start_with` takes
+    /// it); returns the settings that wait for a restart.
+    pub fn reload_with(&self, extra: &str) -> Vec<&'static str> {
+        let text = config_text(self.dir.path(), self.echo.addr, extra);
+        self.reloader
+            .apply(Config::from_toml(&text, Vec::new()).unwrap())
     }
 
     pub fn auth_path(&self, rest: &str) -> String {

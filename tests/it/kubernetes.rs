@@ -116,10 +116,18 @@ async fn check_deployment(
         .map(|w| w[1])
         .unwrap_or_else(|| panic!("{name}: serve --config"));
     assert_eq!(args[0], "serve");
-    let mount = array(&pc["volumeMounts"])
+    // Mounted as a directory (a subPath mount would never see ConfigMap updates).
+    let (mount, key) = array(&pc["volumeMounts"])
         .iter()
-        .find(|m| m["mountPath"] == config_path)
+        .find_map(|m| {
+            let rest = config_path.strip_prefix(m["mountPath"].as_str()?)?;
+            Some((m, rest.strip_prefix('/')?))
+        })
         .unwrap_or_else(|| panic!("{name}: nothing mounted at {config_path}"));
+    assert!(
+        mount.get("subPath").is_none(),
+        "{name}: a subPath mount misses updates"
+    );
     let volume = array(&pod["volumes"])
         .iter()
         .find(|v| v["name"] == mount["name"])
@@ -129,9 +137,7 @@ async fn check_deployment(
         "ConfigMap",
         volume["configMap"]["name"].as_str().unwrap(),
     );
-    let toml = map["data"][mount["subPath"].as_str().unwrap()]
-        .as_str()
-        .unwrap();
+    let toml = map["data"][key].as_str().unwrap();
     // The environment as the container gets it, `*_FILE` variables read from their Secret
     // (which must be mounted where the variable says and have that key).
     let mut env = Vec::new();
@@ -149,6 +155,10 @@ async fn check_deployment(
     }
     let config = portcullis::Config::from_toml(toml, env)
         .unwrap_or_else(|e| panic!("{name}: the ConfigMap's configuration: {e}"));
+    assert!(
+        config.server.watch_config,
+        "{name}: ConfigMap edits apply live"
+    );
 
     // Ports: what the configuration listens on.
     let listen = u64::from(config.server.listen.port());

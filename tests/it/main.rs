@@ -26,6 +26,7 @@ mod kubernetes;
 mod operator;
 mod paths;
 mod proxy;
+mod reload;
 mod replicas;
 mod revocation;
 mod server;
