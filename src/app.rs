@@ -29,6 +29,8 @@ pub struct App {
     /// The request path's shared state (tests read the store and metrics through it).
     pub state: Arc<AppState>,
     handles: Arc<AccountHandles>,
+    /// The client listener's certificate, when it speaks TLS.
+    tls: Option<Arc<crate::server::tls::Certificate>>,
     config: Config,
     key_usage: Option<tokio::sync::mpsc::Receiver<(String, i64)>>,
     cache: Arc<IdentityCache>,
@@ -138,9 +140,18 @@ impl App {
             account_body_limit: config.accounts.max_body_bytes as u64,
             body_read_timeout: config.server.body_read_timeout,
         };
+        let tls = match &config.server.tls {
+            Some(files) => Some(
+                crate::server::tls::Certificate::load(files)
+                    .map_err(anyhow::Error::msg)
+                    .context("loading the TLS certificate")?,
+            ),
+            None => None,
+        };
         Ok(App {
             state: Arc::new(state),
             handles,
+            tls,
             config,
             key_usage: Some(key_usage),
             cache,
@@ -171,12 +182,22 @@ impl App {
         if let Some(redis) = &self.redis {
             redis.start(self.cache.clone());
         }
+        let tls = match &self.tls {
+            Some(cert) => {
+                let config = cert.server_config().map_err(anyhow::Error::msg)?;
+                let watched = tokio::spawn(cert.clone().watch());
+                drop(watched);
+                Some(tokio_rustls::TlsAcceptor::from(config))
+            }
+            None => None,
+        };
+        let admin_tls = tls.clone().filter(|_| self.config.server.admin_tls);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         if let Some(admin) = admin {
             let state = self.state.clone();
             let mut stop = stop_rx.clone();
             tokio::spawn(async move {
-                crate::operator::serve(admin, state, async move {
+                crate::operator::serve(admin, admin_tls, state, async move {
                     let _ = stop.wait_for(|s| *s).await;
                 })
                 .await;
@@ -189,6 +210,7 @@ impl App {
         let mut stop = stop_rx;
         crate::server::serve(
             listener,
+            tls,
             self.state.clone(),
             &self.config.server,
             async move {

@@ -16,6 +16,9 @@ use tokio::net::TcpListener;
 use crate::http::AppState;
 use crate::http::body::Body;
 
+/// How long a client of the operator listener has to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
@@ -72,6 +75,7 @@ async fn handle(
 
 pub(crate) async fn serve(
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -88,11 +92,24 @@ pub(crate) async fn serve(
             },
         };
         let state = state.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| handle(state.clone(), req));
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let builder = auto::Builder::new(TokioExecutor::new());
+            match tls {
+                None => {
+                    let _ = builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                }
+                Some(acceptor) => {
+                    let handshake =
+                        tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                    if let Ok(Ok(tls)) = handshake.await {
+                        let _ = builder.serve_connection(TokioIo::new(tls), service).await;
+                    }
+                }
+            }
         });
     }
 }

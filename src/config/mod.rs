@@ -138,6 +138,20 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<IpNet>,
     /// Reload when the configuration file's contents change (besides SIGHUP).
     pub watch_config: bool,
+    /// TLS on the client listener: a PEM certificate chain and key, reloaded when they
+    /// change. `None`: plain HTTP.
+    pub tls: Option<TlsFiles>,
+    /// TLS on the operator listener too (the same certificate).
+    pub admin_tls: bool,
+}
+
+/// A PEM certificate chain and its private key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 /// The database engine a `database_url` names.

@@ -41,6 +41,9 @@ pub(super) struct RawServer {
     pub shutdown_grace: Option<String>,
     pub trusted_proxies: Vec<String>,
     pub watch_config: Option<bool>,
+    pub tls_cert_file: Option<String>,
+    pub tls_key_file: Option<String>,
+    pub admin_tls: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -55,6 +55,32 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
 }
 
 fn server(raw: RawServer) -> Result<ServerConfig> {
+    let tls = match (raw.tls_cert_file, raw.tls_key_file) {
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert: cert.into(),
+            key: key.into(),
+        }),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(ConfigError::invalid(
+                "server.tls_key_file",
+                "is needed with tls_cert_file",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError::invalid(
+                "server.tls_cert_file",
+                "is needed with tls_key_file",
+            ));
+        }
+    };
+    let admin_tls = raw.admin_tls.unwrap_or(false);
+    if admin_tls && tls.is_none() {
+        return Err(ConfigError::invalid(
+            "server.admin_tls",
+            "needs server.tls_cert_file and server.tls_key_file",
+        ));
+    }
     let listen = socket_addr(
         "server.listen",
         raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN),
@@ -149,6 +175,8 @@ fn server(raw: RawServer) -> Result<ServerConfig> {
         )?,
         trusted_proxies,
         watch_config: raw.watch_config.unwrap_or(false),
+        tls,
+        admin_tls,
     })
 }
 

@@ -21,9 +21,11 @@ use pin_project_lite::pin_project;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 
 use super::drain::Drain;
 use super::io::{Activity, ClientIo, InFlight, Protocol, sniff};
+use super::tls::ClientStream;
 use crate::http::AppState;
 use crate::http::body::{Body, BoxError};
 use crate::http::client::ConnInfo;
@@ -95,13 +97,32 @@ where
 /// Serves one accepted connection until it ends, idles out, or the server drains.
 pub(super) async fn serve(
     protocols: Arc<Protocols>,
-    mut stream: TcpStream,
+    tcp: TcpStream,
+    tls: Option<TlsAcceptor>,
     state: Arc<AppState>,
     conn_info: Arc<ConnInfo>,
     drain: Arc<Drain>,
 ) {
     let mut subscription = drain.subscribe();
     let head_deadline = Instant::now() + protocols.header_read_timeout;
+    // The TLS handshake counts against the same first deadline as the first bytes.
+    let mut stream = match tls {
+        None => ClientStream::Plain(tcp),
+        Some(acceptor) => {
+            let handshake = tokio::select! {
+                done = tokio::time::timeout_at(head_deadline, acceptor.accept(tcp)) => done,
+                _ = &mut subscription.signal => return,
+            };
+            match handshake {
+                Ok(Ok(tls)) => ClientStream::Tls(Box::new(tls)),
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            }
+        }
+    };
     let sniffed = tokio::select! {
         sniffed = tokio::time::timeout_at(head_deadline, sniff(&mut stream)) => sniffed,
         _ = &mut subscription.signal => return,

@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use super::tls::ClientStream;
 use bytes::{Buf as _, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 /// The client connection preface of HTTP/2 (RFC 9113 §3.4).
@@ -28,7 +28,9 @@ pub(super) enum Protocol {
 /// Reads until the first bytes tell the protocol apart: the HTTP/2 preface in full, or any
 /// byte that differs from it. `Ok(None)`: the client closed first. The caller bounds the
 /// time this may take.
-pub(super) async fn sniff(stream: &mut TcpStream) -> io::Result<Option<(Protocol, BytesMut)>> {
+pub(super) async fn sniff<S: AsyncRead + Unpin>(
+    stream: &mut S,
+) -> io::Result<Option<(Protocol, BytesMut)>> {
     use tokio::io::AsyncReadExt as _;
     let mut buf = BytesMut::with_capacity(1024);
     loop {
@@ -119,7 +121,7 @@ struct HeadDeadline {
 /// starts a request head must finish it within `header_read_timeout`, or the read fails.
 pub(super) struct ClientIo {
     prefix: BytesMut,
-    inner: TcpStream,
+    inner: ClientStream,
     activity: Arc<Activity>,
     head: Option<HeadDeadline>,
     send: SendDeadline,
@@ -170,7 +172,7 @@ impl ClientIo {
     /// head (the sniffed bytes are its start); `None` for HTTP/2.
     pub(super) fn new(
         prefix: BytesMut,
-        inner: TcpStream,
+        inner: ClientStream,
         activity: Arc<Activity>,
         head_timeout: Option<(Duration, Instant)>,
         send_timeout: Duration,
@@ -273,6 +275,7 @@ impl AsyncWrite for ClientIo {
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::TcpStream;
 
     async fn pair() -> (TcpStream, TcpStream) {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -289,7 +292,7 @@ mod tests {
         assert_eq!(proto, Protocol::Http1);
         let mut rewound = ClientIo::new(
             prefix,
-            server,
+            ClientStream::Plain(server),
             Arc::new(Activity::new()),
             None,
             Duration::from_secs(5),

@@ -5,6 +5,7 @@
 mod conn;
 mod drain;
 mod io;
+pub(crate) mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -61,6 +62,7 @@ fn protocols(cfg: &ServerConfig) -> conn::Protocols {
 /// `shutdown_grace` to finish.
 pub(crate) async fn serve(
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     state: Arc<AppState>,
     cfg: &ServerConfig,
     shutdown: impl Future<Output = ()>,
@@ -109,6 +111,7 @@ pub(crate) async fn serve(
         tokio::spawn(conn::serve(
             protocols.clone(),
             stream,
+            tls.clone(),
             state.clone(),
             conn_info,
             drain.clone(),

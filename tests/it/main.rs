@@ -34,6 +34,7 @@ mod services;
 mod sessions;
 mod sign_in;
 mod store_contract;
+mod tls;
 mod trusted_headers;
 mod upgrades;
 mod wire;
