@@ -51,7 +51,12 @@ struct AccountHandles {
 }
 
 /// The part of `config` a reload can change, built around the long-lived `handles`.
-fn build_live(config: &Config, handles: &AccountHandles, metrics: &Metrics) -> Live {
+/// Fails when a route's TLS files cannot be used.
+fn build_live(
+    config: &Config,
+    handles: &AccountHandles,
+    metrics: &Metrics,
+) -> Result<Live, crate::config::ConfigError> {
     let ctx = Arc::new(AccountCtx {
         store: handles.store.clone(),
         hasher: handles.hasher.clone(),
@@ -64,14 +69,14 @@ fn build_live(config: &Config, handles: &AccountHandles, metrics: &Metrics) -> L
         sign_in: config.sign_in.clone(),
         refresh_ttl_secs: i64::try_from(config.tokens.refresh_ttl.as_secs()).unwrap_or(i64::MAX),
     });
-    Live {
-        routes: RouteTable::new(config.routes.clone(), metrics),
+    Ok(Live {
+        routes: RouteTable::new(config.routes.clone(), metrics)?,
         account: account::router(ctx),
         header_policy: HeaderPolicy::new(config.identity_headers.clone()),
         csrf_origins: config.csrf.allowed_origins.clone(),
         cors: config.cors.clone(),
         forward_auth: config.forward_auth.as_ref().map(|f| f.path.clone()),
-    }
+    })
 }
 
 impl App {
@@ -123,7 +128,7 @@ impl App {
             resolver: resolver.clone(),
             revocations,
         });
-        let live = build_live(&config, &handles, &metrics);
+        let live = build_live(&config, &handles, &metrics).context("building the routes")?;
         let state = AppState {
             live: ArcSwap::from_pointee(live),
             proxy: Proxy::new(ProxyLimits::from_config(&config.server)),

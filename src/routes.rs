@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use http::Method;
 
-use crate::config::RouteConfig;
+use crate::config::{ConfigError, RouteConfig};
 use crate::metrics::{Metrics, RouteCounters};
 use crate::path::{under_prefix, under_prefix_ignoring_case};
 use crate::proxy::Upstream;
@@ -36,17 +36,22 @@ pub(crate) fn route_covers(route: &RouteConfig, path: &str) -> bool {
 impl RouteTable {
     /// The table of `rules`, each with its upstream (public web PKI roots for `https://`)
     /// and its counters in `metrics`.
-    pub(crate) fn new(rules: Vec<RouteConfig>, metrics: &Metrics) -> RouteTable {
-        RouteTable {
-            routes: rules
-                .into_iter()
-                .map(|rule| Route {
-                    upstream: Arc::new(Upstream::new(&rule)),
-                    counters: metrics.route_counters(&rule.name),
-                    rule,
-                })
-                .collect(),
+    /// Fails when a route's TLS files (CA bundle, client certificate) cannot be used.
+    pub(crate) fn new(
+        rules: Vec<RouteConfig>,
+        metrics: &Metrics,
+    ) -> Result<RouteTable, ConfigError> {
+        let mut routes = Vec::with_capacity(rules.len());
+        for (i, rule) in rules.into_iter().enumerate() {
+            let upstream = Upstream::for_route(&rule)
+                .map_err(|e| ConfigError::invalid(format!("routes[{i}].upstream"), e))?;
+            routes.push(Route {
+                upstream: Arc::new(upstream),
+                counters: metrics.route_counters(&rule.name),
+                rule,
+            });
         }
+        Ok(RouteTable { routes })
     }
 
     pub(crate) fn routes(&self) -> &[Route] {
@@ -99,6 +104,7 @@ mod tests {
             Config::from_toml(&text, Vec::new()).unwrap().routes,
             &metrics,
         )
+        .unwrap()
     }
 
     fn name(t: &RouteTable, method: Method, host: Option<&str>, path: &str) -> Option<String> {
@@ -172,7 +178,8 @@ mod tests {
             .unwrap()
             .routes,
             &Metrics::new(Vec::new()),
-        );
+        )
+        .unwrap();
         assert_eq!(
             name(&strict, Method::GET, None, "/api/admin/x").as_deref(),
             Some("s")

@@ -79,8 +79,8 @@ impl Reloader {
     }
 
     /// Swaps in `new`'s live part; returns the settings that differ but wait for a restart
-    /// (and logs them).
-    pub fn apply(&self, mut new: Config) -> Vec<&'static str> {
+    /// (and logs them). Fails, changing nothing, when a route's TLS files cannot be used.
+    pub fn apply(&self, mut new: Config) -> Result<Vec<&'static str>, ConfigError> {
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         let waiting = needs_restart(&current, &new);
         // What waits for a restart keeps its running value, so the live part is built
@@ -93,7 +93,7 @@ impl Reloader {
         new.log = current.log.clone();
         new.accounts.mount = current.accounts.mount.clone();
         new.accounts.max_body_bytes = current.accounts.max_body_bytes;
-        let live = build_live(&new, &self.handles, &self.state.metrics);
+        let live = build_live(&new, &self.handles, &self.state.metrics)?;
         self.state.live.store(Arc::new(live));
         self.state.metrics.record_reload(true);
         tracing::info!(routes = new.routes.len(), "configuration reloaded");
@@ -104,18 +104,20 @@ impl Reloader {
             );
         }
         *current = new;
-        waiting
+        Ok(waiting)
     }
 
     /// Reads `path` as `serve` does (the environment's overrides included) and applies it.
     /// A file that does not load changes nothing; its error is logged and returned.
     pub fn reload_file(&self, path: &Path) -> Result<Vec<&'static str>, ConfigError> {
-        let loaded = Config::load_file(path, std::env::vars()).and_then(|c| {
-            c.check_serving()?;
-            Ok(c)
-        });
-        match loaded {
-            Ok(config) => Ok(self.apply(config)),
+        let applied = Config::load_file(path, std::env::vars())
+            .and_then(|c| {
+                c.check_serving()?;
+                Ok(c)
+            })
+            .and_then(|c| self.apply(c));
+        match applied {
+            Ok(waiting) => Ok(waiting),
             Err(e) => {
                 self.state.metrics.record_reload(false);
                 tracing::error!(

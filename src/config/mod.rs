@@ -362,6 +362,21 @@ pub struct UpstreamConfig {
     pub authority: http::uri::Authority,
     /// Path prefix prepended to every forwarded path; empty when the upstream URL has none.
     pub base_path: String,
+    /// TLS settings of an `https://` upstream beyond the defaults.
+    pub tls: Option<UpstreamTls>,
+}
+
+/// How a route talks TLS to its `https://` upstream, when not with the defaults (the
+/// public web roots, no client certificate, the URL's host as the server name).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpstreamTls {
+    /// A PEM bundle of the CAs the upstream's certificate must chain to (instead of the
+    /// public roots).
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate and key to present (mutual TLS).
+    pub client_cert: Option<TlsFiles>,
+    /// The name sent as SNI and checked against the certificate, instead of the URL's host.
+    pub server_name: Option<String>,
 }
 
 /// One `[[routes]]` entry.

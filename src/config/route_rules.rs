@@ -60,6 +60,14 @@ pub(super) fn route(i: usize, raw: RawRoute) -> Result<RouteConfig> {
             format!("{h:?} is not a host name"),
         ));
     }
+    let mut upstream = upstream;
+    let tls_keys = TlsKeys {
+        ca_file: raw.tls_ca_file,
+        client_cert_file: raw.tls_client_cert_file,
+        client_key_file: raw.tls_client_key_file,
+        server_name: raw.tls_server_name,
+    };
+    upstream.tls = upstream_tls(&key, &upstream, tls_keys)?;
     Ok(RouteConfig {
         name,
         prefix,
@@ -129,6 +137,7 @@ fn upstream(key: &str, text: &str) -> Result<UpstreamConfig> {
         scheme,
         authority,
         base_path,
+        tls: None,
     })
 }
 
@@ -224,4 +233,68 @@ pub(super) fn reachable(routes: &[RouteConfig], mount: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A route's `tls_*` keys: only for `https://` upstreams; a client certificate needs its
+/// key; the server name must be a DNS name or an IP address.
+struct TlsKeys {
+    ca_file: Option<String>,
+    client_cert_file: Option<String>,
+    client_key_file: Option<String>,
+    server_name: Option<String>,
+}
+
+fn upstream_tls(
+    key: &dyn Fn(&str) -> String,
+    upstream: &UpstreamConfig,
+    raw: TlsKeys,
+) -> Result<Option<UpstreamTls>> {
+    let tls = UpstreamTls {
+        ca_file: raw.ca_file.map(PathBuf::from),
+        client_cert: match (raw.client_cert_file, raw.client_key_file) {
+            (Some(cert), Some(k)) => Some(TlsFiles {
+                cert: cert.into(),
+                key: k.into(),
+            }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ConfigError::invalid(
+                    key("tls_client_key_file"),
+                    "is needed with tls_client_cert_file",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::invalid(
+                    key("tls_client_cert_file"),
+                    "is needed with tls_client_key_file",
+                ));
+            }
+        },
+        server_name: raw.server_name,
+    };
+    if tls == UpstreamTls::default() {
+        return Ok(None);
+    }
+    if upstream.scheme != http::uri::Scheme::HTTPS {
+        let which = if tls.ca_file.is_some() {
+            "tls_ca_file"
+        } else if tls.client_cert.is_some() {
+            "tls_client_cert_file"
+        } else {
+            "tls_server_name"
+        };
+        return Err(ConfigError::invalid(
+            key(which),
+            "is only for https:// upstreams",
+        ));
+    }
+    if let Some(name) = &tls.server_name
+        && tokio_rustls::rustls::pki_types::ServerName::try_from(name.as_str()).is_err()
+    {
+        return Err(ConfigError::invalid(
+            key("tls_server_name"),
+            format!("{name:?} is not a DNS name or IP address"),
+        ));
+    }
+    Ok(Some(tls))
 }

@@ -14,6 +14,7 @@ pub mod hop_by_hop;
 mod pool;
 #[cfg(test)]
 mod tests;
+mod tls;
 mod tunnel;
 
 pub use body::UpstreamBody;

@@ -5,8 +5,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Uri};
-use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
+use hyper_rustls::{FixedServerNameResolver, HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::HttpConnector;
+use tokio_rustls::rustls::pki_types::ServerName;
 use tower::ServiceExt as _;
 
 use super::UpstreamError;
@@ -39,15 +40,33 @@ pub struct Upstream {
 impl Upstream {
     /// The upstream a route forwards to, trusting the public web PKI roots for `https://`.
     pub fn new(route: &RouteConfig) -> Upstream {
-        Upstream::build(route, None)
+        Upstream::build(route, None, None)
     }
 
     /// With a TLS client configuration of the caller's own (a private root, in tests).
     pub fn with_tls(route: &RouteConfig, tls: &tokio_rustls::rustls::ClientConfig) -> Upstream {
-        Upstream::build(route, Some(tls))
+        Upstream::build(route, Some(tls), None)
     }
 
-    fn build(route: &RouteConfig, tls: Option<&tokio_rustls::rustls::ClientConfig>) -> Upstream {
+    /// The upstream as its route configures it: with the route's own CA bundle, client
+    /// certificate and server name when it sets them (reading those files now).
+    pub fn for_route(route: &RouteConfig) -> Result<Upstream, String> {
+        let Some(tls) = &route.upstream.tls else {
+            return Ok(Upstream::new(route));
+        };
+        let config = super::tls::client_config(tls)?;
+        let name = match &tls.server_name {
+            Some(n) => Some(ServerName::try_from(n.clone()).map_err(|e| e.to_string())?),
+            None => None,
+        };
+        Ok(Upstream::build(route, Some(&config), name))
+    }
+
+    fn build(
+        route: &RouteConfig,
+        tls: Option<&tokio_rustls::rustls::ClientConfig>,
+        server_name: Option<ServerName<'static>>,
+    ) -> Upstream {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -58,7 +77,12 @@ impl Upstream {
             Some(config) => builder.with_tls_config(config.clone()),
             None => builder.with_webpki_roots(),
         };
-        let connector = builder.https_or_http().enable_http1().wrap_connector(http);
+        let builder = builder.https_or_http();
+        let builder = match server_name {
+            Some(name) => builder.with_server_name_resolver(FixedServerNameResolver::new(name)),
+            None => builder,
+        };
+        let connector = builder.enable_http1().wrap_connector(http);
         let target = Uri::builder()
             .scheme(route.upstream.scheme.clone())
             .authority(route.upstream.authority.clone())

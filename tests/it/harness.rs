@@ -212,6 +212,7 @@ impl TestServer {
         let text = config_text(self.dir.path(), self.echo.addr, extra);
         self.reloader
             .apply(Config::from_toml(&text, Vec::new()).unwrap())
+            .unwrap()
     }
 
     pub fn auth_path(&self, rest: &str) -> String {

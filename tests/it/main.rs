@@ -37,4 +37,5 @@ mod store_contract;
 mod tls;
 mod trusted_headers;
 mod upgrades;
+mod upstream_tls;
 mod wire;
