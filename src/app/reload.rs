@@ -34,12 +34,22 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     if differs(&o.trusted_proxies, &n.trusted_proxies) {
         names.push("server.trusted_proxies");
     }
+    if o.watch_config != n.watch_config {
+        names.push("server.watch_config");
+    }
+    if o.tls != n.tls || o.admin_tls != n.admin_tls {
+        names.push(
+            "server.tls_cert_file / tls_key_file / admin_tls (the files' contents do reload)",
+        );
+    }
     let limits = |s: &crate::config::ServerConfig| {
         let mut s = s.clone();
         s.listen = old.server.listen;
         s.admin_listen = old.server.admin_listen;
         s.trusted_proxies.clear();
         s.watch_config = false;
+        s.tls = None;
+        s.admin_tls = false;
         format!("{s:?}")
     };
     if limits(o) != limits(n) {

@@ -18,6 +18,7 @@ mod tls;
 mod tunnel;
 
 pub use body::UpstreamBody;
+pub(crate) use conn::PlainOrTls;
 pub use pool::Upstream;
 pub use tunnel::{Tunnel, TunnelLimits};
 
