@@ -4,6 +4,7 @@
 
 mod api_keys;
 mod extract;
+mod openapi;
 mod pages;
 mod profile;
 mod session_routes;
@@ -15,10 +16,11 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, put};
+use axum::routing::{MethodRouter, delete, get, post, put};
 use chrono::{DateTime, Utc};
-use http::{HeaderValue, StatusCode};
+use http::{HeaderValue, Method, StatusCode};
 use serde::Serialize;
 
 use crate::auth::AuthError;
@@ -215,40 +217,106 @@ async fn method_not_allowed() -> AccountError {
 }
 
 /// The account API's router; paths are relative to the mount.
+/// Every endpoint under the mount: path, method and handler. The router is built from
+/// this list, and `openapi::OPERATIONS` must describe each entry (a test checks both ways).
+fn endpoints() -> Vec<(&'static str, Method, MethodRouter<Arc<AccountCtx>>)> {
+    vec![
+        ("/register", Method::POST, post(session_routes::register)),
+        ("/login", Method::POST, post(session_routes::login)),
+        ("/refresh", Method::POST, post(session_routes::refresh)),
+        ("/logout", Method::POST, post(session_routes::logout)),
+        ("/me", Method::GET, get(profile::me)),
+        ("/me", Method::PUT, put(profile::update_me)),
+        (
+            "/change-password",
+            Method::POST,
+            post(profile::change_password),
+        ),
+        ("/api-keys", Method::POST, post(api_keys::create)),
+        ("/api-keys", Method::GET, get(api_keys::list)),
+        (
+            "/api-keys/{key_id}",
+            Method::DELETE,
+            delete(api_keys::revoke),
+        ),
+        ("/admin/users", Method::GET, get(user_admin::list)),
+        ("/admin/users", Method::POST, post(user_admin::create)),
+        (
+            "/admin/users/{user_id}",
+            Method::PUT,
+            put(user_admin::update),
+        ),
+        (
+            "/admin/users/{user_id}/disable",
+            Method::PUT,
+            put(user_admin::disable),
+        ),
+        (
+            "/admin/users/{user_id}/enable",
+            Method::PUT,
+            put(user_admin::enable),
+        ),
+        (
+            "/admin/users/{user_id}/role",
+            Method::PUT,
+            put(user_admin::set_role),
+        ),
+        ("/sign-in", Method::GET, get(sign_in::sign_in_page)),
+        ("/sign-in", Method::POST, post(sign_in::sign_in)),
+        ("/sign-up", Method::GET, get(sign_in::sign_up_page)),
+        ("/sign-up", Method::POST, post(sign_in::sign_up)),
+        ("/sign-out", Method::GET, get(sign_in::sign_out_page)),
+        ("/sign-out", Method::POST, post(sign_in::sign_out)),
+        ("/assets/sign-in.css", Method::GET, get(sign_in::stylesheet)),
+        ("/openapi.json", Method::GET, get(openapi_document)),
+    ]
+}
+
+/// `GET {mount}/openapi.json`.
+async fn openapi_document(State(ctx): State<Arc<AccountCtx>>) -> Response {
+    (
+        [(http::header::CACHE_CONTROL, "no-cache")],
+        axum::Json(openapi::document(&ctx)),
+    )
+        .into_response()
+}
+
 pub(crate) fn router(ctx: Arc<AccountCtx>) -> Router {
     let limit = ctx.accounts.max_body_bytes;
-    Router::new()
-        .route("/register", post(session_routes::register))
-        .route("/login", post(session_routes::login))
-        .route("/refresh", post(session_routes::refresh))
-        .route("/logout", post(session_routes::logout))
-        .route("/me", get(profile::me).put(profile::update_me))
-        .route("/change-password", post(profile::change_password))
-        .route("/api-keys", post(api_keys::create).get(api_keys::list))
-        .route("/api-keys/{key_id}", delete(api_keys::revoke))
-        .route(
-            "/admin/users",
-            get(user_admin::list).post(user_admin::create),
-        )
-        .route("/admin/users/{user_id}", put(user_admin::update))
-        .route("/admin/users/{user_id}/disable", put(user_admin::disable))
-        .route("/admin/users/{user_id}/enable", put(user_admin::enable))
-        .route("/admin/users/{user_id}/role", put(user_admin::set_role))
-        .route(
-            "/sign-in",
-            get(sign_in::sign_in_page).post(sign_in::sign_in),
-        )
-        .route(
-            "/sign-up",
-            get(sign_in::sign_up_page).post(sign_in::sign_up),
-        )
-        .route(
-            "/sign-out",
-            get(sign_in::sign_out_page).post(sign_in::sign_out),
-        )
-        .route("/assets/sign-in.css", get(sign_in::stylesheet))
+    let mut router = Router::new();
+    for (path, _, handler) in endpoints() {
+        router = router.route(path, handler);
+    }
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(ctx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Adding a route without describing it, or describing one that is gone, fails here.
+    #[test]
+    fn the_openapi_document_describes_exactly_the_routes() {
+        let served: Vec<(String, String)> = endpoints()
+            .into_iter()
+            .map(|(path, method, _)| (method.as_str().to_ascii_lowercase(), path.to_string()))
+            .collect();
+        let described: Vec<(String, String)> = openapi::OPERATIONS
+            .iter()
+            .map(|o| (o.method.to_string(), o.path.to_string()))
+            .collect();
+        for s in &served {
+            assert!(
+                described.contains(s),
+                "{s:?} is served but not in the OpenAPI document"
+            );
+        }
+        for d in &described {
+            assert!(served.contains(d), "{d:?} is described but not served");
+        }
+    }
 }

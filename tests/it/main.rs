@@ -23,6 +23,7 @@ mod import;
 mod jwt;
 mod keys_admin;
 mod kubernetes;
+mod openapi;
 mod operator;
 mod paths;
 mod proxy;
