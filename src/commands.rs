@@ -80,7 +80,7 @@ pub async fn create_user(
     role: Role,
 ) -> anyhow::Result<String> {
     let email = validate::email(email).map_err(anyhow::Error::msg)?;
-    validate::password(&cfg.accounts.password, password).map_err(anyhow::Error::msg)?;
+    validate::password(&cfg.accounts.password, password, &email).map_err(anyhow::Error::msg)?;
     let full_name = validate::text("full_name", full_name, 100).map_err(anyhow::Error::msg)?;
     let store = migrate(cfg).await?;
     let hasher = PasswordHasher::new(&cfg.hashing, Arc::new(Metrics::new(Vec::new())))?;

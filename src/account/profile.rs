@@ -61,8 +61,12 @@ pub(super) async fn change_password(
     SessionCaller(caller): SessionCaller,
     JsonBody(body): JsonBody<ChangePasswordBody>,
 ) -> Result<Json<Message>> {
-    validate::password(&ctx.accounts.password, body.new_password.expose())
-        .map_err(|e| AccountError::Validation(e.at("new_password")))?;
+    validate::password(
+        &ctx.accounts.password,
+        body.new_password.expose(),
+        &caller.identity.email,
+    )
+    .map_err(|e| AccountError::Validation(e.at("new_password")))?;
     if body.current_password.expose().chars().count() > 1024 {
         return Err(AccountError::BadRequest("Current password is incorrect"));
     }

@@ -41,7 +41,7 @@ pub(super) fn validate_new_user(
     organization: Option<&str>,
 ) -> Result<NewUserInput> {
     let email = validate::email(email).map_err(AccountError::Validation)?;
-    validate::password(&ctx.accounts.password, password.expose())
+    validate::password(&ctx.accounts.password, password.expose(), &email)
         .map_err(AccountError::Validation)?;
     Ok(NewUserInput {
         email,
@@ -120,6 +120,12 @@ pub(super) struct LoginBody {
 /// Checks an email and password and records the login: the user, or
 /// `InvalidCredentials` whether the email is unknown or the password wrong (both cost one
 /// hash), or `Disabled` — said only to someone who knew the password.
+/// The longest password any account here can have: the policy's maximum, or 128 for
+/// accounts imported from the origin under its rules.
+fn longest_password(ctx: &AccountCtx) -> usize {
+    ctx.accounts.password.max_length.max(128)
+}
+
 pub(super) async fn check_password(
     ctx: &AccountCtx,
     email: &str,
@@ -127,7 +133,7 @@ pub(super) async fn check_password(
 ) -> Result<crate::store::User> {
     // Out-of-policy lengths can never match a stored password; refusing them before any
     // hashing keeps a megabyte "password" from costing a hash.
-    if password.expose().chars().count() > ctx.accounts.password.max_length.max(128) {
+    if password.expose().chars().count() > longest_password(ctx) {
         return Err(AccountError::InvalidCredentials);
     }
     let email = validate::email(email).unwrap_or_else(|_| validate::normalize_email(email));
@@ -158,6 +164,15 @@ pub(super) async fn login(
     meta: Option<Extension<ClientMeta>>,
     JsonBody(body): JsonBody<LoginBody>,
 ) -> Result<Response> {
+    // Longer than any password this deployment accepts: refused as registration refuses
+    // it (422), before any hashing.
+    let longest = longest_password(&ctx);
+    if body.password.expose().chars().count() > longest {
+        return Err(AccountError::Validation(validate::Invalid::body(
+            "password",
+            format!("Password must be at most {longest} characters"),
+        )));
+    }
     let user = check_password(&ctx, &body.email, &body.password).await?;
     let tokens = ctx.sessions.start(&user, &client_meta(meta)).await?;
     Ok(token_response(&ctx, StatusCode::OK, tokens))

@@ -104,7 +104,23 @@ pub(crate) fn email(raw: &str) -> Result<String, Invalid> {
     Ok(normalized)
 }
 
-pub(crate) fn password(policy: &PasswordPolicy, pw: &str) -> Result<(), Invalid> {
+/// The common-password list, parsed once.
+fn common_passwords() -> &'static std::collections::HashSet<&'static str> {
+    static LIST: std::sync::OnceLock<std::collections::HashSet<&'static str>> =
+        std::sync::OnceLock::new();
+    LIST.get_or_init(|| {
+        include_str!("common_passwords.txt")
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect()
+    })
+}
+
+/// A new password for the account with `email`: within the policy's length, no control
+/// characters, not on the common-password list (compared ignoring case), and not containing
+/// the email's local part when that is three characters or more. The message says which
+/// rule, never the password.
+pub(crate) fn password(policy: &PasswordPolicy, pw: &str, email: &str) -> Result<(), Invalid> {
     let n = pw.chars().count();
     if n < policy.min_length || n > policy.max_length {
         return Err(Invalid::body(
@@ -119,6 +135,20 @@ pub(crate) fn password(policy: &PasswordPolicy, pw: &str) -> Result<(), Invalid>
         return Err(Invalid::body(
             "password",
             "Password must not contain control characters",
+        ));
+    }
+    let lower = pw.to_lowercase();
+    if common_passwords().contains(lower.as_str()) {
+        return Err(Invalid::body(
+            "password",
+            "Password is too common: it is on a list of frequently used passwords",
+        ));
+    }
+    let local = email.split('@').next().unwrap_or_default().to_lowercase();
+    if local.chars().count() >= 3 && lower.contains(&local) {
+        return Err(Invalid::body(
+            "password",
+            "Password must not contain the part of your email address before the @",
         ));
     }
     if policy.require_mixed
@@ -229,23 +259,55 @@ mod tests {
     }
 
     #[test]
+    fn common_passwords_and_the_email_name_are_refused() {
+        let p = PasswordPolicy {
+            min_length: 8,
+            max_length: 128,
+            require_mixed: false,
+        };
+        assert!(common_passwords().len() >= 10_000);
+        for common in [
+            "password",
+            "Password",
+            "PASSWORD1",
+            "12345678",
+            "iloveyou",
+            "sunshine",
+        ] {
+            let err = password(&p, common, "ada@example.com").unwrap_err();
+            // A fixed sentence: the password itself is never echoed.
+            assert_eq!(
+                err.msg, "Password is too common: it is on a list of frequently used passwords",
+                "{common}"
+            );
+        }
+        let err = password(&p, "my-AdaLovelace-1815", "adalovelace@example.com").unwrap_err();
+        assert!(err.msg.contains("email"), "{}", err.msg);
+        // A short local part is not a rule (it would refuse half of all passwords).
+        assert!(password(&p, "abundant harvest", "ab@example.com").is_ok());
+    }
+
+    #[test]
     fn passwords_by_length_by_default() {
         let p = PasswordPolicy {
             min_length: 8,
             max_length: 128,
             require_mixed: false,
         };
-        assert!(password(&p, "correct horse battery staple").is_ok());
-        assert!(password(&p, "ünïcødé✓").is_ok(), "8 unicode characters");
-        assert!(password(&p, "short").is_err());
-        assert!(password(&p, &"x".repeat(129)).is_err());
-        assert!(password(&p, "abc\u{0}defgh").is_err());
+        assert!(password(&p, "correct horse battery staple", "ada@example.com").is_ok());
+        assert!(
+            password(&p, "ünïcødé✓", "ada@example.com").is_ok(),
+            "8 unicode characters"
+        );
+        assert!(password(&p, "short", "ada@example.com").is_err());
+        assert!(password(&p, &"x".repeat(129), "ada@example.com").is_err());
+        assert!(password(&p, "abc\u{0}defgh", "ada@example.com").is_err());
         let mixed = PasswordPolicy {
             require_mixed: true,
             ..p
         };
-        assert!(password(&mixed, "alllowercase1").is_err());
-        assert!(password(&mixed, "Mixed1case").is_ok());
+        assert!(password(&mixed, "alllowercase1", "ada@example.com").is_err());
+        assert!(password(&mixed, "Mixed1case", "ada@example.com").is_ok());
     }
 
     #[test]

@@ -287,7 +287,7 @@ async fn mixed_character_rule_is_available() {
     assert_eq!(r.status, 422);
     let r = srv
         .post(&srv.auth_path("/register"))
-        .json(json!({"email": "mix@example.com", "password": "Mixed1Case", "full_name": "M"}))
+        .json(json!({"email": "mix@example.com", "password": "Sunny2Garden", "full_name": "M"}))
         .send()
         .await;
     assert_eq!(r.status, 201);
@@ -319,4 +319,48 @@ async fn emails_are_one_account_after_nfkc_and_case_folding() {
     }
     let me = srv.me(&t.access).await;
     assert_eq!(me.json()["email"], "u1@example.test");
+}
+
+#[tokio::test]
+async fn common_passwords_and_the_email_name_are_refused_and_long_logins_are_422() {
+    let srv = TestServer::start().await;
+    for (email, password, says) in [
+        ("hygiene@example.com", "iloveyou1", "too common"),
+        ("hygiene@example.com", "Baseball1", "too common"),
+        ("hygiene@example.com", "my hygiene routine", "email address"),
+    ] {
+        let r = srv
+            .post(&srv.auth_path("/register"))
+            .json(json!({"email": email, "password": password, "full_name": "H"}))
+            .send()
+            .await;
+        assert_eq!(r.status, 422, "{password}");
+        let body = r.json();
+        assert_eq!(body["detail"][0]["loc"], json!(["body", "password"]));
+        let msg = body["detail"][0]["msg"].as_str().unwrap();
+        assert!(msg.contains(says) && !msg.contains(password), "{msg}");
+    }
+    // The same rules for a new password.
+    let t = srv.register("changer@example.com").await;
+    let r = srv
+        .post(&srv.auth_path("/change-password"))
+        .bearer(&t.access)
+        .json(json!({"current_password": PASSWORD, "new_password": "password123"}))
+        .send()
+        .await;
+    assert_eq!(r.status, 422);
+    assert_eq!(
+        r.json()["detail"][0]["loc"],
+        json!(["body", "new_password"])
+    );
+    // A login with a password longer than any account can have: 422, never hashed.
+    let r = srv.login("changer@example.com", &"x".repeat(129)).await;
+    assert_eq!(r.status, 422);
+    assert_eq!(r.json()["detail"][0]["loc"], json!(["body", "password"]));
+    assert_eq!(
+        srv.login("changer@example.com", "wrong password!")
+            .await
+            .status,
+        401
+    );
 }
