@@ -10,11 +10,13 @@ mod env;
 mod identity_headers;
 mod raw;
 mod route_rules;
+mod tls;
 mod tokens;
 mod validate;
 mod values;
 
 pub use browser::{CorsPolicy, CsrfConfig, Origins, RouteCors, SignInConfig};
+pub use tls::{TlsFiles, UpstreamTls};
 pub use values::sqlite_path;
 
 use std::net::SocketAddr;
@@ -143,15 +145,6 @@ pub struct ServerConfig {
     pub tls: Option<TlsFiles>,
     /// TLS on the operator listener too (the same certificate).
     pub admin_tls: bool,
-}
-
-/// A PEM certificate chain and its private key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsFiles {
-    /// The certificate chain, leaf first.
-    pub cert: PathBuf,
-    /// The private key (PKCS#8, PKCS#1 or SEC1).
-    pub key: PathBuf,
 }
 
 /// The database engine a `database_url` names.
@@ -364,19 +357,6 @@ pub struct UpstreamConfig {
     pub base_path: String,
     /// TLS settings of an `https://` upstream beyond the defaults.
     pub tls: Option<UpstreamTls>,
-}
-
-/// How a route talks TLS to its `https://` upstream, when not with the defaults (the
-/// public web roots, no client certificate, the URL's host as the server name).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UpstreamTls {
-    /// A PEM bundle of the CAs the upstream's certificate must chain to (instead of the
-    /// public roots).
-    pub ca_file: Option<PathBuf>,
-    /// A client certificate and key to present (mutual TLS).
-    pub client_cert: Option<TlsFiles>,
-    /// The name sent as SNI and checked against the certificate, instead of the URL's host.
-    pub server_name: Option<String>,
 }
 
 /// One `[[routes]]` entry.
