@@ -190,8 +190,7 @@ impl App {
         let tls = match &self.tls {
             Some(cert) => {
                 let config = cert.server_config().map_err(anyhow::Error::msg)?;
-                let watched = tokio::spawn(cert.clone().watch());
-                drop(watched);
+                tokio::spawn(cert.clone().watch());
                 Some(tokio_rustls::TlsAcceptor::from(config))
             }
             None => None,

@@ -36,13 +36,9 @@ impl<'de> serde::Deserialize<'de> for Secret {
     }
 }
 
-/// Random bytes from the system CSPRNG. Failure of the OS generator is not recoverable.
-/// `N` bytes from the system's CSPRNG (identifiers that must not be guessable).
-pub(crate) fn random_array<const N: usize>() -> [u8; N] {
-    random_bytes()
-}
-
-fn random_bytes<const N: usize>() -> [u8; N] {
+/// `N` bytes from the system CSPRNG (secrets, and identifiers that must not be guessed).
+/// Failure of the OS generator is not recoverable.
+pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
     let mut buf = [0u8; N];
     if aws_lc_rs::rand::fill(&mut buf).is_err() {
         // The process cannot mint any secret without randomness.

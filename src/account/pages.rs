@@ -43,7 +43,16 @@ pub(super) struct Page<'a> {
     pub return_to: &'a str,
 }
 
-impl Page<'_> {
+impl<'a> Page<'a> {
+    /// The pages of the API `ctx` serves, returning to `return_to` afterwards.
+    pub(super) fn new(ctx: &'a super::AccountCtx, return_to: &'a str) -> Page<'a> {
+        Page {
+            mount: &ctx.accounts.mount,
+            config: &ctx.sign_in,
+            return_to,
+        }
+    }
+
     fn query(&self) -> String {
         let encoded: String = form_urlencoded::byte_serialize(self.return_to.as_bytes()).collect();
         format!("?return_to={encoded}")

@@ -146,11 +146,7 @@ pub(super) async fn sign_in_page(
         Some(_) => Notice::Info("You have signed out."),
         None => Notice::None,
     };
-    let page = Page {
-        mount: &ctx.accounts.mount,
-        config: &ctx.sign_in,
-        return_to: &target,
-    };
+    let page = Page::new(&ctx, &target);
     let body = page.sign_in("", &notice, ctx.accounts.allow_registration);
     let mut resp = pages::html(&ctx.sign_in, StatusCode::OK, body);
     resp.headers_mut().extend(extra);
@@ -174,11 +170,7 @@ pub(super) async fn sign_in(
 ) -> Result<Response> {
     enabled(&ctx)?;
     let target = return_target(&ctx, &headers, form.return_to.as_deref());
-    let page = Page {
-        mount: &ctx.accounts.mount,
-        config: &ctx.sign_in,
-        return_to: &target,
-    };
+    let page = Page::new(&ctx, &target);
     let again = |status, message| {
         let body = page.sign_in(
             &form.email,
@@ -219,11 +211,7 @@ pub(super) async fn sign_up_page(
         return Err(AccountError::NotFound("Not Found"));
     }
     let target = return_target(&ctx, &headers, q.return_to.as_deref());
-    let page = Page {
-        mount: &ctx.accounts.mount,
-        config: &ctx.sign_in,
-        return_to: &target,
-    };
+    let page = Page::new(&ctx, &target);
     let empty = SignUpValues {
         email: "",
         full_name: "",
@@ -263,11 +251,7 @@ pub(super) async fn sign_up(
         return Err(AccountError::NotFound("Not Found"));
     }
     let target = return_target(&ctx, &headers, form.return_to.as_deref());
-    let page = Page {
-        mount: &ctx.accounts.mount,
-        config: &ctx.sign_in,
-        return_to: &target,
-    };
+    let page = Page::new(&ctx, &target);
     let again = |status, message: &str, field: Option<&str>| {
         let values = SignUpValues {
             email: &form.email,
@@ -317,11 +301,7 @@ pub(super) async fn sign_up(
 /// `GET {mount}/sign-out`: a confirmation with a button (a link must not sign anyone out).
 pub(super) async fn sign_out_page(State(ctx): State<Arc<AccountCtx>>) -> Result<Response> {
     enabled(&ctx)?;
-    let page = Page {
-        mount: &ctx.accounts.mount,
-        config: &ctx.sign_in,
-        return_to: &ctx.sign_in.default_return,
-    };
+    let page = Page::new(&ctx, &ctx.sign_in.default_return);
     Ok(pages::html(&ctx.sign_in, StatusCode::OK, page.sign_out()))
 }
 
@@ -333,11 +313,7 @@ pub(super) async fn sign_out(
 ) -> Result<Response> {
     enabled(&ctx)?;
     if check_origin(&headers, &ctx.csrf_origins).is_err() {
-        let page = Page {
-            mount: &ctx.accounts.mount,
-            config: &ctx.sign_in,
-            return_to: &ctx.sign_in.default_return,
-        };
+        let page = Page::new(&ctx, &ctx.sign_in.default_return);
         return Ok(pages::html(
             &ctx.sign_in,
             StatusCode::FORBIDDEN,

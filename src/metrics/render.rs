@@ -20,20 +20,7 @@ impl Metrics {
             "# HELP portcullis_requests_total Requests by route and status class."
         )?;
         writeln!(out, "# TYPE portcullis_requests_total counter")?;
-        let mut rows: Vec<(String, Arc<RouteCounters>)> = self
-            .routes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|(name, c)| (escape_label(name), c.clone()))
-            .collect();
-        let unrouted = ["(account)", "(unmatched)", "(rejected)"];
-        for (name, counters) in unrouted.iter().zip(&self.unrouted) {
-            let copy: RouteCounters =
-                std::array::from_fn(|i| AtomicU64::new(counters[i].load(Ordering::Relaxed)));
-            rows.push(((*name).to_owned(), Arc::new(copy)));
-        }
-        for (route, counters) in &rows {
+        let row = |out: &mut String, route: &str, counters: &RouteCounters| -> std::fmt::Result {
             for (class, c) in counters.iter().enumerate() {
                 writeln!(
                     out,
@@ -42,6 +29,20 @@ impl Metrics {
                     c.load(Ordering::Relaxed)
                 )?;
             }
+            Ok(())
+        };
+        // A snapshot of the registry, so the lock is not held while formatting.
+        let routes: Vec<(String, Arc<RouteCounters>)> = self
+            .routes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for (name, counters) in &routes {
+            row(out, &escape_label(name), counters)?;
+        }
+        let unrouted = ["(account)", "(unmatched)", "(rejected)"];
+        for (name, counters) in unrouted.iter().zip(&self.unrouted) {
+            row(out, name, counters)?;
         }
         labelled(
             out,

@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 mod endpoints;
 mod requests;
 
-pub use requests::{H2, Req, Resp, Tokens, status_of};
+pub use requests::{H2, Req, Resp, Tokens, raw_get, status_of};
 
 pub const PASSWORD: &str = "correct horse battery";
 

@@ -300,19 +300,11 @@ fn secret_file(
 
 /// The status of each probe path on a real operator listener.
 async fn operator_paths() -> HashMap<String, u16> {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let srv = TestServer::start().await;
     let mut out = HashMap::new();
     for path in ["/healthz", "/readyz", "/metrics", "/nope"] {
-        let mut s = tokio::net::TcpStream::connect(srv.admin).await.unwrap();
-        let req = format!("GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
-        s.write_all(req.as_bytes()).await.unwrap();
-        let mut text = Vec::new();
-        s.read_to_end(&mut text).await.unwrap();
-        out.insert(
-            path.to_string(),
-            crate::harness::status_of(&String::from_utf8_lossy(&text)),
-        );
+        let (status, _) = crate::harness::raw_get(srv.admin, path, "a", "").await;
+        out.insert(path.to_string(), status);
     }
     assert_eq!(out["/nope"], 404, "the check can fail");
     out

@@ -4,22 +4,11 @@
 
 use std::time::{Duration, Instant};
 
-use crate::harness::TestServer;
+use crate::harness::{TestServer, raw_get};
 use crate::services::{Cutter, PgDb, pg_addr, production_toml, redis_addr, shared_key, unique};
 
 async fn operator(srv: &TestServer, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut s = tokio::net::TcpStream::connect(srv.admin).await.unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (crate::harness::status_of(&text), body)
+    raw_get(srv.admin, path, "admin", "").await
 }
 
 /// Polls `/readyz` until its body contains `want` (Redis connects in the background).

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use http::Method;
 
-use crate::harness::TestServer;
+use crate::harness::{TestServer, raw_get};
 
 const OLD: &str = r#"
 [[routes]]
@@ -144,15 +144,9 @@ fn config_file(dir: &std::path::Path, port: u16, watch: bool, with_new: bool) ->
 }
 
 async fn status(port: u16, path: &str) -> u16 {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
-        return 0;
-    };
-    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    let _ = s.write_all(req.as_bytes()).await;
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
-    crate::harness::status_of(&String::from_utf8_lossy(&out))
+    raw_get(([127, 0, 0, 1], port).into(), path, "x", "")
+        .await
+        .0
 }
 
 /// Polls until `path` answers `want` (a route to a dead upstream answers 502, a missing

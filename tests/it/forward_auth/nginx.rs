@@ -7,7 +7,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::TestServer;
+use crate::harness::{TestServer, raw_get};
 
 const NGINX: &str = "/usr/sbin/nginx";
 
@@ -124,17 +124,8 @@ async fn start_nginx(srv: &TestServer) -> Option<Nginx> {
 
 /// A raw request through nginx; the status line's code.
 async fn through(nginx: &Nginx, target: &str, headers: &str) -> u16 {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", nginx.port))
-        .await
-        .unwrap();
-    let req = format!(
-        "GET {target} HTTP/1.1\r\nHost: app.example.com\r\n{headers}Connection: close\r\n\r\n"
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
-    crate::harness::status_of(&String::from_utf8_lossy(&out))
+    let addr = ([127, 0, 0, 1], nginx.port).into();
+    raw_get(addr, target, "app.example.com", headers).await.0
 }
 
 #[tokio::test]

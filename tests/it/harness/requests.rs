@@ -156,3 +156,29 @@ pub fn status_of(text: &str) -> u16 {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
 }
+
+/// A raw `GET target` (with `Host: host` and `headers`, each ending in CRLF) to any
+/// address, on a connection of its own: the status (0 when nothing HTTP came back, or
+/// nothing listens) and the body.
+pub async fn raw_get(
+    addr: std::net::SocketAddr,
+    target: &str,
+    host: &str,
+    headers: &str,
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+        return (0, String::new());
+    };
+    let req =
+        format!("GET {target} HTTP/1.1\r\nHost: {host}\r\n{headers}Connection: close\r\n\r\n");
+    let _ = s.write_all(req.as_bytes()).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status_of(&text), body)
+}
