@@ -48,6 +48,8 @@ struct AccountHandles {
     sessions: Arc<Sessions>,
     resolver: Arc<Resolver>,
     revocations: Revocations,
+    /// `[throttle]` is read at start: its counters outlive reloads.
+    throttle: Arc<crate::throttle::Throttle>,
 }
 
 /// The part of `config` a reload can change, built around the long-lived `handles`.
@@ -68,6 +70,7 @@ fn build_live(
         csrf_origins: config.csrf.allowed_origins.clone(),
         sign_in: config.sign_in.clone(),
         refresh_ttl_secs: i64::try_from(config.tokens.refresh_ttl.as_secs()).unwrap_or(i64::MAX),
+        throttle: handles.throttle.clone(),
     });
     Ok(Live {
         routes: RouteTable::new(config.routes.clone(), metrics)?,
@@ -121,12 +124,18 @@ impl App {
             PasswordHasher::new(&config.hashing, metrics.clone())
                 .context("configuring password hashing")?,
         );
+        let throttle = Arc::new(crate::throttle::Throttle::new(
+            &config.throttle,
+            redis.clone(),
+            metrics.clone(),
+        ));
         let handles = Arc::new(AccountHandles {
             store: store.clone(),
             hasher,
             sessions: sessions.clone(),
             resolver: resolver.clone(),
             revocations,
+            throttle: throttle.clone(),
         });
         let live = build_live(&config, &handles, &metrics).context("building the routes")?;
         let state = AppState {
@@ -140,6 +149,7 @@ impl App {
             metrics,
             store,
             redis: redis.clone(),
+            throttle,
             jwt: jwt.clone(),
             access_log: config.log.access_log,
             account_body_limit: config.accounts.max_body_bytes as u64,

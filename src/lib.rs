@@ -42,6 +42,7 @@ pub mod store;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod testing;
+pub mod throttle;
 
 pub use app::App;
 pub use config::Config;

@@ -11,7 +11,7 @@ use std::time::Duration;
 macro_rules! labels {
     ($(#[$meta:meta])* pub enum $name:ident { $($variant:ident => $label:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum $name {
             $(
                 #[doc = concat!("Counted under `", $label, "`.")]
@@ -82,6 +82,20 @@ labels! {
     }
 }
 
+labels! {
+    /// A throttle limiter (`throttle`), for `portcullis_throttled_total`.
+    pub enum Limiter {
+        LoginAccount => "login_account",
+        LoginAddress => "login_address",
+        LoginPair => "login_pair",
+        Register => "register",
+        Refresh => "refresh",
+        ChangePassword => "change_password",
+        ApiKeyCreate => "api_key_create",
+        ApiKeyFailure => "api_key_failure",
+    }
+}
+
 /// A route's request counters, by status class. Each route of the live configuration holds
 /// its own; they are kept by name, so a reload neither resets nor loses them.
 pub type RouteCounters = [AtomicU64; STATUS_CLASSES];
@@ -99,6 +113,8 @@ pub struct Metrics {
     cache: [AtomicU64; CacheLookup::COUNT],
     upstream_failures: [AtomicU64; UpstreamFailure::COUNT],
     hash_rejections: AtomicU64,
+    throttled: [AtomicU64; Limiter::COUNT],
+    throttle_fallbacks: AtomicU64,
     connections_open: AtomicU64,
     redis: [AtomicU64; RedisOutcome::COUNT],
     redis_subscribed: AtomicU64,
@@ -137,6 +153,8 @@ impl Metrics {
             cache: Default::default(),
             upstream_failures: Default::default(),
             hash_rejections: AtomicU64::new(0),
+            throttled: Default::default(),
+            throttle_fallbacks: AtomicU64::new(0),
             connections_open: AtomicU64::new(0),
             redis: Default::default(),
             redis_subscribed: AtomicU64::new(0),
@@ -212,6 +230,16 @@ impl Metrics {
     /// Counts a hash request refused because the queue was full.
     pub fn record_hash_rejection(&self) {
         self.hash_rejections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a request refused by `limiter` (429).
+    pub fn record_throttled(&self, limiter: Limiter) {
+        self.throttled[limiter as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A throttle decision made by this process alone because Redis did not answer.
+    pub fn record_throttle_fallback(&self) {
+        self.throttle_fallbacks.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a Redis lookup.

@@ -1,6 +1,7 @@
 //! The operator listener, separate from client traffic: `/healthz` (the process is up),
-//! `/readyz` (the store answers; Redis is reported), `/metrics` (Prometheus text). Nothing
-//! here authenticates, so bind it where only operators and the orchestrator can reach it.
+//! `/readyz` (the store answers; Redis is reported), `/metrics` (Prometheus text),
+//! `/throttled` (the keys this process refused most lately, JSON). Nothing here
+//! authenticates, so bind it where only operators and the orchestrator can reach it.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -57,6 +58,24 @@ async fn readiness(state: &AppState) -> Response<Body> {
     text(status, "text/plain", body)
 }
 
+/// `GET /throttled?limit=N` (default 20, at most 1000): the keys this process refused
+/// most in the last hour, most first, and the refusals of keys it had no room to track.
+fn throttled(state: &AppState, query: Option<&str>) -> Response<Body> {
+    let limit = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == "limit")
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+        .unwrap_or(20)
+        .min(1000);
+    let (top, untracked) = state.throttle.top(limit);
+    let body = serde_json::json!({
+        "scope": "this replica",
+        "window": "last hour",
+        "top": top,
+        "untracked_refusals": untracked,
+    });
+    text(StatusCode::OK, "application/json", body.to_string())
+}
+
 async fn handle(
     state: Arc<AppState>,
     req: Request<Incoming>,
@@ -69,6 +88,7 @@ async fn handle(
             "text/plain; version=0.0.4",
             state.metrics.render(),
         ),
+        "/throttled" => throttled(&state, req.uri().query()),
         _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
     })
 }

@@ -13,9 +13,13 @@ use serde::{Deserialize, Serialize};
 
 use super::extract::{JsonBody, SessionCaller};
 use super::validate::Invalid;
-use super::{AccountCtx, AccountError, Message, Result, message, validate};
+use super::{
+    AccountCtx, AccountError, Message, Result, client_address, client_meta, message, validate,
+};
 use crate::auth::api_key;
+use crate::auth::sessions::ClientMeta;
 use crate::store::ApiKeyRecord;
+use crate::throttle::Limiter;
 
 #[derive(Deserialize)]
 pub(super) struct CreateBody {
@@ -35,8 +39,14 @@ struct CreatedKey {
 pub(super) async fn create(
     State(ctx): State<Arc<AccountCtx>>,
     SessionCaller(caller): SessionCaller,
+    meta: Option<axum::Extension<ClientMeta>>,
     JsonBody(body): JsonBody<CreateBody>,
 ) -> Result<Response> {
+    let _counted = ctx
+        .throttle
+        .attempt(Limiter::ApiKeyCreate, client_address(&client_meta(meta)))
+        .await
+        .map_err(AccountError::Throttled)?;
     let name = validate::text("name", &body.name, 100).map_err(AccountError::Validation)?;
     if let Some(days) = body.expires_in_days
         && !(1..=365).contains(&days)
@@ -61,7 +71,10 @@ pub(super) async fn create(
         last_used: None,
         revoked: false,
     };
-    ctx.store.create_api_key(&record).await?;
+    let cap = ctx.accounts.max_api_keys_per_user;
+    if !ctx.store.create_api_key_within(&record, cap).await? {
+        return Err(AccountError::TooManyKeys(cap));
+    }
     tracing::info!(user_id = %record.user_id, key_id = %record.key_id, "API key created");
     let out = CreatedKey {
         api_key: minted.key,

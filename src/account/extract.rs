@@ -219,7 +219,12 @@ impl FromRequestParts<Arc<AccountCtx>> for Caller {
         if cred.method == AuthMethod::Cookie {
             check_csrf(&parts.method, &parts.headers, &ctx.csrf_origins)?;
         }
-        let identity = ctx.resolver.resolve(&cred).await?;
+        let address = parts
+            .extensions
+            .get::<crate::auth::sessions::ClientMeta>()
+            .and_then(|m| m.address);
+        let limit = address.map(|ip| (&*ctx.throttle, ip));
+        let identity = ctx.resolver.resolve_from(&cred, limit).await?;
         Ok(Caller { identity })
     }
 }

@@ -44,6 +44,7 @@ pub(crate) struct AccountCtx {
     pub csrf_origins: crate::config::Origins,
     pub sign_in: crate::config::SignInConfig,
     pub refresh_ttl_secs: i64,
+    pub throttle: Arc<crate::throttle::Throttle>,
 }
 
 /// Everything that can go wrong in an account request. `http::respond` turns each variant
@@ -83,6 +84,12 @@ pub(crate) enum AccountError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Hash(#[from] HashError),
+    /// The user holds `accounts.max_api_keys_per_user` live keys already (409).
+    #[error("At most {0} API keys per user")]
+    TooManyKeys(u32),
+    /// Refused by a throttle (429).
+    #[error("throttled by {}", .0.limiter.label())]
+    Throttled(crate::throttle::Refused),
 }
 
 pub(crate) type Result<T> = std::result::Result<T, AccountError>;
@@ -206,6 +213,12 @@ fn clear_cookies(ctx: &AccountCtx, h: &mut http::HeaderMap) {
 
 fn client_meta(meta: Option<axum::Extension<ClientMeta>>) -> ClientMeta {
     meta.map(|axum::Extension(m)| m).unwrap_or_default()
+}
+
+/// The client's address for the throttle (unspecified only outside a request).
+fn client_address(meta: &ClientMeta) -> std::net::IpAddr {
+    meta.address
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
 }
 
 async fn not_found() -> AccountError {

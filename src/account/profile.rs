@@ -7,8 +7,13 @@ use axum::extract::State;
 use serde::Deserialize;
 
 use super::extract::{Caller, JsonBody, SessionCaller};
-use super::{AccountCtx, AccountError, Message, Result, UserOut, message, validate};
+use super::{
+    AccountCtx, AccountError, Message, Result, UserOut, client_address, client_meta, message,
+    validate,
+};
+use crate::auth::sessions::ClientMeta;
 use crate::secret::Secret;
+use crate::throttle::Limiter;
 
 async fn current_user(ctx: &AccountCtx, caller: &Caller) -> Result<crate::store::User> {
     ctx.store
@@ -59,6 +64,7 @@ pub(super) struct ChangePasswordBody {
 pub(super) async fn change_password(
     State(ctx): State<Arc<AccountCtx>>,
     SessionCaller(caller): SessionCaller,
+    meta: Option<axum::Extension<ClientMeta>>,
     JsonBody(body): JsonBody<ChangePasswordBody>,
 ) -> Result<Json<Message>> {
     validate::password(
@@ -70,6 +76,17 @@ pub(super) async fn change_password(
     if body.current_password.expose().chars().count() > 1024 {
         return Err(AccountError::BadRequest("Current password is incorrect"));
     }
+    // Before the hash: a stolen session cannot guess the current password quickly, from
+    // one address or many. Only a failed change counts.
+    let attempt = ctx
+        .throttle
+        .attempt_as(
+            Limiter::ChangePassword,
+            client_address(&client_meta(meta)),
+            &caller.identity.user_id,
+        )
+        .await
+        .map_err(AccountError::Throttled)?;
     let user = current_user(&ctx, &caller).await?;
     let verified = ctx
         .hasher
@@ -83,6 +100,7 @@ pub(super) async fn change_password(
             "New password must be different from the current password",
         ));
     }
+    ctx.throttle.succeeded(attempt).await;
     let hash = ctx.hasher.hash(&body.new_password).await?;
     ctx.store.set_password_hash(&user.user_id, &hash).await?;
     ctx.sessions

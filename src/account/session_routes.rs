@@ -10,13 +10,17 @@ use serde::Deserialize;
 
 use super::extract::{Caller, JsonBody, OptionalJsonBody};
 use super::validate::Invalid;
-use super::{AccountCtx, AccountError, Result, client_meta, message, token_response, validate};
+use super::{
+    AccountCtx, AccountError, Result, client_address, client_meta, message, token_response,
+    validate,
+};
 use crate::auth::AuthError;
 use crate::auth::credentials::{REFRESH_COOKIE, check_csrf, cookie};
-use crate::auth::sessions::ClientMeta;
+use crate::auth::sessions::{ClientMeta, IssuedTokens};
 use crate::identity::Role;
 use crate::secret::Secret;
 use crate::store::{NewUser, StoreError};
+use crate::throttle::Limiter;
 
 #[derive(Deserialize)]
 pub(super) struct RegisterBody {
@@ -80,6 +84,7 @@ pub(super) async fn insert_user(
 /// Self-registration (when `accounts.allow_registration`): a new `user`.
 pub(super) async fn register_user(
     ctx: &AccountCtx,
+    meta: &ClientMeta,
     email: &str,
     password: &Secret,
     full_name: &str,
@@ -88,6 +93,13 @@ pub(super) async fn register_user(
     if !ctx.accounts.allow_registration {
         return Err(AccountError::Forbidden("Registration is disabled"));
     }
+    // Every attempt counts, refused or not: registration is the cheapest way to make the
+    // server hash.
+    let _counted = ctx
+        .throttle
+        .attempt(Limiter::Register, client_address(meta))
+        .await
+        .map_err(AccountError::Throttled)?;
     let input = validate_new_user(ctx, email, password, full_name, organization)?;
     let user = insert_user(ctx, input, password, Role::User, false).await?;
     tracing::info!(user_id = %user.user_id, "user registered");
@@ -99,15 +111,17 @@ pub(super) async fn register(
     meta: Option<Extension<ClientMeta>>,
     JsonBody(body): JsonBody<RegisterBody>,
 ) -> Result<Response> {
+    let meta = client_meta(meta);
     let user = register_user(
         &ctx,
+        &meta,
         &body.email,
         &body.password,
         &body.full_name,
         body.organization.as_deref(),
     )
     .await?;
-    let tokens = ctx.sessions.start(&user, &client_meta(meta)).await?;
+    let tokens = ctx.sessions.start(&user, &meta).await?;
     Ok(token_response(&ctx, StatusCode::CREATED, tokens))
 }
 
@@ -128,6 +142,7 @@ fn longest_password(ctx: &AccountCtx) -> usize {
 
 pub(super) async fn check_password(
     ctx: &AccountCtx,
+    meta: &ClientMeta,
     email: &str,
     password: &Secret,
 ) -> Result<crate::store::User> {
@@ -137,6 +152,13 @@ pub(super) async fn check_password(
         return Err(AccountError::InvalidCredentials);
     }
     let email = validate::email(email).unwrap_or_else(|_| validate::normalize_email(email));
+    // Before the hash: a throttled attempt costs a Redis call, not a hash. A failure keeps
+    // what it took; a right password gives it back.
+    let attempt = ctx
+        .throttle
+        .login(&email, client_address(meta))
+        .await
+        .map_err(AccountError::Throttled)?;
     let user = ctx.store.user_by_email(&email).await?;
     let verified = ctx
         .hasher
@@ -145,6 +167,7 @@ pub(super) async fn check_password(
     let Some(user) = user.filter(|_| verified.ok) else {
         return Err(AccountError::InvalidCredentials);
     };
+    ctx.throttle.succeeded(attempt).await;
     if user.disabled {
         return Err(AuthError::Disabled.into());
     }
@@ -173,8 +196,9 @@ pub(super) async fn login(
             format!("Password must be at most {longest} characters"),
         )));
     }
-    let user = check_password(&ctx, &body.email, &body.password).await?;
-    let tokens = ctx.sessions.start(&user, &client_meta(meta)).await?;
+    let meta = client_meta(meta);
+    let user = check_password(&ctx, &meta, &body.email, &body.password).await?;
+    let tokens = ctx.sessions.start(&user, &meta).await?;
     Ok(token_response(&ctx, StatusCode::OK, tokens))
 }
 
@@ -204,8 +228,25 @@ pub(super) async fn refresh(
             ));
         }
     };
-    let tokens = ctx.sessions.refresh(&token, &client_meta(meta)).await?;
+    let meta = client_meta(meta);
+    let tokens = refresh_limited(&ctx, &meta, &token).await?;
     Ok(token_response(&ctx, StatusCode::OK, tokens))
+}
+
+/// Renews a session, with failed refreshes limited per address.
+pub(super) async fn refresh_limited(
+    ctx: &AccountCtx,
+    meta: &ClientMeta,
+    token: &str,
+) -> Result<IssuedTokens> {
+    let attempt = ctx
+        .throttle
+        .attempt(Limiter::Refresh, client_address(meta))
+        .await
+        .map_err(AccountError::Throttled)?;
+    let tokens = ctx.sessions.refresh(token, meta).await?;
+    ctx.throttle.succeeded(attempt).await;
+    Ok(tokens)
 }
 
 #[derive(Deserialize, Default)]

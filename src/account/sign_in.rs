@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use super::extract::{FormBody, QueryParams};
 use super::pages::{self, Notice, Page, SignUpValues};
-use super::session_routes::{check_password, register_user};
+use super::session_routes::{check_password, refresh_limited, register_user};
 use super::{AccountCtx, AccountError, Result, clear_cookies, client_meta, set_session_cookies};
 use crate::auth::AuthError;
 use crate::auth::credentials::{REFRESH_COOKIE, check_origin, cookie, extract};
@@ -107,10 +107,10 @@ async fn signed_in(ctx: &AccountCtx, headers: &HeaderMap) -> bool {
 async fn signed_in_as(
     ctx: &AccountCtx,
     user: &User,
-    meta: Option<Extension<ClientMeta>>,
+    meta: &ClientMeta,
     target: &str,
 ) -> Result<Response> {
-    let tokens = ctx.sessions.start(user, &client_meta(meta)).await?;
+    let tokens = ctx.sessions.start(user, meta).await?;
     let mut headers = HeaderMap::new();
     set_session_cookies(ctx, &tokens, &mut headers);
     Ok(pages::see_other(target, headers))
@@ -131,15 +131,20 @@ pub(super) async fn sign_in_page(
     }
     let mut extra = HeaderMap::new();
     if let Ok(Some(token)) = cookie(&headers, REFRESH_COOKIE) {
-        match ctx.sessions.refresh(token, &client_meta(meta)).await {
+        match refresh_limited(&ctx, &client_meta(meta), token).await {
             Ok(tokens) => {
                 set_session_cookies(&ctx, &tokens, &mut extra);
                 return Ok(pages::see_other(&target, extra));
             }
             // Another tab spent it a moment ago and holds the new cookies: leave them be.
-            Err(SessionError::RefreshTokenReused) => {}
-            Err(SessionError::Store(e)) => return Err(e.into()),
-            Err(_) => clear_cookies(&ctx, &mut extra),
+            // Throttled: the form, which needs no refresh.
+            Err(
+                AccountError::Session(SessionError::RefreshTokenReused)
+                | AccountError::Throttled(_),
+            ) => {}
+            Err(AccountError::Session(SessionError::Store(e))) => return Err(e.into()),
+            Err(AccountError::Session(_)) => clear_cookies(&ctx, &mut extra),
+            Err(e) => return Err(e),
         }
     }
     let notice = match q.signed_out {
@@ -186,10 +191,19 @@ pub(super) async fn sign_in(
         .password
         .clone()
         .unwrap_or_else(|| Secret::new(String::new()));
-    match check_password(&ctx, &form.email, &password).await {
-        Ok(user) => signed_in_as(&ctx, &user, meta, &target).await,
+    let meta = client_meta(meta);
+    match check_password(&ctx, &meta, &form.email, &password).await {
+        Ok(user) => signed_in_as(&ctx, &user, &meta, &target).await,
         Err(AccountError::InvalidCredentials) => {
             again(StatusCode::BAD_REQUEST, "Incorrect email or password.")
+        }
+        Err(AccountError::Throttled(refused)) => {
+            let wait = refused.retry_after_secs();
+            let message = format!("Too many attempts. Try again in {wait} seconds.");
+            let mut resp = again(StatusCode::TOO_MANY_REQUESTS, &message)?;
+            resp.headers_mut()
+                .insert(http::header::RETRY_AFTER, wait.into());
+            Ok(resp)
         }
         // Only someone who knew the password learns this.
         Err(AccountError::Auth(AuthError::Disabled)) => again(
@@ -274,15 +288,25 @@ pub(super) async fn sign_up(
         .clone()
         .unwrap_or_else(|| Secret::new(String::new()));
     let organization = Some(form.organization.as_str()).filter(|o| !o.trim().is_empty());
-    match register_user(&ctx, &form.email, &password, &form.full_name, organization).await {
-        Ok(user) => signed_in_as(&ctx, &user, meta, &target).await,
+    let meta = client_meta(meta);
+    match register_user(
+        &ctx,
+        &meta,
+        &form.email,
+        &password,
+        &form.full_name,
+        organization,
+    )
+    .await
+    {
+        Ok(user) => signed_in_as(&ctx, &user, &meta, &target).await,
         Err(AccountError::Validation(invalid)) => {
             let field = invalid.loc.get(1).map(String::as_str);
             again(StatusCode::BAD_REQUEST, &invalid.msg, field)
         }
         Err(AccountError::Store(StoreError::EmailTaken)) => {
-            match check_password(&ctx, &form.email, &password).await {
-                Ok(user) => signed_in_as(&ctx, &user, meta, &target).await,
+            match check_password(&ctx, &meta, &form.email, &password).await {
+                Ok(user) => signed_in_as(&ctx, &user, &meta, &target).await,
                 Err(AccountError::InvalidCredentials | AccountError::Auth(AuthError::Disabled)) => {
                     again(
                         StatusCode::BAD_REQUEST,

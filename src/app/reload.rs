@@ -67,6 +67,9 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     if differs(&old.cache, &new.cache) {
         names.push("cache");
     }
+    if old.throttle != new.throttle {
+        names.push("throttle");
+    }
     if differs(&old.log, &new.log) {
         names.push("log");
     }

@@ -37,6 +37,9 @@ pub enum AuthError {
     #[error("identity store unavailable")]
     /// The store could not answer (503).
     Store(#[from] crate::store::StoreError),
+    #[error("throttled by {}", .0.limiter.label())]
+    /// Too many unknown API keys from the client's address (429).
+    Throttled(crate::throttle::Refused),
 }
 
 impl From<crate::identity::NotAHeaderValue> for AuthError {

@@ -3,6 +3,7 @@
 //! before costs one hash and two in-process lookups: no signature check, no I/O. Never
 //! decides what a route allows; that is `authz`.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -19,6 +20,7 @@ use crate::identity::CredentialKind;
 use crate::identity::Identity;
 use crate::metrics::Metrics;
 use crate::store::{DynStore, KeyPrincipal, SessionPrincipal, StoreError};
+use crate::throttle::Throttle;
 
 /// `last_used` is written at most this often per key.
 pub(crate) const LAST_USED_INTERVAL_SECS: i64 = 60;
@@ -141,6 +143,18 @@ impl Resolver {
 
     /// The identity `cred` proves, or why it proves none.
     pub async fn resolve(&self, cred: &Credential<'_>) -> Result<Arc<Identity>, AuthError> {
+        self.resolve_from(cred, None).await
+    }
+
+    /// `resolve` for a request from a client address: API keys this process has not
+    /// verified are limited per address (`throttle.api_key_failure`) — an address over the
+    /// limit is refused before any lookup, and each unknown key counts against it. Keys
+    /// already verified here resolve as always.
+    pub(crate) async fn resolve_from(
+        &self,
+        cred: &Credential<'_>,
+        client: Option<(&Throttle, IpAddr)>,
+    ) -> Result<Arc<Identity>, AuthError> {
         let hash = crate::secret::hash(cred.secret);
         let now = Utc::now().timestamp();
         // A hit counts only for the kind it was verified as: an API key presented in the
@@ -148,7 +162,24 @@ impl Resolver {
         // be, and fails.
         let (entry, hit) = match self.cache.credential(&hash) {
             Some(entry) if entry.kind == cred.kind => (entry, true),
-            _ => (self.verify_credential(cred, &hash).await?, false),
+            _ => match client.filter(|_| cred.kind == CredentialKind::ApiKey) {
+                None => (self.verify_credential(cred, &hash).await?, false),
+                Some((throttle, ip)) => {
+                    if let Some(refused) = throttle.api_key_blocked(ip) {
+                        return Err(AuthError::Throttled(refused));
+                    }
+                    match self.verify_credential(cred, &hash).await {
+                        Ok(entry) => (entry, false),
+                        Err(e @ (AuthError::InvalidToken(_) | AuthError::Malformed(_))) => {
+                            return Err(match throttle.api_key_failed(ip).await {
+                                Some(refused) => AuthError::Throttled(refused),
+                                None => e,
+                            });
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            },
         };
         self.metrics.record_cache(hit);
         if entry.expires_at <= now {

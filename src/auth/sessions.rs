@@ -52,6 +52,8 @@ pub struct ClientMeta {
     pub user_agent: Option<String>,
     /// The client's address.
     pub ip_address: Option<String>,
+    /// The same address, for the throttle (`None` only outside a request).
+    pub address: Option<std::net::IpAddr>,
 }
 
 /// Starts, rotates and ends sessions (see the module).

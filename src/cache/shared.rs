@@ -110,6 +110,22 @@ impl RedisTier {
         self.conn.read().ok().and_then(|c| c.clone())
     }
 
+    /// The connection while Redis is connected, for the other users of the shared tier
+    /// (`throttle`); `None` until it is.
+    pub fn connection(&self) -> Option<ConnectionManager> {
+        self.handle()
+    }
+
+    /// `key` under the configured prefix.
+    pub fn prefixed(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    /// How long one call may take before it counts as unanswered.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// Connects in the background (Portcullis starts without Redis) and keeps the
     /// invalidation subscription alive, flushing `cache` whenever it had to resubscribe.
     pub fn start(self: &Arc<Self>, cache: Arc<IdentityCache>) {

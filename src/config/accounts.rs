@@ -5,6 +5,62 @@ use super::raw::*;
 use super::values::*;
 use super::*;
 
+/// What a new password must be.
+#[derive(Debug, Clone)]
+pub struct PasswordPolicy {
+    /// Fewest characters.
+    pub min_length: usize,
+    /// Most characters.
+    pub max_length: usize,
+    /// Require an upper-case and a lower-case letter and a digit.
+    pub require_mixed: bool,
+}
+
+/// `[accounts]`.
+#[derive(Debug, Clone)]
+pub struct AccountsConfig {
+    /// Where the account API is served.
+    pub mount: String,
+    /// Whether `POST {mount}/register` is open.
+    pub allow_registration: bool,
+    /// Password rules.
+    pub password: PasswordPolicy,
+    /// Largest account-API request body.
+    pub max_body_bytes: usize,
+    /// Largest page of `GET {mount}/admin/users`.
+    pub admin_page_size_max: u32,
+    /// Live (unrevoked, unexpired) API keys one user may hold.
+    pub max_api_keys_per_user: u32,
+}
+
+/// `[password_hashing]`.
+#[derive(Debug, Clone)]
+pub struct HashingConfig {
+    /// argon2id memory, in KiB.
+    pub memory_kib: u32,
+    /// argon2id passes.
+    pub iterations: u32,
+    /// argon2id lanes.
+    pub parallelism: u32,
+    /// Hashes computed at once.
+    pub max_concurrent: usize,
+    /// Hash requests allowed to wait; more are refused with 503.
+    pub max_queued: usize,
+    /// Run the hashing threads `SCHED_IDLE`.
+    pub low_priority: bool,
+}
+
+/// `[cookies]`.
+#[derive(Debug, Clone)]
+pub struct CookieConfig {
+    /// Send the cookies with `Secure`.
+    pub secure: bool,
+    /// The cookies' `Domain`; unset: host-only.
+    pub domain: Option<String>,
+    /// The cookies' `SameSite`: `Lax` (default), `Strict`, or `None` (only with `Secure`).
+    pub same_site: &'static str,
+}
+
 pub(super) fn accounts(raw: RawAccounts) -> Result<AccountsConfig> {
     let mount = raw.mount.unwrap_or_else(|| DEFAULT_MOUNT.to_string());
     if !mount.starts_with('/')
@@ -47,6 +103,11 @@ pub(super) fn accounts(raw: RawAccounts) -> Result<AccountsConfig> {
             "accounts.admin_page_size_max",
             raw.admin_page_size_max
                 .unwrap_or(DEFAULT_ADMIN_PAGE_SIZE_MAX),
+        )?,
+        max_api_keys_per_user: positive(
+            "accounts.max_api_keys_per_user",
+            raw.max_api_keys_per_user
+                .unwrap_or(DEFAULT_MAX_API_KEYS_PER_USER),
         )?,
     })
 }

@@ -37,6 +37,7 @@ pub(crate) const DEFAULT_PASSWORD_MIN: usize = 8;
 pub(crate) const DEFAULT_PASSWORD_MAX: usize = 128;
 pub(crate) const DEFAULT_ACCOUNT_BODY_LIMIT: usize = 16 * 1024;
 pub(crate) const DEFAULT_ADMIN_PAGE_SIZE_MAX: u32 = 200;
+pub(crate) const DEFAULT_MAX_API_KEYS_PER_USER: u32 = 100;
 pub(crate) const DEFAULT_ARGON2_MEMORY_KIB: u32 = 19_456;
 pub(crate) const DEFAULT_ARGON2_ITERATIONS: u32 = 2;
 pub(crate) const DEFAULT_ARGON2_PARALLELISM: u32 = 1;

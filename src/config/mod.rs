@@ -10,12 +10,17 @@ mod env;
 mod identity_headers;
 mod raw;
 mod route_rules;
+mod throttle;
 mod tls;
 mod tokens;
 mod validate;
 mod values;
 
+pub use accounts::{AccountsConfig, CookieConfig, HashingConfig, PasswordPolicy};
 pub use browser::{CorsPolicy, CsrfConfig, Origins, RouteCors, SignInConfig};
+#[cfg(test)]
+pub(crate) use throttle::DEFAULTS as THROTTLE_DEFAULTS;
+pub use throttle::{Rate, ThrottleConfig};
 pub use tls::{TlsFiles, UpstreamTls};
 pub use values::sqlite_path;
 
@@ -93,6 +98,8 @@ pub struct Config {
     /// `[forward_auth]`: the verify endpoint for proxies that keep their place in front.
     /// `None`: off.
     pub forward_auth: Option<ForwardAuthConfig>,
+    /// `[throttle]`: limits on failed logins and the other attempts worth guessing.
+    pub throttle: ThrottleConfig,
     /// `[identity_headers]`: the names injected upstream.
     pub identity_headers: IdentityHeaderNames,
     /// `[cache]`: the in-process identity cache.
@@ -218,60 +225,6 @@ pub struct TokenConfig {
     pub hmac_secret: Option<Secret>,
     /// Where generated keys are kept when no `signing_key_path` is given.
     pub key_dir: PathBuf,
-}
-
-/// What a new password must be.
-#[derive(Debug, Clone)]
-pub struct PasswordPolicy {
-    /// Fewest characters.
-    pub min_length: usize,
-    /// Most characters.
-    pub max_length: usize,
-    /// Require an upper-case and a lower-case letter and a digit.
-    pub require_mixed: bool,
-}
-
-/// `[accounts]`.
-#[derive(Debug, Clone)]
-pub struct AccountsConfig {
-    /// Where the account API is served.
-    pub mount: String,
-    /// Whether `POST {mount}/register` is open.
-    pub allow_registration: bool,
-    /// Password rules.
-    pub password: PasswordPolicy,
-    /// Largest account-API request body.
-    pub max_body_bytes: usize,
-    /// Largest page of `GET {mount}/admin/users`.
-    pub admin_page_size_max: u32,
-}
-
-/// `[password_hashing]`.
-#[derive(Debug, Clone)]
-pub struct HashingConfig {
-    /// argon2id memory, in KiB.
-    pub memory_kib: u32,
-    /// argon2id passes.
-    pub iterations: u32,
-    /// argon2id lanes.
-    pub parallelism: u32,
-    /// Hashes computed at once.
-    pub max_concurrent: usize,
-    /// Hash requests allowed to wait; more are refused with 503.
-    pub max_queued: usize,
-    /// Run the hashing threads `SCHED_IDLE`.
-    pub low_priority: bool,
-}
-
-/// `[cookies]`.
-#[derive(Debug, Clone)]
-pub struct CookieConfig {
-    /// Send the cookies with `Secure`.
-    pub secure: bool,
-    /// The cookies' `Domain`; unset: host-only.
-    pub domain: Option<String>,
-    /// The cookies' `SameSite`: `Lax` (default), `Strict`, or `None` (only with `Secure`).
-    pub same_site: &'static str,
 }
 
 /// `[forward_auth]`, when enabled.

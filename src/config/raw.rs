@@ -16,6 +16,7 @@ pub(super) struct RawConfig {
     pub cors: RawCors,
     pub sign_in: RawSignIn,
     pub forward_auth: RawForwardAuth,
+    pub throttle: super::throttle::RawThrottle,
     pub identity_headers: RawIdentityHeaders,
     pub cache: RawCache,
     pub log: RawLog,
@@ -88,6 +89,7 @@ pub(super) struct RawAccounts {
     pub password_require_mixed: Option<bool>,
     pub max_body_bytes: Option<usize>,
     pub admin_page_size_max: Option<u32>,
+    pub max_api_keys_per_user: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -47,6 +47,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
         cors,
         sign_in,
         forward_auth,
+        throttle: super::throttle::throttle(raw.throttle)?,
         identity_headers: identity_headers(raw.identity_headers)?,
         cache: cache(raw.cache)?,
         log: log(raw.log)?,

@@ -60,9 +60,9 @@ fn canonical_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The client address for records (sessions): the peer, or for a trusted proxy the
-/// right-most `X-Forwarded-For` entry that is not itself a trusted proxy.
-pub fn client_ip(conn: &ConnInfo, headers: &HeaderMap, trusted: &[IpNet]) -> String {
+/// The client address: the peer, or for a trusted proxy the right-most `X-Forwarded-For`
+/// entry that is not itself a trusted proxy. A header from any other peer is ignored.
+pub fn client_addr(conn: &ConnInfo, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
     if conn.trusted
         && let Some(xff) = joined(headers, &X_FORWARDED_FOR)
         && let Ok(text) = xff.to_str()
@@ -70,12 +70,17 @@ pub fn client_ip(conn: &ConnInfo, headers: &HeaderMap, trusted: &[IpNet]) -> Str
         for hop in text.rsplit(',').map(str::trim) {
             match hop.parse::<IpAddr>() {
                 Ok(ip) if trusted.iter().any(|n| n.contains(&canonical_ip(ip))) => continue,
-                Ok(ip) => return canonical_ip(ip).to_string(),
+                Ok(ip) => return canonical_ip(ip),
                 Err(_) => break,
             }
         }
     }
-    canonical_ip(conn.peer.ip()).to_string()
+    canonical_ip(conn.peer.ip())
+}
+
+/// `client_addr` as text, for records (sessions).
+pub fn client_ip(conn: &ConnInfo, headers: &HeaderMap, trusted: &[IpNet]) -> String {
+    client_addr(conn, headers, trusted).to_string()
 }
 
 pub(super) fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<HeaderValue> {

@@ -203,7 +203,7 @@ pub(super) async fn verify(
     {
         return (slot, Ok(allowed(live, None)));
     }
-    match admit(state, live, route, &req, &normalized, query).await {
+    match admit(state, live, conn, route, &req, &normalized, query).await {
         Ok(identity) => (
             slot,
             Ok(allowed(live, identity.as_ref().map(|(i, m)| (&**i, *m)))),

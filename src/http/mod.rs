@@ -201,7 +201,17 @@ async fn route_request(
     let identity = if preflight && matches!(route.cors, RouteCors::Upstream) {
         None
     } else {
-        match admit(state, live, route, &req, &normalized, req.uri().query()).await {
+        match admit(
+            state,
+            live,
+            conn,
+            route,
+            &req,
+            &normalized,
+            req.uri().query(),
+        )
+        .await
+        {
             Ok(identity) => identity,
             Err(Refusal::Error(e)) => return (slot, Err(e)),
             // A browser loading a page is sent to sign in rather than shown a 401.
@@ -317,6 +327,7 @@ enum Refusal {
 async fn admit(
     state: &AppState,
     live: &Live,
+    conn: &ConnInfo,
     route: &RouteConfig,
     req: &Request<Incoming>,
     path: &str,
@@ -337,7 +348,7 @@ async fn admit(
         _ => &live.csrf_origins,
     };
     let identity = if authz::wants_identity(&route.policy) {
-        authenticate(state, req, csrf)
+        authenticate(state, conn, req, csrf)
             .map_err(refuse)?
             .await
             .map_err(refuse)?
@@ -355,10 +366,16 @@ async fn admit(
 /// before the future is created, so the future borrows nothing from the request.
 fn authenticate<'a>(
     state: &'a AppState,
+    conn: &ConnInfo,
     req: &'a Request<Incoming>,
     csrf_origins: &Origins,
 ) -> Result<impl Future<Output = Result<Authenticated, ProxyError>> + 'a, ProxyError> {
     let cred = credentials::extract(req.headers())?;
+    // API keys are limited per client address (unknown keys are guessable by the million).
+    let client = cred
+        .as_ref()
+        .filter(|c| c.method == AuthMethod::ApiKey)
+        .map(|_| client::client_addr(conn, req.headers(), &state.trusted_proxies));
     if let Some(c) = &cred
         && c.method == AuthMethod::Cookie
         && let Err(e) = if headers::is_websocket_upgrade(req.method(), req.headers()) {
@@ -374,7 +391,8 @@ fn authenticate<'a>(
             return Ok(None);
         };
         // Failures are counted where they become responses (`respond::proxy_error`).
-        let identity = state.resolver.resolve(&cred).await?;
+        let limit = client.map(|ip| (&*state.throttle, ip));
+        let identity = state.resolver.resolve_from(&cred, limit).await?;
         state.metrics.record_auth(AuthOutcome::Ok);
         Ok(Some((identity, cred.method)))
     })
@@ -401,17 +419,15 @@ async fn account(
         None => path.to_owned(),
     };
     parts.uri = Uri::try_from(pq).map_err(|_| ProxyError::BadRequest("Invalid request target"))?;
+    let address = client::client_addr(conn, &parts.headers, &state.trusted_proxies);
     let meta = ClientMeta {
         user_agent: parts
             .headers
             .get(USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
-        ip_address: Some(client::client_ip(
-            conn,
-            &parts.headers,
-            &state.trusted_proxies,
-        )),
+        ip_address: Some(address.to_string()),
+        address: Some(address),
     };
     parts.extensions.insert(meta);
     let req = Request::from_parts(parts, axum::body::Body::from(body));

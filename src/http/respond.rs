@@ -18,6 +18,11 @@ use crate::metrics::{AuthOutcome, Metrics, UpstreamFailure};
 use crate::path::PathError;
 use crate::proxy::{BodyError, UpstreamError};
 use crate::store::StoreError;
+use crate::throttle::Refused;
+
+mod upstream;
+
+use self::upstream::upstream_reply;
 
 /// Errors on the proxy path.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +73,9 @@ struct ErrorReply {
     detail: serde_json::Value,
     www_authenticate: Option<&'static str>,
     retry_after: Option<&'static str>,
+    /// A throttle's refusal: `Retry-After`, `RateLimit`/`RateLimit-Policy`, and
+    /// `retry_after` in the body.
+    throttled: Option<Refused>,
     /// The request's framing cannot be trusted: close the connection after answering.
     close: bool,
 }
@@ -91,6 +99,7 @@ fn reply(status: StatusCode, code: &'static str, detail: impl Into<String>) -> E
         detail: serde_json::Value::String(detail.into()),
         www_authenticate: None,
         retry_after: None,
+        throttled: None,
         close: false,
     }
 }
@@ -178,6 +187,7 @@ fn auth_reply(e: AuthError) -> (ErrorReply, AuthOutcome) {
         ),
         AuthError::BadStoredIdentity => (internal(&e), AuthOutcome::Unavailable),
         AuthError::Store(inner) => (store_reply(inner), AuthOutcome::Unavailable),
+        AuthError::Throttled(r) => (throttled(r), AuthOutcome::Invalid),
     }
 }
 
@@ -215,31 +225,46 @@ fn session_reply(e: SessionError) -> ErrorReply {
     }
 }
 
-fn body_reply(e: &BodyError) -> ErrorReply {
-    closing(match e {
-        BodyError::Malformed(cause) => {
-            tracing::debug!(error = %cause, "malformed request body");
-            reply(
-                StatusCode::BAD_REQUEST,
-                "bad_body",
-                "Malformed request body",
-            )
-        }
-        BodyError::Timeout => reply(
-            StatusCode::REQUEST_TIMEOUT,
-            "body_timeout",
-            "The request body stopped arriving",
-        ),
-        BodyError::TooLarge(limit) => reply(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!("Request body larger than {limit} bytes"),
-        ),
-    })
+/// 429 for a throttle's refusal.
+fn throttled(refused: Refused) -> ErrorReply {
+    let detail = format!(
+        "Too many attempts; try again in {} seconds",
+        refused.retry_after_secs()
+    );
+    ErrorReply {
+        throttled: Some(refused),
+        ..reply(StatusCode::TOO_MANY_REQUESTS, "rate_limited", detail)
+    }
 }
 
+/// The IETF RateLimit fields (draft-ietf-httpapi-ratelimit-headers): the limiter's policy
+/// as a quota over the time its burst takes to come back, and none left until `t`.
+fn rate_limit_headers(r: &Refused, h: &mut http::HeaderMap) {
+    let name = r.limiter.label();
+    let secs = r.retry_after_secs();
+    let window = r.rate.window().as_secs().max(1);
+    let policy = format!("\"{name}\";q={};w={window}", r.rate.burst);
+    let state = format!("\"{name}\";r=0;t={secs}");
+    for (field, value) in [
+        (RETRY_AFTER, secs.to_string()),
+        (RATELIMIT_POLICY.clone(), policy),
+        (RATELIMIT.clone(), state),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(field, v);
+        }
+    }
+}
+
+static RATELIMIT: http::HeaderName = http::HeaderName::from_static("ratelimit");
+static RATELIMIT_POLICY: http::HeaderName = http::HeaderName::from_static("ratelimit-policy");
+
 fn build(r: ErrorReply) -> Response<Body> {
-    let body = serde_json::json!({ "detail": r.detail, "code": r.code });
+    let mut body = serde_json::json!({ "detail": r.detail, "code": r.code });
+    if let Some(t) = &r.throttled {
+        body["retry_after"] = t.retry_after_secs().into();
+        body["limiter"] = t.limiter.label().into();
+    }
     let mut resp = Response::new(Body::full(body.to_string()));
     *resp.status_mut() = r.status;
     let h = resp.headers_mut();
@@ -249,6 +274,9 @@ fn build(r: ErrorReply) -> Response<Body> {
     }
     if let Some(v) = r.retry_after {
         h.insert(RETRY_AFTER, HeaderValue::from_static(v));
+    }
+    if let Some(t) = &r.throttled {
+        rate_limit_headers(t, h);
     }
     if r.close {
         h.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
@@ -339,64 +367,6 @@ fn classify(e: ProxyError) -> Classified {
     }
 }
 
-fn upstream_reply(u: UpstreamError) -> (ErrorReply, Option<UpstreamFailure>) {
-    let unavailable = |what: &str, cause: &dyn std::fmt::Display, failure| {
-        tracing::warn!(error = %cause, "{what}");
-        (
-            reply(
-                StatusCode::BAD_GATEWAY,
-                "upstream_error",
-                "Upstream request failed",
-            ),
-            Some(failure),
-        )
-    };
-    match u {
-        UpstreamError::Connect(ref cause) => {
-            tracing::warn!(error = %cause, "upstream connect failed");
-            (
-                reply(
-                    StatusCode::BAD_GATEWAY,
-                    "upstream_unavailable",
-                    "Upstream unavailable",
-                ),
-                Some(UpstreamFailure::Connect),
-            )
-        }
-        UpstreamError::Timeout => {
-            tracing::warn!("upstream timed out");
-            (
-                reply(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "upstream_timeout",
-                    "Upstream timed out",
-                ),
-                Some(UpstreamFailure::Timeout),
-            )
-        }
-        UpstreamError::Io(ref e) => {
-            unavailable("upstream connection failed", e, UpstreamFailure::Io)
-        }
-        UpstreamError::Closed => unavailable(
-            "upstream closed the connection",
-            &u,
-            UpstreamFailure::Closed,
-        ),
-        UpstreamError::Malformed(ref e) => {
-            unavailable("malformed upstream answer", e, UpstreamFailure::Malformed)
-        }
-        UpstreamError::UnaskedSwitch => unavailable(
-            "upstream switched protocols",
-            &u,
-            UpstreamFailure::UnaskedSwitch,
-        ),
-        UpstreamError::Target(ref e) => {
-            unavailable("bad upstream target", e, UpstreamFailure::Target)
-        }
-        UpstreamError::Client(b) => (body_reply(&b), None),
-    }
-}
-
 pub(crate) fn account_error(e: AccountError) -> Response<Body> {
     build(match e {
         AccountError::Auth(a) => auth_reply(a).0,
@@ -430,6 +400,12 @@ pub(crate) fn account_error(e: AccountError) -> Response<Body> {
         AccountError::Session(s) => session_reply(s),
         AccountError::Store(s) => store_reply(s),
         AccountError::Hash(h) => hash_reply(h),
+        AccountError::TooManyKeys(cap) => reply(
+            StatusCode::CONFLICT,
+            "api_key_limit",
+            format!("At most {cap} live API keys per user; revoke one first"),
+        ),
+        AccountError::Throttled(r) => throttled(r),
     })
 }
 

@@ -35,6 +35,8 @@ pub struct AppState {
     pub(crate) jwt: Arc<crate::auth::jwt::JwtKeys>,
     /// The Redis tier, when configured (`/readyz` reports on it).
     pub(crate) redis: Option<Arc<crate::cache::shared::RedisTier>>,
+    /// Limits on unknown API keys (the account API holds the same one for its limits).
+    pub(crate) throttle: Arc<crate::throttle::Throttle>,
     pub(crate) access_log: bool,
     /// `accounts.max_body_bytes`.
     pub(crate) account_body_limit: u64,

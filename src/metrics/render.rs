@@ -80,6 +80,15 @@ impl Metrics {
             RedisOutcome::label,
             &self.redis,
         )?;
+        labelled(
+            out,
+            "portcullis_throttled_total",
+            "Requests refused with 429, by the limiter that refused them.",
+            "limiter",
+            Limiter::ALL,
+            Limiter::label,
+            &self.throttled,
+        )?;
         let scalar = |out: &mut String,
                       name: &str,
                       kind: &str,
@@ -110,6 +119,13 @@ impl Metrics {
             "counter",
             "Cached identities served past cache.ttl because the store was unreachable.",
             &self.stale_served,
+        )?;
+        scalar(
+            out,
+            "portcullis_throttle_fallbacks_total",
+            "counter",
+            "Throttle decisions this process made alone because Redis did not answer.",
+            &self.throttle_fallbacks,
         )?;
         scalar(
             out,

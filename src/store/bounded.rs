@@ -115,6 +115,14 @@ impl<S: Store> Store for Bounded<S> {
     async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
         self.run(self.inner.create_api_key(key)).await
     }
+    async fn create_api_key_within(
+        &self,
+        key: &ApiKeyRecord,
+        max_live: u32,
+    ) -> Result<bool, StoreError> {
+        self.run(self.inner.create_api_key_within(key, max_live))
+            .await
+    }
     async fn list_api_keys(&self, user_id: &str) -> Result<Vec<ApiKeyRecord>, StoreError> {
         self.run(self.inner.list_api_keys(user_id)).await
     }

@@ -286,6 +286,14 @@ pub trait Store: Send + Sync + 'static {
     // API keys.
     /// Stores a new API key.
     async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError>;
+    /// Stores a new API key unless its user already holds `max_live` live (unrevoked,
+    /// unexpired) keys: false then, and nothing stored. Concurrent calls for one user are
+    /// serialized, so the cap holds under any concurrency.
+    async fn create_api_key_within(
+        &self,
+        key: &ApiKeyRecord,
+        max_live: u32,
+    ) -> Result<bool, StoreError>;
     /// A user's live keys, oldest first.
     async fn list_api_keys(&self, user_id: &str) -> Result<Vec<ApiKeyRecord>, StoreError>;
     /// Revokes the user's key; false when the user has no such live key.

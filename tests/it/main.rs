@@ -35,6 +35,7 @@ mod services;
 mod sessions;
 mod sign_in;
 mod store_contract;
+mod throttle;
 mod tls;
 mod trusted_headers;
 mod upgrades;

@@ -310,21 +310,36 @@ macro_rules! sql_store {
             }
 
             async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
-                sqlx::query(
-                    "INSERT INTO api_keys (key_id, key_hash, key_hint, user_id, name, created_at, \
-                     expires_at, disabled) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                Self::insert_api_key(&self.pool, key).await
+            }
+
+            async fn create_api_key_within(
+                &self,
+                key: &ApiKeyRecord,
+                max_live: u32,
+            ) -> Result<bool, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                // A write first: PostgreSQL locks the user's row (a second creation for the
+                // same user waits here until this one commits, then counts its key), and
+                // SQLite takes its one write lock before anything is read.
+                sqlx::query("UPDATE users SET updated_at = updated_at WHERE user_id = $1")
+                    .bind(&key.user_id)
+                    .execute(&mut *tx)
+                    .await?;
+                let live: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM api_keys WHERE user_id = $1 AND disabled = false \
+                     AND (expires_at IS NULL OR expires_at > $2)",
                 )
-                .bind(&key.key_id)
-                .bind(&key.key_hash)
-                .bind(&key.key_hint)
                 .bind(&key.user_id)
-                .bind(&key.name)
                 .bind($ts(key.created_at))
-                .bind(key.expires_at.map($ts))
-                .bind(key.revoked)
-                .execute(&self.pool)
+                .fetch_one(&mut *tx)
                 .await?;
-                Ok(())
+                if live >= i64::from(max_live) {
+                    return Ok(false);
+                }
+                Self::insert_api_key(&mut *tx, key).await?;
+                tx.commit().await?;
+                Ok(true)
             }
 
             async fn list_api_keys(&self, user_id: &str) -> Result<Vec<ApiKeyRecord>, StoreError> {

@@ -59,6 +59,28 @@ macro_rules! sql_rows {
                     .transpose()
             }
 
+            /// Inserts `key` through `exec` (the pool, or a transaction).
+            async fn insert_api_key<'e, E>(exec: E, key: &ApiKeyRecord) -> Result<(), StoreError>
+            where
+                E: sqlx::Executor<'e, Database = $db>,
+            {
+                sqlx::query(
+                    "INSERT INTO api_keys (key_id, key_hash, key_hint, user_id, name, created_at, \
+                     expires_at, disabled) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(&key.key_id)
+                .bind(&key.key_hash)
+                .bind(&key.key_hint)
+                .bind(&key.user_id)
+                .bind(&key.name)
+                .bind($ts(key.created_at))
+                .bind(key.expires_at.map($ts))
+                .bind(key.revoked)
+                .execute(exec)
+                .await?;
+                Ok(())
+            }
+
             /// Stores `token` in its session, whose expiry follows the newest token's.
             async fn insert_refresh(
                 tx: &mut sqlx::Transaction<'_, $db>,
