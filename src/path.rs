@@ -36,6 +36,10 @@ pub enum PathError {
     #[error("the request path is percent-encoded twice")]
     /// `%25` followed by two hex digits.
     DoubleEncoding,
+    #[error("the request path has a raw space, '#', '?', '<', '>' or '`'")]
+    /// A byte that ends or cannot be in a request target: HTTP parsers never deliver one,
+    /// but a path from a header (forward-auth) could carry it.
+    NotInPath,
 }
 
 fn is_unreserved(b: u8) -> bool {
@@ -47,6 +51,7 @@ fn check_raw(b: u8) -> Result<(), PathError> {
     match b {
         b'\\' => Err(PathError::Backslash),
         b';' => Err(PathError::PathParameter),
+        b' ' | b'#' | b'?' | b'<' | b'>' | b'`' => Err(PathError::NotInPath),
         0..=0x1f | 0x7f => Err(PathError::ControlByte),
         0x80..=0xff => Err(PathError::NonAscii),
         _ => Ok(()),
@@ -354,6 +359,13 @@ mod tests {
         assert_eq!(n("/a%zz"), Err(PathError::BadPercentEncoding));
         assert_eq!(n("/a%4"), Err(PathError::BadPercentEncoding));
         assert_eq!(n("/é"), Err(PathError::NonAscii));
+        // Found by the routing properties: a raw `#` stayed in the path and was cut by the
+        // upstream URI, so the upstream saw another path than the one matched.
+        assert_eq!(n("/#a"), Err(PathError::NotInPath));
+        assert_eq!(n("/a b"), Err(PathError::NotInPath));
+        assert_eq!(n("/a?b"), Err(PathError::NotInPath));
+        assert_eq!(n("/`a"), Err(PathError::NotInPath));
+        assert_eq!(n("/a%23b").as_deref(), Ok("/a%23b"));
         assert_eq!(n("api"), Err(PathError::NotAbsolute));
         assert_eq!(n(""), Err(PathError::NotAbsolute));
     }

@@ -89,6 +89,9 @@ pub(crate) fn forwarded_path<'a>(route: &RouteConfig, path: &'a str) -> &'a str 
 }
 
 #[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Config;

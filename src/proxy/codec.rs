@@ -422,4 +422,6 @@ fn parse_hex(digits: &[u8]) -> Option<u64> {
 }
 
 #[cfg(test)]
+mod properties;
+#[cfg(test)]
 mod tests;
