@@ -10,15 +10,18 @@
 //!    HTTP/1.1 client, pools, tunnels), `authz` (policy decisions), [`logging`].
 //! 4. [`cache`] (the identity cache and revocation) and `routes` (the route table, each
 //!    route with its upstream).
-//! 5. [`auth`]: credentials -> identity (JWT, API keys, passwords, the resolver, sessions).
-//! 6. `account`: the account API handlers.
-//! 7. [`http`]: the request path — `handle()` settles the host and framing, normalizes,
+//! 5. [`throttle`]: rate limits on failed logins and the other guessable attempts.
+//! 6. [`auth`]: credentials -> identity (JWT, API keys, passwords, the resolver, sessions).
+//! 7. `account`: the account API handlers.
+//! 8. [`http`]: the request path — `handle()` settles the host and framing, normalizes,
 //!    routes, authenticates, authorizes, prepares headers, forwards; `respond` turns every
 //!    failure into a response and its metrics label. [`import`] reads the origin gateway.
-//! 8. `server` (accept loop, per-connection bounds, drain) and `operator` (the operator
+//! 9. `server` (accept loop, per-connection bounds, drain) and `operator` (the operator
 //!    listener).
-//! 9. [`app`] assembles everything from a `Config`; [`commands`] is the work behind each
-//!    CLI subcommand; `main.rs` only parses, prints and maps exit codes.
+//! 10. [`app`] assembles everything from a `Config`; [`commands`] is the work behind each
+//!     CLI subcommand; `main.rs` only parses, prints and maps exit codes.
+//!
+//! `fuzzing` (feature `fuzzing`, and in unit tests) holds the fuzz targets' entry points.
 
 pub(crate) mod account;
 pub mod app;
@@ -27,6 +30,8 @@ pub(crate) mod authz;
 pub mod cache;
 pub mod commands;
 pub mod config;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod http;
 pub mod identity;
 pub mod import;

@@ -107,7 +107,7 @@ pub(super) fn write_chunk_size(buf: &mut Vec<u8>, len: usize) {
 
 /// How the response body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum BodyFraming {
+pub(crate) enum BodyFraming {
     Empty,
     Length(u64),
     Chunked,
@@ -117,7 +117,7 @@ pub(super) enum BodyFraming {
 
 /// A complete response head.
 #[derive(Debug)]
-pub(super) struct ResponseHead {
+pub(crate) struct ResponseHead {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub framing: BodyFraming,
@@ -127,7 +127,7 @@ pub(super) struct ResponseHead {
 
 /// Where one header field's name and value are in the head: (offset, length) pairs.
 #[derive(Clone, Copy)]
-pub(super) struct Field {
+pub(crate) struct Field {
     name: (usize, usize),
     value: (usize, usize),
 }
@@ -136,7 +136,7 @@ pub(super) struct Field {
 /// Interim (1xx other than 101) responses are returned like any other; the caller skips them.
 /// `fields` is scratch space kept by the caller so that parsing neither allocates nor
 /// clears a large array per response.
-pub(super) fn parse_response_head(
+pub(crate) fn parse_response_head(
     buf: &mut BytesMut,
     method: &Method,
     fields: &mut Vec<Field>,
@@ -296,7 +296,7 @@ fn keeps_alive(version: u8, headers: &HeaderMap) -> bool {
 
 /// Where the chunked decoder is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Chunked {
+pub(crate) enum Chunked {
     Size,
     Data(u64),
     DataEnd,
@@ -305,7 +305,7 @@ pub(super) enum Chunked {
 
 /// What one decoding step produced.
 #[derive(Debug)]
-pub(super) enum Step {
+pub(crate) enum Step {
     /// Body bytes.
     Data(Bytes),
     /// The body ended, with these trailers (possibly none).
@@ -317,7 +317,7 @@ pub(super) enum Step {
 }
 
 /// One step of chunked decoding from the front of `buf`.
-pub(super) fn decode_chunked(state: &mut Chunked, buf: &mut BytesMut) -> Result<Step, Malformed> {
+pub(crate) fn decode_chunked(state: &mut Chunked, buf: &mut BytesMut) -> Result<Step, Malformed> {
     match *state {
         Chunked::Size => {
             let Some(nl) = buf.iter().position(|&b| b == b'\n') else {

@@ -7,7 +7,7 @@
 //! byte tunnel. Never decides who may call what.
 
 mod body;
-mod codec;
+pub(crate) mod codec;
 mod conn;
 mod exchange;
 pub mod hop_by_hop;

@@ -4,6 +4,7 @@
 //! `RateLimit-Policy`, JSON), the client address (trusted proxies only, IPv6 by /64), the
 //! per-user key cap under concurrency, and the operator's view.
 
+mod flood;
 mod shared;
 
 use serde_json::json;
