@@ -132,6 +132,15 @@ fn decode_unreserved(path: &[u8]) -> Result<String, PathError> {
         }
         i += 3;
     }
+    // Decoding can put hex digits right after a `%25` (`%25%32%65` becomes `%252e`): the
+    // result is judged too, not only the input.
+    let doubly = out
+        .as_bytes()
+        .windows(5)
+        .any(|w| &w[..3] == b"%25" && hex_value(w[3]).is_some() && hex_value(w[4]).is_some());
+    if doubly {
+        return Err(PathError::DoubleEncoding);
+    }
     Ok(out)
 }
 
@@ -356,6 +365,14 @@ mod tests {
         );
         assert_eq!(n("/a/%252F"), Err(PathError::DoubleEncoding));
         assert_eq!(n("/a/%2541"), Err(PathError::DoubleEncoding));
+        // Found by fuzzing: decoding `%32` and `%65` made `%25%32%65` the `%252e` refused
+        // above, and a path that normalized to something it would itself refuse.
+        assert_eq!(
+            n("/public/%25%32%65%25%32%65/admin"),
+            Err(PathError::DoubleEncoding)
+        );
+        assert_eq!(n("/ic/%258%327x"), Err(PathError::DoubleEncoding));
+        assert_eq!(n("/a/%25%7a").as_deref(), Ok("/a/%25z"));
         assert_eq!(n("/a%zz"), Err(PathError::BadPercentEncoding));
         assert_eq!(n("/a%4"), Err(PathError::BadPercentEncoding));
         assert_eq!(n("/é"), Err(PathError::NonAscii));

@@ -114,6 +114,7 @@ async fn the_original_request_is_judged_like_a_proxied_one() {
     for bad in [
         "/public/..%2fapi/x",
         "/public/%252e%252e/api",
+        "/public/%25%32%65%25%32%65/api",
         "/api?access_token=x",
     ] {
         assert_eq!(srv.verify("GET", bad, &[]).await.status, 400, "{bad}");
