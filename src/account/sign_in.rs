@@ -24,6 +24,7 @@ use crate::identity::AuthMethod;
 use crate::path::{is_local_target, under_prefix_ignoring_case};
 use crate::secret::Secret;
 use crate::store::{StoreError, User};
+use crate::throttle::Refused;
 
 const WRONG_ORIGIN: &str =
     "This form must be sent from this site's own page. Reload the page and try again.";
@@ -176,7 +177,7 @@ pub(super) async fn sign_in(
     enabled(&ctx)?;
     let target = return_target(&ctx, &headers, form.return_to.as_deref());
     let page = Page::new(&ctx, &target);
-    let again = |status, message| {
+    let again = |status, message: &str| {
         let body = page.sign_in(
             &form.email,
             &Notice::Error(message),
@@ -198,12 +199,7 @@ pub(super) async fn sign_in(
             again(StatusCode::BAD_REQUEST, "Incorrect email or password.")
         }
         Err(AccountError::Throttled(refused)) => {
-            let wait = refused.retry_after_secs();
-            let message = format!("Too many attempts. Try again in {wait} seconds.");
-            let mut resp = again(StatusCode::TOO_MANY_REQUESTS, &message)?;
-            resp.headers_mut()
-                .insert(http::header::RETRY_AFTER, wait.into());
-            Ok(resp)
+            try_later(&refused, |m| again(StatusCode::TOO_MANY_REQUESTS, m))
         }
         // Only someone who knew the password learns this.
         Err(AccountError::Auth(AuthError::Disabled)) => again(
@@ -212,6 +208,15 @@ pub(super) async fn sign_in(
         ),
         Err(e) => Err(e),
     }
+}
+
+/// The form again, saying when to try again: 429 with `Retry-After`.
+fn try_later(refused: &Refused, again: impl FnOnce(&str) -> Result<Response>) -> Result<Response> {
+    let wait = refused.retry_after_secs();
+    let mut resp = again(&format!("Too many attempts. Try again in {wait} seconds."))?;
+    resp.headers_mut()
+        .insert(http::header::RETRY_AFTER, wait.into());
+    Ok(resp)
 }
 
 /// `GET {mount}/sign-up`: the registration form (404 while registration is closed).
@@ -304,6 +309,9 @@ pub(super) async fn sign_up(
             let field = invalid.loc.get(1).map(String::as_str);
             again(StatusCode::BAD_REQUEST, &invalid.msg, field)
         }
+        Err(AccountError::Throttled(refused)) => {
+            try_later(&refused, |m| again(StatusCode::TOO_MANY_REQUESTS, m, None))
+        }
         Err(AccountError::Store(StoreError::EmailTaken)) => {
             match check_password(&ctx, &meta, &form.email, &password).await {
                 Ok(user) => signed_in_as(&ctx, &user, &meta, &target).await,
@@ -314,6 +322,9 @@ pub(super) async fn sign_up(
                          have an account, sign in instead.",
                         None,
                     )
+                }
+                Err(AccountError::Throttled(refused)) => {
+                    try_later(&refused, |m| again(StatusCode::TOO_MANY_REQUESTS, m, None))
                 }
                 Err(e) => Err(e),
             }

@@ -300,21 +300,36 @@ async fn api_key_creation_is_limited_per_address() {
 }
 
 #[tokio::test]
-async fn the_sign_in_form_says_when_to_try_again() {
-    let srv =
-        TestServer::start_with("[throttle]\nlogin_pair = { burst = 1, every = \"10m\" }\n").await;
+async fn the_sign_in_and_sign_up_forms_say_when_to_try_again() {
+    let srv = TestServer::start_with(
+        "[throttle]\nlogin_pair = { burst = 1, every = \"10m\" }\nregister = { burst = 2, every = \"10m\" }\n",
+    )
+    .await;
     srv.register("form@example.com").await;
-    let post = || {
-        srv.post(&srv.auth_path("/sign-in"))
+    let post = |page: &str, body: &'static str| {
+        srv.post(&srv.auth_path(page))
             .header("content-type", "application/x-www-form-urlencoded")
             .header("origin", &format!("http://{}", srv.addr))
-            .body("email=form%40example.com&password=wrong")
+            .body(body)
             .send()
     };
-    assert_eq!(post().await.status, 400);
-    let r = post().await;
+    let sign_in = "email=form%40example.com&password=wrong";
+    assert_eq!(post("/sign-in", sign_in).await.status, 400);
+    let r = post("/sign-in", sign_in).await;
     assert_eq!(r.status, 429);
     assert!(r.header("retry-after").is_some());
+    assert!(
+        r.text().contains("Too many attempts. Try again in"),
+        "{}",
+        r.text()
+    );
+    // The JSON registration above was the first of two; the form gets the second.
+    let sign_up = "email=fresh%40example.com&full_name=Nell&organization=&password=a+long+new+secret+9";
+    let r = post("/sign-up", sign_up).await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let r = post("/sign-up", sign_up).await;
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert!(r.header("content-type").unwrap().starts_with("text/html"));
     assert!(
         r.text().contains("Too many attempts. Try again in"),
         "{}",
