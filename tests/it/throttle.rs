@@ -324,7 +324,8 @@ async fn the_sign_in_and_sign_up_forms_say_when_to_try_again() {
         r.text()
     );
     // The JSON registration above was the first of two; the form gets the second.
-    let sign_up = "email=fresh%40example.com&full_name=Nell&organization=&password=a+long+new+secret+9";
+    let sign_up =
+        "email=fresh%40example.com&full_name=Nell&organization=&password=a+long+new+secret+9";
     let r = post("/sign-up", sign_up).await;
     assert_eq!(r.status, 303, "{}", r.text());
     let r = post("/sign-up", sign_up).await;
