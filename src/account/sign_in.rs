@@ -210,12 +210,12 @@ pub(super) async fn sign_in(
     }
 }
 
-/// The form again, saying when to try again: 429 with `Retry-After`.
+/// The form again, saying when to try again: 429 with `Retry-After` and the RateLimit
+/// fields, as the JSON API answers.
 fn try_later(refused: &Refused, again: impl FnOnce(&str) -> Result<Response>) -> Result<Response> {
     let wait = refused.retry_after_secs();
     let mut resp = again(&format!("Too many attempts. Try again in {wait} seconds."))?;
-    resp.headers_mut()
-        .insert(http::header::RETRY_AFTER, wait.into());
+    refused.set_headers(resp.headers_mut());
     Ok(resp)
 }
 

@@ -237,28 +237,6 @@ fn throttled(refused: Refused) -> ErrorReply {
     }
 }
 
-/// The IETF RateLimit fields (draft-ietf-httpapi-ratelimit-headers): the limiter's policy
-/// as a quota over the time its burst takes to come back, and none left until `t`.
-fn rate_limit_headers(r: &Refused, h: &mut http::HeaderMap) {
-    let name = r.limiter.label();
-    let secs = r.retry_after_secs();
-    let window = r.rate.window().as_secs().max(1);
-    let policy = format!("\"{name}\";q={};w={window}", r.rate.burst);
-    let state = format!("\"{name}\";r=0;t={secs}");
-    for (field, value) in [
-        (RETRY_AFTER, secs.to_string()),
-        (RATELIMIT_POLICY.clone(), policy),
-        (RATELIMIT.clone(), state),
-    ] {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            h.insert(field, v);
-        }
-    }
-}
-
-static RATELIMIT: http::HeaderName = http::HeaderName::from_static("ratelimit");
-static RATELIMIT_POLICY: http::HeaderName = http::HeaderName::from_static("ratelimit-policy");
-
 fn build(r: ErrorReply) -> Response<Body> {
     let mut body = serde_json::json!({ "detail": r.detail, "code": r.code });
     if let Some(t) = &r.throttled {
@@ -276,7 +254,7 @@ fn build(r: ErrorReply) -> Response<Body> {
         h.insert(RETRY_AFTER, HeaderValue::from_static(v));
     }
     if let Some(t) = &r.throttled {
-        rate_limit_headers(t, h);
+        t.set_headers(h);
     }
     if r.close {
         h.insert(http::header::CONNECTION, HeaderValue::from_static("close"));

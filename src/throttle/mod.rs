@@ -18,6 +18,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use http::{HeaderName, HeaderValue};
 use moka::sync::Cache;
 
 pub use crate::metrics::Limiter;
@@ -61,6 +62,26 @@ impl Refused {
     /// Whole seconds to wait, at least 1 (for `Retry-After`).
     pub fn retry_after_secs(&self) -> u64 {
         self.retry_after.as_millis().div_ceil(1000).max(1) as u64
+    }
+
+    /// Sets `Retry-After` and the IETF RateLimit fields (draft-ietf-httpapi-ratelimit-
+    /// headers): the limiter's policy as its burst over the time the burst takes to come
+    /// back, and nothing left until the wait is over.
+    pub fn set_headers(&self, h: &mut http::HeaderMap) {
+        static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+        static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+        let name = self.limiter.label();
+        let secs = self.retry_after_secs();
+        let window = self.rate.window().as_secs().max(1);
+        let policy = format!("\"{name}\";q={};w={window}", self.rate.burst);
+        let state = format!("\"{name}\";r=0;t={secs}");
+        h.insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+        for (field, value) in [(&RATELIMIT_POLICY, policy), (&RATELIMIT, state)] {
+            // Limiter names and numbers: always a valid field value.
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                h.insert(field.clone(), v);
+            }
+        }
     }
 }
 

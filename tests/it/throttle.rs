@@ -319,6 +319,12 @@ async fn the_sign_in_and_sign_up_forms_say_when_to_try_again() {
     assert_eq!(r.status, 429);
     assert!(r.header("retry-after").is_some());
     assert!(
+        r.header("ratelimit")
+            .unwrap()
+            .starts_with("\"login_pair\";r=0;t=")
+    );
+    assert!(r.header("ratelimit-policy").is_some());
+    assert!(
         r.text().contains("Too many attempts. Try again in"),
         "{}",
         r.text()
