@@ -16,7 +16,7 @@ pub(super) struct RawConfig {
     pub cors: RawCors,
     pub sign_in: RawSignIn,
     pub forward_auth: RawForwardAuth,
-    pub throttle: super::throttle::RawThrottle,
+    pub throttle: RawThrottle,
     pub identity_headers: RawIdentityHeaders,
     pub cache: RawCache,
     pub log: RawLog,
@@ -223,4 +223,26 @@ impl<'de> Deserialize<'de> for RawRouteCors {
             ))),
         }
     }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawThrottle {
+    pub enabled: Option<bool>,
+    pub login_account: Option<RawRate>,
+    pub login_address: Option<RawRate>,
+    pub login_pair: Option<RawRate>,
+    pub register: Option<RawRate>,
+    pub refresh: Option<RawRate>,
+    pub change_password: Option<RawRate>,
+    pub api_key_create: Option<RawRate>,
+    pub api_key_failure: Option<RawRate>,
+    pub known_address_for: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawRate {
+    pub burst: Option<u32>,
+    pub every: Option<String>,
 }

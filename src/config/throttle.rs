@@ -4,9 +4,8 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
-
 use super::ConfigError;
+use super::raw::{RawRate, RawThrottle};
 use super::values::*;
 
 /// A limiter's rate: `burst` events at once, then one more each `every`. Over any hour at
@@ -74,28 +73,6 @@ pub(crate) const DEFAULTS: ThrottleConfig = ThrottleConfig {
     api_key_failure: every(20, 30),
     known_address_for: Duration::from_secs(30 * 24 * 3600),
 };
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub(super) struct RawThrottle {
-    pub enabled: Option<bool>,
-    pub login_account: Option<RawRate>,
-    pub login_address: Option<RawRate>,
-    pub login_pair: Option<RawRate>,
-    pub register: Option<RawRate>,
-    pub refresh: Option<RawRate>,
-    pub change_password: Option<RawRate>,
-    pub api_key_create: Option<RawRate>,
-    pub api_key_failure: Option<RawRate>,
-    pub known_address_for: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub(super) struct RawRate {
-    pub burst: Option<u32>,
-    pub every: Option<String>,
-}
 
 fn rate(name: &str, raw: Option<RawRate>, default: Rate) -> Result<Rate> {
     let Some(raw) = raw else {

@@ -193,16 +193,15 @@ impl Throttle {
                 }
             })
             .collect();
-        let mut shared = false;
-        let mut outcome = None;
-        if let Some(tier) = &self.redis {
-            outcome = shared::take(tier, &slots, known.as_deref()).await;
-            shared = outcome.is_some();
-            if !shared {
-                self.metrics.record_throttle_fallback();
-            }
+        let from_redis = match &self.redis {
+            Some(tier) => shared::take(tier, &slots, known.as_deref()).await,
+            None => None,
+        };
+        let shared = from_redis.is_some();
+        if self.redis.is_some() && !shared {
+            self.metrics.record_throttle_fallback();
         }
-        let outcome = outcome.unwrap_or_else(|| self.local.take(&slots, known.as_deref()));
+        let outcome = from_redis.unwrap_or_else(|| self.local.take(&slots, known.as_deref()));
         match outcome {
             Outcome::Taken { skipped_last } => {
                 let mut slots = slots;

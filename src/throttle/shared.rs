@@ -32,9 +32,7 @@ static TAKE: LazyLock<redis::Script> = LazyLock::new(|| {
             if tat < now then tat = now end
             local n2 = tat + interval
             local over = n2 - now - interval * burst
-            if over > 0 then
-              if over > wait then worst, wait = i, over end
-            end
+            if over > wait then worst, wait = i, over end
             next[i] = n2
           end
           if worst > 0 then return {worst, wait} end
