@@ -504,6 +504,12 @@ def login_rows(work, rows, args, sut, lg, token):
                                   str(seconds)], capture_output=True, text=True, check=True).stdout
             raws.append(float(re.search(r"([\d.]+) hashes/s", raw).group(1)))
             logins.append(run_wrk(login_url, 8, args.duration, script=script, cpu=lg)[0])
+        # What the login burst left in memory: right after the last run, then every 10 s for
+        # a minute with no logins (argon2 working memory idle for 10 s is freed).
+        rss_after = [rss_kb(p.pid)]
+        for _ in range(6):
+            time.sleep(10)
+            rss_after.append(rss_kb(p.pid))
         raw_rate = statistics.median(raws)
         ok_rate = statistics.median(l["rps"] for l in logins)
         ratio = statistics.median(l["rps"] / r for l, r in zip(logins, raws))
@@ -512,7 +518,10 @@ def login_rows(work, rows, args, sut, lg, token):
                    f"| 9 | raw argon2id hashes/s (same parameters, SUT CPU; median, {min(raws):.1f}..{max(raws):.1f}) | {raw_rate:.1f} |\n"
                    f"| 9 | login requests/s (8 connections; median, {min(l['rps'] for l in logins):.1f}..{max(l['rps'] for l in logins):.1f}) | {ok_rate:.1f} |\n"
                    f"| 9 | login / raw (median of the paired runs' ratios) | {ratio:.2f} |\n"
-                   f"| 9 | non-2xx logins | {non2xx} |\n")
+                   f"| 9 | non-2xx logins | {non2xx} |\n"
+                   f"| 9 | portcullis RSS MB right after the logins | {rss_after[0] / 1024:.1f} |\n"
+                   f"| 9 | RSS MB 10, 20, 30, 40, 50, 60 s later | "
+                   f"{', '.join(f'{r / 1024:.1f}' for r in rss_after[1:])} |\n")
     if "10" in rows:
         url = f"http://127.0.0.1:{PORT_REPL_A}/api/x"
         t = session(PORT_REPL_A, "flood@example.com")

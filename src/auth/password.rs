@@ -3,12 +3,15 @@
 //! bounded queue, so a login storm is refused with 503 instead of starving the proxy. With
 //! `low_priority` (the default) the pool's threads are scheduled `SCHED_IDLE`: they use only
 //! CPU time that proxying leaves free.
+//!
+//! Argon2's working memory (`memory_kib`, 19 MiB by default) is reused from hash to hash
+//! while logins keep coming and freed once it has sat unused for `SPARE_IDLE`, so a login
+//! burst does not leave the process tens of megabytes larger for good (the allocator returns
+//! freed pages to the system, see `lib.rs`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
-
-use std::cell::RefCell;
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
@@ -33,7 +36,61 @@ pub(crate) struct Verified {
     pub needs_rehash: bool,
 }
 
-type Job = Box<dyn FnOnce() + Send>;
+type Job = Box<dyn FnOnce(&Spare) + Send>;
+
+/// How long argon2 working memory is kept unused before it is freed.
+pub(crate) const SPARE_IDLE: Duration = Duration::from_secs(10);
+
+/// Argon2 working memory between hashes: buffers a finished hash gave back, with when it
+/// did. A hash takes one (or allocates), so back-to-back hashes do not fault in fresh pages;
+/// `drop_idle` frees those unused for longer than the idle bound.
+#[derive(Default)]
+pub(crate) struct Spare {
+    buffers: Mutex<Vec<(Instant, Vec<Block>)>>,
+}
+
+impl Spare {
+    /// A buffer of at least `need` blocks: a spare one when there is one.
+    fn take(&self, need: usize) -> Vec<Block> {
+        let spare = self.buffers.lock().ok().and_then(|mut b| b.pop());
+        let mut blocks = spare.map(|(_, blocks)| blocks).unwrap_or_default();
+        if blocks.len() < need {
+            blocks.resize(need, Block::default());
+        }
+        blocks
+    }
+
+    fn give(&self, blocks: Vec<Block>) {
+        if let Ok(mut buffers) = self.buffers.lock() {
+            buffers.push((Instant::now(), blocks));
+        }
+    }
+
+    /// Frees the buffers unused for longer than `idle` (outside the lock).
+    pub(crate) fn drop_idle(&self, idle: Duration) {
+        let stale: Vec<_> = match self.buffers.lock() {
+            Ok(mut buffers) => {
+                let (keep, stale) = std::mem::take(&mut *buffers)
+                    .into_iter()
+                    .partition(|(at, _)| at.elapsed() < idle);
+                *buffers = keep;
+                stale
+            }
+            Err(_) => return,
+        };
+        drop(stale);
+    }
+
+    /// Bytes of working memory kept.
+    #[cfg(test)]
+    pub(crate) fn kept_bytes(&self) -> usize {
+        self.buffers.lock().map_or(0, |b| {
+            b.iter()
+                .map(|(_, blocks)| blocks.len() * std::mem::size_of::<Block>())
+                .sum()
+        })
+    }
+}
 
 /// The hashing threads. Jobs wait in the channel; `PasswordHasher` bounds how many.
 struct Pool {
@@ -55,22 +112,27 @@ impl Pool {
     fn new(threads: usize, low_priority: bool) -> Result<Pool, HashError> {
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
+        let spare = Arc::new(Spare::default());
         for i in 0..threads {
             let rx = rx.clone();
+            let spare = spare.clone();
             std::thread::Builder::new()
                 .name(format!("portcullis-hash-{i}"))
                 .spawn(move || {
                     if low_priority {
                         lower_priority();
                     }
+                    // The thread waiting for work wakes at least every half idle bound to
+                    // free the spare memory nobody has used for the whole bound.
                     loop {
                         let job = match rx.lock() {
-                            Ok(guard) => guard.recv(),
+                            Ok(guard) => guard.recv_timeout(SPARE_IDLE / 2),
                             Err(_) => return,
                         };
                         match job {
-                            Ok(job) => job(),
-                            Err(_) => return,
+                            Ok(job) => job(&spare),
+                            Err(mpsc::RecvTimeoutError::Timeout) => spare.drop_idle(SPARE_IDLE),
+                            Err(mpsc::RecvTimeoutError::Disconnected) => return,
                         }
                     }
                 })
@@ -92,15 +154,11 @@ pub(crate) struct PasswordHasher {
     metrics: Arc<Metrics>,
 }
 
-thread_local! {
-    /// Argon2 working memory, kept by each hashing thread so that a hash does not fault in
-    /// `m` KiB of fresh pages every time.
-    static BLOCKS: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Argon2 of `password` with `salt` into `out`, in this thread's reusable memory (or a
-/// one-off allocation for parameters far above the configured ones).
+/// Argon2 of `password` with `salt` into `out`, in spare working memory (or a one-off
+/// allocation for parameters far above the configured ones).
+#[allow(clippy::too_many_arguments)]
 fn argon2_into(
+    spare: &Spare,
     algorithm: Algorithm,
     version: Version,
     params: &Params,
@@ -115,13 +173,10 @@ fn argon2_into(
         let mut once = vec![Block::default(); need];
         return argon.hash_password_into_with_memory(password, salt, out, &mut once[..]);
     }
-    BLOCKS.with(|blocks| {
-        let mut blocks = blocks.borrow_mut();
-        if blocks.len() < need {
-            blocks.resize(need, Block::default());
-        }
-        argon.hash_password_into_with_memory(password, salt, out, &mut blocks[..need])
-    })
+    let mut blocks = spare.take(need);
+    let hashed = argon.hash_password_into_with_memory(password, salt, out, &mut blocks[..need]);
+    spare.give(blocks);
+    hashed
 }
 
 /// A PHC string for argon2id with `params`, `salt` and `hash`.
@@ -137,7 +192,7 @@ fn phc(params: &Params, salt: &SaltString, hash: &[u8]) -> Result<String, HashEr
     .to_string())
 }
 
-fn hash_now(params: &Params, password: &str) -> Result<String, HashError> {
+fn hash_now(spare: &Spare, params: &Params, password: &str) -> Result<String, HashError> {
     let salt = SaltString::generate(&mut OsRng);
     let mut salt_bytes = [0u8; 64];
     let raw_salt = salt
@@ -145,6 +200,7 @@ fn hash_now(params: &Params, password: &str) -> Result<String, HashError> {
         .map_err(|e| HashError::Internal(e.to_string()))?;
     let mut out = [0u8; 32];
     argon2_into(
+        spare,
         Algorithm::Argon2id,
         Version::V0x13,
         params,
@@ -158,7 +214,7 @@ fn hash_now(params: &Params, password: &str) -> Result<String, HashError> {
 }
 
 /// Checks an argon2 PHC string; `configured` decides whether it needs upgrading.
-fn verify_argon2(configured: &Params, password: &str, stored: &str) -> Verified {
+fn verify_argon2(spare: &Spare, configured: &Params, password: &str, stored: &str) -> Verified {
     let no = Verified {
         ok: false,
         needs_rehash: false,
@@ -185,6 +241,7 @@ fn verify_argon2(configured: &Params, password: &str, stored: &str) -> Verified 
     let mut out = vec![0u8; expected.len()];
     let keep = configured.block_count().saturating_mul(4);
     if argon2_into(
+        spare,
         algorithm,
         version,
         &params,
@@ -209,9 +266,9 @@ fn verify_argon2(configured: &Params, password: &str, stored: &str) -> Verified 
     }
 }
 
-fn verify_now(params: &Params, password: &str, stored: &str) -> Verified {
+fn verify_now(spare: &Spare, params: &Params, password: &str, stored: &str) -> Verified {
     if stored.starts_with("$argon2") {
-        verify_argon2(params, password, stored)
+        verify_argon2(spare, params, password, stored)
     } else if stored.starts_with("$2a$") || stored.starts_with("$2b$") || stored.starts_with("$2y$")
     {
         let ok = bcrypt::verify(password, stored).unwrap_or(false);
@@ -257,7 +314,7 @@ impl PasswordHasher {
     /// Runs `work` on the hashing pool, or refuses at once when the queue is full.
     async fn run<T, F>(&self, work: F) -> Result<T, HashError>
     where
-        F: FnOnce(&Params) -> T + Send + 'static,
+        F: FnOnce(&Spare, &Params) -> T + Send + 'static,
         T: Send + 'static,
     {
         if self.in_flight.fetch_add(1, Ordering::AcqRel) >= self.limit {
@@ -268,8 +325,8 @@ impl PasswordHasher {
         let _slot = InFlight(&self.in_flight);
         let params = self.params.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move || {
-            let _ = tx.send(work(&params));
+        let job: Job = Box::new(move |spare| {
+            let _ = tx.send(work(spare, &params));
         });
         self.pool
             .jobs
@@ -283,7 +340,7 @@ impl PasswordHasher {
 
     pub(crate) async fn hash(&self, password: &Secret) -> Result<String, HashError> {
         let password = password.clone();
-        self.run(move |params| hash_now(params, password.expose()))
+        self.run(move |spare, params| hash_now(spare, params, password.expose()))
             .await?
     }
 
@@ -298,7 +355,7 @@ impl PasswordHasher {
         let stored = stored.unwrap_or(&self.dummy_hash).to_string();
         let password = password.clone();
         let verified = self
-            .run(move |params| verify_now(params, password.expose(), &stored))
+            .run(move |spare, params| verify_now(spare, params, password.expose(), &stored))
             .await?;
         Ok(if known {
             verified
@@ -321,13 +378,15 @@ pub(crate) fn measure_rate(
     let params = Params::new(cfg.memory_kib, cfg.iterations, cfg.parallelism, None)
         .map_err(|e| HashError::Internal(e.to_string()))?;
     let started = Instant::now();
+    let spare = Arc::new(Spare::default());
     let handles: Vec<_> = (0..threads.max(1))
         .map(|_| {
             let params = params.clone();
+            let spare = spare.clone();
             std::thread::spawn(move || {
                 let mut n = 0u64;
                 while started.elapsed() < duration {
-                    if hash_now(&params, "benchmark password").is_ok() {
+                    if hash_now(&spare, &params, "benchmark password").is_ok() {
                         n += 1;
                     }
                 }

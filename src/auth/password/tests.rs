@@ -60,7 +60,8 @@ async fn argon2id_round_trip() {
 fn hashes_interoperate_with_the_argon2_crate() {
     use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
     let params = Params::new(256, 1, 1, None).unwrap();
-    let ours = hash_now(&params, "interop password").unwrap();
+    let spare = Spare::default();
+    let ours = hash_now(&spare, &params, "interop password").unwrap();
     let standard = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
     let parsed = PasswordHash::new(&ours).unwrap();
     assert!(
@@ -74,11 +75,11 @@ fn hashes_interoperate_with_the_argon2_crate() {
         .hash_password(b"their password", &salt)
         .unwrap()
         .to_string();
-    assert!(verify_now(&params, "their password", &theirs).ok);
-    assert!(!verify_now(&params, "wrong", &theirs).ok);
+    assert!(verify_now(&spare, &params, "their password", &theirs).ok);
+    assert!(!verify_now(&spare, &params, "wrong", &theirs).ok);
     // The dummy hash parses, costs a real check, and matches nothing.
     let dummy = dummy_hash(&params).unwrap();
-    assert!(!verify_now(&params, "", &dummy).ok);
+    assert!(!verify_now(&spare, &params, "", &dummy).ok);
     assert!(PasswordHash::new(&dummy).is_ok());
 }
 
@@ -122,7 +123,7 @@ async fn full_queue_is_refused() {
         .jobs
         .lock()
         .unwrap()
-        .send(Box::new(move || {
+        .send(Box::new(move |_: &Spare| {
             let _ = blocked.recv();
         }))
         .unwrap();
@@ -150,4 +151,38 @@ async fn full_queue_is_refused() {
 fn hash_rate_is_measured() {
     let rate = measure_rate(&config(64, 1, 1), 1, Duration::from_millis(200)).unwrap();
     assert!(rate > 1.0, "{rate}");
+}
+
+#[test]
+fn working_memory_is_reused_then_freed_when_idle() {
+    let params = Params::new(256, 1, 1, None).unwrap();
+    let spare = Spare::default();
+    assert_eq!(spare.kept_bytes(), 0);
+    let first = hash_now(&spare, &params, "pw").unwrap();
+    // One hash keeps its 256 KiB for the next one, which takes it rather than a second.
+    assert_eq!(spare.kept_bytes(), 256 * 1024);
+    hash_now(&spare, &params, "pw").unwrap();
+    assert_eq!(spare.kept_bytes(), 256 * 1024);
+    assert!(verify_now(&spare, &params, "pw", &first).ok);
+    // Recently used memory stays; memory idle for the bound is freed.
+    spare.drop_idle(Duration::from_secs(60));
+    assert_eq!(spare.kept_bytes(), 256 * 1024);
+    std::thread::sleep(Duration::from_millis(20));
+    spare.drop_idle(Duration::from_millis(10));
+    assert_eq!(spare.kept_bytes(), 0);
+    // Far larger parameters than configured are hashed in a one-off allocation.
+    let big = Params::new(1024, 1, 1, None).unwrap();
+    let mut out = [0u8; 32];
+    argon2_into(
+        &spare,
+        Algorithm::Argon2id,
+        Version::V0x13,
+        &big,
+        b"pw",
+        b"saltsaltsalt",
+        &mut out,
+        params.block_count(),
+    )
+    .unwrap();
+    assert_eq!(spare.kept_bytes(), 0);
 }
