@@ -75,7 +75,7 @@ fn build_live(
     Ok(Live {
         routes: RouteTable::new(config.routes.clone(), metrics)?,
         account: account::router(ctx),
-        header_policy: HeaderPolicy::new(config.identity_headers.clone()),
+        header_policy: Arc::new(HeaderPolicy::new(config.identity_headers.clone())),
         csrf_origins: config.csrf.allowed_origins.clone(),
         cors: config.cors.clone(),
         forward_auth: config.forward_auth.as_ref().map(|f| f.path.clone()),
@@ -151,7 +151,8 @@ impl App {
             redis: redis.clone(),
             throttle,
             jwt: jwt.clone(),
-            access_log: config.log.access_log,
+            access_log: crate::logging::access_log(&config.log)
+                .context("starting the access log")?,
             account_body_limit: config.accounts.max_body_bytes as u64,
             body_read_timeout: config.server.body_read_timeout,
         };
@@ -232,6 +233,11 @@ impl App {
             },
         )
         .await;
+        // The drained requests' lines, before the process exits.
+        if let Some(log) = &self.state.access_log {
+            let log = log.clone();
+            let _ = tokio::task::spawn_blocking(move || log.flush()).await;
+        }
         Ok(())
     }
 }

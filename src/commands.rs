@@ -39,7 +39,8 @@ pub async fn serve(
         ),
         None => None,
     };
-    let listen = cfg.server.listen;
+    // The bound address: with port 0 in the file, the one the system chose.
+    let listen = listener.local_addr().unwrap_or(cfg.server.listen);
     let watch = cfg.server.watch_config;
     let app = crate::App::build(cfg).await.context("start-up failed")?;
     let reloader = app.reloader();

@@ -310,6 +310,27 @@ pub struct UpstreamConfig {
     pub base_path: String,
     /// TLS settings of an `https://` upstream beyond the defaults.
     pub tls: Option<UpstreamTls>,
+    /// The HTTP version spoken to the upstream.
+    pub protocol: UpstreamProtocol,
+}
+
+/// `upstream_protocol`: how a route talks to its upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1, one request per connection at a time (pooled keep-alive connections).
+    #[default]
+    Http1,
+    /// HTTP/2 without TLS (prior knowledge), for an `http://` upstream.
+    H2c,
+    /// HTTP/2 over TLS, agreed by ALPN, for an `https://` upstream.
+    H2,
+}
+
+impl UpstreamProtocol {
+    /// HTTP/2 either way.
+    pub fn is_h2(self) -> bool {
+        !matches!(self, UpstreamProtocol::Http1)
+    }
 }
 
 /// One `[[routes]]` entry.

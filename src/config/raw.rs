@@ -169,6 +169,7 @@ pub(super) struct RawRoute {
     pub methods: Option<Vec<String>>,
     pub host: Option<String>,
     pub upstream: Option<String>,
+    pub upstream_protocol: Option<String>,
     pub auth: Option<String>,
     pub roles: Option<Vec<String>>,
     pub strip_prefix: Option<bool>,

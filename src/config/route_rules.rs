@@ -68,6 +68,14 @@ pub(super) fn route(i: usize, raw: RawRoute) -> Result<RouteConfig> {
         server_name: raw.tls_server_name,
     };
     upstream.tls = upstream_tls(&key, &upstream, tls_keys)?;
+    upstream.protocol = upstream_protocol(&key, &upstream, raw.upstream_protocol.as_deref())?;
+    let websocket = raw.websocket.unwrap_or(false);
+    if websocket && upstream.protocol.is_h2() {
+        return Err(ConfigError::invalid(
+            key("websocket"),
+            "WebSocket upgrades need upstream_protocol = \"http1\"",
+        ));
+    }
     Ok(RouteConfig {
         name,
         prefix,
@@ -79,7 +87,7 @@ pub(super) fn route(i: usize, raw: RawRoute) -> Result<RouteConfig> {
         case_sensitive: raw.case_sensitive.unwrap_or(false),
         forward_credentials: raw.forward_credentials.unwrap_or(false),
         preserve_host: raw.preserve_host.unwrap_or(true),
-        websocket: raw.websocket.unwrap_or(false),
+        websocket,
         connect_timeout: duration(
             &key("connect_timeout"),
             raw.connect_timeout,
@@ -104,6 +112,38 @@ pub(super) fn route(i: usize, raw: RawRoute) -> Result<RouteConfig> {
         sign_in_redirect: raw.sign_in_redirect.unwrap_or(false),
         identity_assertion: raw.identity_assertion.unwrap_or(false),
     })
+}
+
+/// `upstream_protocol`: "http1" (the default), "h2c" for an `http://` upstream, "h2" for
+/// an `https://` one.
+fn upstream_protocol(
+    key: &dyn Fn(&str) -> String,
+    upstream: &UpstreamConfig,
+    text: Option<&str>,
+) -> Result<UpstreamProtocol> {
+    let https = upstream.scheme == http::uri::Scheme::HTTPS;
+    let protocol = match text {
+        None | Some("http1") => return Ok(UpstreamProtocol::Http1),
+        Some("h2c") => UpstreamProtocol::H2c,
+        Some("h2") => UpstreamProtocol::H2,
+        Some(other) => {
+            return Err(ConfigError::invalid(
+                key("upstream_protocol"),
+                format!("{other:?} is not one of \"http1\", \"h2c\", \"h2\""),
+            ));
+        }
+    };
+    match (protocol, https) {
+        (UpstreamProtocol::H2c, true) => Err(ConfigError::invalid(
+            key("upstream_protocol"),
+            "\"h2c\" is HTTP/2 without TLS: use \"h2\" for an https:// upstream",
+        )),
+        (UpstreamProtocol::H2, false) => Err(ConfigError::invalid(
+            key("upstream_protocol"),
+            "\"h2\" is HTTP/2 over TLS: use \"h2c\" for an http:// upstream",
+        )),
+        _ => Ok(protocol),
+    }
 }
 
 fn upstream(key: &str, text: &str) -> Result<UpstreamConfig> {
@@ -138,6 +178,7 @@ fn upstream(key: &str, text: &str) -> Result<UpstreamConfig> {
         authority,
         base_path,
         tls: None,
+        protocol: UpstreamProtocol::Http1,
     })
 }
 

@@ -148,6 +148,22 @@ impl HeaderPolicy {
                     .any(|p| starts_folded(bytes, p)))
     }
 
+    /// Whether a field the client sent must not reach the upstream: hop-by-hop, protected
+    /// (any spelling), or a credential (unless the route forwards credentials). Request
+    /// headers and request trailers go through the same test.
+    pub(crate) fn must_not_pass(
+        &self,
+        name: &HeaderName,
+        forward_credentials: bool,
+        upgrade: bool,
+    ) -> bool {
+        let credential = !forward_credentials
+            && CREDENTIAL_HEADERS
+                .iter()
+                .any(|c| same_folded(name.as_str().as_bytes(), c.as_bytes()));
+        credential || is_hop_by_hop(name, upgrade) || self.is_protected(name)
+    }
+
     /// The identity headers as a forward-auth answer carries them, for the proxy to copy.
     pub(crate) fn identity_fields(
         &self,
@@ -196,11 +212,7 @@ impl HeaderPolicy {
         let mut doomed: Vec<HeaderName> = Vec::new();
         connection_named(headers, ctx.upgrade, &mut doomed);
         for name in headers.keys() {
-            let credential = !ctx.forward_credentials
-                && CREDENTIAL_HEADERS
-                    .iter()
-                    .any(|c| same_folded(name.as_str().as_bytes(), c.as_bytes()));
-            if credential || is_hop_by_hop(name, ctx.upgrade) || self.is_protected(name) {
+            if self.must_not_pass(name, ctx.forward_credentials, ctx.upgrade) {
                 doomed.push(name.clone());
             }
         }

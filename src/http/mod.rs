@@ -13,6 +13,7 @@ mod issued;
 pub(crate) mod navigation;
 pub(crate) mod respond;
 mod state;
+mod trailers;
 
 pub use state::{AppState, Live};
 
@@ -21,7 +22,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::header::{ORIGIN, USER_AGENT};
-use http::{Method, Request, Response, StatusCode, Uri};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use tower::ServiceExt as _;
 
@@ -50,17 +51,34 @@ pub(crate) async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
     let request_id = headers::request_id(req.headers());
+    // Cheap: a standard method is copied, the target's bytes are shared.
     let logged = state
         .access_log
-        .then(|| (req.method().clone(), req.uri().path().to_owned()));
+        .as_ref()
+        .map(|log| (log, req.method().clone(), req.uri().clone()));
     // Browsers send `Origin`; other clients do not, and pay nothing here.
     let preflight = cors::is_preflight(req.method(), req.headers());
     let origin = req.headers().get(ORIGIN).cloned();
     // The configuration this request starts with is the one it ends with, whatever reload
     // happens meanwhile.
     let live = state.live.load_full();
+    // gRPC runs over HTTP/2 only: HTTP/1.1 requests pay no header lookup here.
+    let grpc = req.version() == Version::HTTP_2 && crate::proxy::is_grpc(req.headers());
     let (slot, result) = route_request(&state, &live, &conn, &request_id, preflight, req).await;
-    let mut resp = result.unwrap_or_else(|e| respond::proxy_error(e, &state.metrics));
+    // A refused gRPC call is answered the gRPC way; the metrics and the access log keep the
+    // HTTP status it stands for.
+    let (mut resp, status) = match result {
+        Ok(resp) => {
+            let status = resp.status();
+            (resp, status)
+        }
+        Err(e) if grpc => respond::grpc_error(e, &state.metrics),
+        Err(e) => {
+            let resp = respond::proxy_error(e, &state.metrics);
+            let status = resp.status();
+            (resp, status)
+        }
+    };
     // A preflight under a policy was answered whole by `cors::preflight`.
     if !preflight && let Some(policy) = cors_policy(&live, slot) {
         cors::decorate(policy, origin.as_ref(), resp.headers_mut());
@@ -71,29 +89,27 @@ pub(crate) async fn handle(
         RouteSlot::Route(i) => live.routes.routes().get(i),
         _ => None,
     };
-    state.metrics.record_request(
-        slot,
-        route.map(|r| &*r.counters),
-        resp.status().as_u16(),
-        elapsed,
-    );
-    if let Some((method, path)) = logged {
+    state
+        .metrics
+        .record_request(slot, route.map(|r| &*r.counters), status.as_u16(), elapsed);
+    if let Some((log, method, uri)) = logged {
         let route = match slot {
             RouteSlot::Route(_) => route.map_or("", |r| r.rule.name.as_str()),
             RouteSlot::Account => "(account)",
             RouteSlot::Unmatched => "(unmatched)",
             RouteSlot::Rejected => "(rejected)",
         };
-        tracing::info!(
-            target: "portcullis::access",
-            method = %method,
-            path,
-            status = resp.status().as_u16(),
+        log.record(&crate::logging::access::Entry {
+            method: method.as_str(),
+            path: uri.path(),
+            status: status.as_u16(),
             route,
-            micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
-            request_id = resp.headers().get(&X_REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or(""),
-            "request"
-        );
+            micros: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            request_id: resp
+                .headers()
+                .get(&X_REQUEST_ID)
+                .map_or(&b""[..], |v| v.as_bytes()),
+        });
     }
     Ok(resp)
 }
@@ -238,6 +254,12 @@ async fn route_request(
         Err(e) => return (slot, Err(e)),
     };
     let (mut parts, body) = req.into_parts();
+    if parts.version == Version::HTTP_2
+        && !matched.upstream.is_h2()
+        && crate::proxy::is_grpc(&parts.headers)
+    {
+        return (slot, Err(ProxyError::GrpcNeedsH2));
+    }
     let upgrade = route.websocket && headers::is_websocket_upgrade(&parts.method, &parts.headers);
     // Built before the credential headers are stripped: the tunnel re-checks its caller.
     let tunnel =
@@ -259,12 +281,23 @@ async fn route_request(
         matched.upstream.host(),
     );
     parts.uri = uri;
-    let req = Request::from_parts(parts, body);
-    match state
-        .proxy
-        .forward(&matched.upstream, req, &injected, tunnel)
-        .await
-    {
+    let forwarded = if matched.upstream.is_h2() {
+        // HTTP/2 carries request trailers on: filtered like the headers.
+        let body =
+            trailers::Filtered::new(body, live.header_policy.clone(), route.forward_credentials);
+        let req = Request::from_parts(parts, body);
+        state
+            .proxy
+            .forward(&matched.upstream, req, &injected, tunnel)
+            .await
+    } else {
+        let req = Request::from_parts(parts, body);
+        state
+            .proxy
+            .forward(&matched.upstream, req, &injected, tunnel)
+            .await
+    };
+    match forwarded {
         Ok(resp) => (slot, Ok(resp.map(Body::from))),
         Err(e) => (slot, Err(e.into())),
     }

@@ -20,6 +20,7 @@ use crate::proxy::{BodyError, UpstreamError};
 use crate::store::StoreError;
 use crate::throttle::Refused;
 
+mod grpc;
 mod upstream;
 
 use self::upstream::upstream_reply;
@@ -57,6 +58,9 @@ pub(crate) enum ProxyError {
     /// Both `Transfer-Encoding` and `Content-Length`.
     #[error("ambiguous message length")]
     AmbiguousLength,
+    /// A gRPC call on a route whose upstream speaks HTTP/1.1, which cannot carry trailers.
+    #[error("gRPC needs an HTTP/2 upstream")]
+    GrpcNeedsH2,
 }
 
 impl From<BodyError> for ProxyError {
@@ -265,6 +269,18 @@ fn build(r: ErrorReply) -> Response<Body> {
 /// Builds the response to a failed request and counts it in the metrics: one match decides
 /// both, so a response and its metrics label cannot disagree.
 pub(crate) fn proxy_error(e: ProxyError, metrics: &Metrics) -> Response<Body> {
+    build(counted(e, metrics))
+}
+
+/// The same for a gRPC call: answered the gRPC way (`grpc::trailers_only`), with the HTTP
+/// status it stands for returned beside it for the metrics and the access log.
+pub(crate) fn grpc_error(e: ProxyError, metrics: &Metrics) -> (Response<Body>, StatusCode) {
+    let reply = counted(e, metrics);
+    let status = reply.status;
+    (grpc::trailers_only(reply), status)
+}
+
+fn counted(e: ProxyError, metrics: &Metrics) -> ErrorReply {
     let (reply, auth, upstream) = classify(e);
     if let Some(outcome) = auth {
         metrics.record_auth(outcome);
@@ -272,7 +288,7 @@ pub(crate) fn proxy_error(e: ProxyError, metrics: &Metrics) -> Response<Body> {
     if let Some(failure) = upstream {
         metrics.record_upstream_failure(failure);
     }
-    build(reply)
+    reply
 }
 
 type Classified = (ErrorReply, Option<AuthOutcome>, Option<UpstreamFailure>);
@@ -339,6 +355,15 @@ fn classify(e: ProxyError) -> Classified {
                 "bad_framing",
                 "Transfer-Encoding and Content-Length together are ambiguous",
             )),
+            None,
+            None,
+        ),
+        ProxyError::GrpcNeedsH2 => (
+            reply(
+                StatusCode::NOT_IMPLEMENTED,
+                "grpc_needs_h2",
+                "gRPC needs upstream_protocol = \"h2c\" or \"h2\" on this route",
+            ),
             None,
             None,
         ),

@@ -37,7 +37,8 @@ pub struct AppState {
     pub(crate) redis: Option<Arc<crate::cache::shared::RedisTier>>,
     /// Limits on unknown API keys (the account API holds the same one for its limits).
     pub(crate) throttle: Arc<crate::throttle::Throttle>,
-    pub(crate) access_log: bool,
+    /// The access log, when on.
+    pub(crate) access_log: Option<crate::logging::AccessLog>,
     /// `accounts.max_body_bytes`.
     pub(crate) account_body_limit: u64,
     /// `server.body_read_timeout`.
@@ -51,7 +52,7 @@ pub struct AppState {
 pub struct Live {
     pub(crate) routes: RouteTable,
     pub(crate) account: axum::Router,
-    pub(crate) header_policy: HeaderPolicy,
+    pub(crate) header_policy: Arc<HeaderPolicy>,
     pub(crate) csrf_origins: crate::config::Origins,
     /// `[cors]`: the account API's, and routes' with `cors = "inherit"`.
     pub(crate) cors: Option<Arc<crate::config::CorsPolicy>>,

@@ -12,7 +12,9 @@ use http_body::{Frame, SizeHint};
 
 use super::codec::{self, BodyFraming, Chunked, Malformed, Step};
 use super::conn::Conn;
+use super::h2::Active;
 use super::pool::Upstream;
+use hyper::body::Incoming;
 
 /// Where an upstream response body is.
 enum Decode {
@@ -29,6 +31,9 @@ pub struct UpstreamBody {
     conn: Option<Conn>,
     decode: Decode,
     pool: Option<Arc<Upstream>>,
+    /// An HTTP/2 response's body (data and trailers as the upstream sent them), with its
+    /// stream's place on the connection.
+    h2: Option<(Incoming, Active)>,
 }
 
 impl UpstreamBody {
@@ -37,6 +42,16 @@ impl UpstreamBody {
             conn: None,
             decode: Decode::Done,
             pool: None,
+            h2: None,
+        }
+    }
+
+    pub(super) fn h2(body: Incoming, active: Active) -> UpstreamBody {
+        UpstreamBody {
+            conn: None,
+            decode: Decode::Done,
+            pool: None,
+            h2: Some((body, active)),
         }
     }
 
@@ -55,6 +70,7 @@ impl UpstreamBody {
             conn: Some(conn),
             decode,
             pool,
+            h2: None,
         };
         if matches!(body.decode, Decode::Done) {
             body.finish();
@@ -86,6 +102,14 @@ impl http_body::Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         let this = self.get_mut();
+        if let Some((body, _)) = &mut this.h2 {
+            let polled = Pin::new(body).poll_frame(cx);
+            if let Poll::Ready(None | Some(Err(_))) = &polled {
+                // The stream is over: its place on the connection is free.
+                this.h2 = None;
+            }
+            return polled.map(|f| f.map(|r| r.map_err(io::Error::other)));
+        }
         loop {
             let Some(conn) = this.conn.as_mut() else {
                 return Poll::Ready(None);
@@ -150,10 +174,16 @@ impl http_body::Body for UpstreamBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self.decode, Decode::Done)
+        match &self.h2 {
+            Some((body, _)) => body.is_end_stream(),
+            None => matches!(self.decode, Decode::Done),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
+        if let Some((body, _)) = &self.h2 {
+            return body.size_hint();
+        }
         match self.decode {
             Decode::Done => SizeHint::with_exact(0),
             Decode::Length(n) => SizeHint::with_exact(n),

@@ -10,7 +10,9 @@ mod body;
 pub(crate) mod codec;
 mod conn;
 mod exchange;
+mod h2;
 pub mod hop_by_hop;
+mod limited;
 mod pool;
 #[cfg(test)]
 mod tests;
@@ -19,6 +21,7 @@ mod tunnel;
 
 pub use body::UpstreamBody;
 pub(crate) use conn::PlainOrTls;
+pub(crate) use h2::is_grpc;
 pub use pool::Upstream;
 pub use tunnel::{Tunnel, TunnelLimits};
 
@@ -159,9 +162,24 @@ impl Proxy {
         tunnel: Option<Tunnel>,
     ) -> Result<Response<UpstreamBody>, UpstreamError>
     where
-        B: http_body::Body<Data = Bytes> + Unpin,
+        B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<BoxError>,
     {
+        if let Some(pool) = &upstream.h2 {
+            // Boxed: only HTTP/2 routes pay for its larger future.
+            let (resp, active) = Box::pin(h2::forward(
+                upstream,
+                pool,
+                req,
+                extra,
+                self.limits.body_read_timeout,
+            ))
+            .await?;
+            let (mut parts, body) = resp.into_parts();
+            strip_hop_by_hop(&mut parts.headers, false);
+            parts.version = Version::HTTP_11;
+            return Ok(Response::from_parts(parts, UpstreamBody::h2(body, active)));
+        }
         let upgrade = tunnel.is_some();
         let client_upgrade = tunnel.map(|t| (hyper::upgrade::on(&mut req), t));
         let (mut parts, mut body) = req.into_parts();

@@ -12,7 +12,8 @@ use tower::ServiceExt as _;
 
 use super::UpstreamError;
 use super::conn::{Conn, Stream};
-use crate::config::RouteConfig;
+use super::h2::H2Pool;
+use crate::config::{RouteConfig, UpstreamProtocol};
 
 /// Idle connections older than this are closed rather than reused (below the common
 /// 60–75 s keep-alive timeouts of upstream servers).
@@ -29,12 +30,16 @@ struct Idle {
 pub struct Upstream {
     connector: HttpsConnector<HttpConnector>,
     target: Uri,
+    scheme: http::uri::Scheme,
+    authority: http::uri::Authority,
     host: HeaderValue,
     base_path: String,
     /// The route's `response_timeout` and `max_body_bytes`.
     pub(super) response_timeout: Duration,
     pub(super) max_body_bytes: u64,
     idle: Mutex<Vec<Idle>>,
+    /// The shared HTTP/2 connections, for `upstream_protocol = "h2c"` or `"h2"`.
+    pub(super) h2: Option<H2Pool>,
 }
 
 impl Upstream {
@@ -82,7 +87,13 @@ impl Upstream {
             Some(name) => builder.with_server_name_resolver(FixedServerNameResolver::new(name)),
             None => builder,
         };
-        let connector = builder.enable_http1().wrap_connector(http);
+        let protocol = route.upstream.protocol;
+        // ALPN offers what the route speaks: `http/1.1`, or `h2` alone.
+        let connector = if protocol == UpstreamProtocol::H2 {
+            builder.enable_http2().wrap_connector(http)
+        } else {
+            builder.enable_http1().wrap_connector(http)
+        };
         let target = Uri::builder()
             .scheme(route.upstream.scheme.clone())
             .authority(route.upstream.authority.clone())
@@ -93,6 +104,8 @@ impl Upstream {
         Upstream {
             connector,
             target,
+            scheme: route.upstream.scheme.clone(),
+            authority: route.upstream.authority.clone(),
             // An `http::uri::Authority` is always a valid header value.
             host: HeaderValue::from_str(authority)
                 .unwrap_or_else(|_| HeaderValue::from_static("localhost")),
@@ -100,7 +113,23 @@ impl Upstream {
             response_timeout: route.response_timeout,
             max_body_bytes: route.max_body_bytes,
             idle: Mutex::new(Vec::new()),
+            h2: protocol.is_h2().then(H2Pool::default),
         }
+    }
+
+    /// `http` or `https`.
+    pub(super) fn scheme(&self) -> &http::uri::Scheme {
+        &self.scheme
+    }
+
+    /// The upstream URL's host and port.
+    pub(super) fn authority(&self) -> &http::uri::Authority {
+        &self.authority
+    }
+
+    /// Whether requests go over HTTP/2.
+    pub fn is_h2(&self) -> bool {
+        self.h2.is_some()
     }
 
     /// The upstream's own `Host` (its URL's authority).
@@ -139,13 +168,20 @@ impl Upstream {
         }
     }
 
-    pub(super) async fn connect(&self) -> Result<Conn, UpstreamError> {
-        let io = self
-            .connector
+    /// A connected socket (TLS done, for `https://`).
+    pub(super) async fn connect_io(
+        &self,
+    ) -> Result<MaybeHttpsStream<hyper_util::rt::TokioIo<tokio::net::TcpStream>>, UpstreamError>
+    {
+        self.connector
             .clone()
             .oneshot(self.target.clone())
             .await
-            .map_err(UpstreamError::Connect)?;
+            .map_err(UpstreamError::Connect)
+    }
+
+    pub(super) async fn connect(&self) -> Result<Conn, UpstreamError> {
+        let io = self.connect_io().await?;
         let stream = match io {
             MaybeHttpsStream::Http(tcp) => Stream::Plain(tcp.into_inner()),
             MaybeHttpsStream::Https(tls) => Stream::Tls(Box::new(tls.into_inner())),

@@ -148,6 +148,87 @@ fn logs_to_a_pipe_carry_no_colour_codes() {
     assert!(!first.contains('\u{1b}'), "{first:?}");
 }
 
+/// `serve` with the default access log, in JSON: one line per request on stderr, written
+/// by the log's own thread, with the path but never the query or a credential.
+#[test]
+fn the_access_log_has_one_json_line_per_request() {
+    use std::io::{BufRead as _, Read as _};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("serve.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[store]\ndatabase_url = \"sqlite://{d}/p.db\"\n\
+             [tokens]\nkey_dir = \"{d}\"\n[log]\nformat = \"json\"\n[[routes]]\nname = \"a\"\n\
+             prefix = \"/a\"\nauth = \"public\"\nupstream = \"http://127.0.0.1:9\"\n",
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let mut child = bin()
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .env_remove("PORTCULLIS_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel::<serde_json::Value>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { return };
+            let value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("not one JSON object per line ({e}): {line}"));
+            if lines_tx.send(value).is_err() {
+                return;
+            }
+        }
+    });
+    let next = || {
+        lines
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .unwrap()
+    };
+    let port = loop {
+        let line = next();
+        if line["fields"]["message"] == "portcullis listening" {
+            let listen = line["fields"]["listen"].as_str().unwrap().to_string();
+            break listen.rsplit(':').next().unwrap().parse::<u16>().unwrap();
+        }
+    };
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.write_all(
+        b"GET /a/x?token=sekrit HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer sekrit\r\n\
+          X-Request-Id: from-the-client\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 502"), "{answer}");
+    let access = loop {
+        let line = next();
+        if line["target"] == "portcullis::access" {
+            break line;
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let fields = &access["fields"];
+    assert_eq!(fields["method"], "GET", "{access}");
+    assert_eq!(fields["path"], "/a/x");
+    assert_eq!(fields["status"], 502);
+    assert_eq!(fields["route"], "a");
+    assert!(fields["micros"].as_u64().is_some());
+    assert!(
+        fields["request_id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty())
+    );
+    assert!(!access.to_string().contains("sekrit"), "{access}");
+}
+
 /// Each crate's features, as `cargo tree` resolves them with or without dev-dependencies.
 fn resolved_features(edges: &str) -> std::collections::BTreeMap<String, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());

@@ -17,6 +17,7 @@ mod echo;
 mod failures;
 mod forward_auth;
 mod framing;
+mod grpc;
 mod harness;
 mod hosts;
 mod import;

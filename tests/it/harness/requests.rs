@@ -124,7 +124,7 @@ impl From<&Resp> for Tokens {
 }
 
 pub struct H2 {
-    pub(super) client: h2::client::SendRequest<Bytes>,
+    pub client: h2::client::SendRequest<Bytes>,
     pub driver: tokio::task::JoinHandle<Result<(), h2::Error>>,
 }
 

@@ -1,8 +1,12 @@
 //! Logging: the tracing subscriber (text or JSON on stderr, filtered by `log.level` or
 //! `PORTCULLIS_LOG`). What is logged never includes a token, key, password or cookie: those
-//! travel as `secret::Secret`.
+//! travel as `secret::Secret`. The access log (`access`) has its own buffered writer.
+
+pub mod access;
 
 use crate::config::{LogConfig, LogFormat};
+
+pub use access::AccessLog;
 
 /// Installs the global tracing subscriber. Called once, by the binary.
 pub fn init_logging(cfg: &LogConfig) {
@@ -19,4 +23,12 @@ pub fn init_logging(cfg: &LogConfig) {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
     };
+}
+
+/// The access log `cfg` asks for: on with `log.access_log`, unless the log filter leaves out
+/// `portcullis::access` at INFO (as `PORTCULLIS_LOG=warn` does). Called after `init_logging`.
+pub fn access_log(cfg: &LogConfig) -> std::io::Result<Option<AccessLog>> {
+    let wanted =
+        cfg.access_log && tracing::enabled!(target: "portcullis::access", tracing::Level::INFO);
+    wanted.then(|| AccessLog::stderr(cfg.format)).transpose()
 }

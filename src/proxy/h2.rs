@@ -1,0 +1,324 @@
+//! HTTP/2 to upstreams (`upstream_protocol = "h2c"` or `"h2"`): hyper's HTTP/2 client over
+//! a few connections per route, each shared by concurrent requests. A request goes to the
+//! connection with the fewest streams in progress; another connection is opened only when
+//! every one carries `STREAMS_PER_CONNECTION`, up to `MAX_CONNECTIONS`. The upstream's
+//! SETTINGS (its stream limit, windows) and GOAWAY are honoured by h2; idle connections are
+//! kept alive and checked with PINGs; a connection that fails to open makes the next ones
+//! wait an exponential backoff, during which requests fail at once (502) rather than pile
+//! up. Request bodies stream under the route's size and idle bounds, and trailers pass both
+//! ways.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HOST, TE};
+use http::{HeaderName, HeaderValue, Request, Response, Uri, Version};
+use http_body_util::BodyExt as _;
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper::client::conn::http2::{self, SendRequest};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use super::limited::Limited;
+use super::{BoxError, ExtraFields, UpstreamError};
+
+/// Connections per route at most.
+const MAX_CONNECTIONS: usize = 4;
+/// Streams on one connection before another is opened (h2 also holds each connection to
+/// the upstream's own `SETTINGS_MAX_CONCURRENT_STREAMS`).
+const STREAMS_PER_CONNECTION: usize = 100;
+/// PING an idle connection this often; close it when a PING is not answered in time.
+const PING_INTERVAL: Duration = Duration::from_secs(20);
+const PING_TIMEOUT: Duration = Duration::from_secs(10);
+/// Flow-control windows: what an upstream may send ahead of a slow client, per stream and
+/// per connection. They bound the memory a response held up by its client can take.
+const STREAM_WINDOW: u32 = 1024 * 1024;
+const CONNECTION_WINDOW: u32 = 4 * 1024 * 1024;
+/// Backoff after a failed connect: doubled per failure up to the maximum.
+const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// A request body on its way to an HTTP/2 upstream.
+pub(super) type OutBody = UnsyncBoxBody<Bytes, BoxError>;
+
+struct Shared {
+    send: SendRequest<OutBody>,
+    active: Arc<AtomicUsize>,
+}
+
+#[derive(Default)]
+struct State {
+    conns: Vec<Shared>,
+    connecting: usize,
+    failures: u32,
+    retry_at: Option<Instant>,
+}
+
+/// One route's HTTP/2 connections.
+#[derive(Default)]
+pub(super) struct H2Pool {
+    state: Mutex<State>,
+    /// Woken when a connect ends, for requests waiting for a connection slot.
+    connected: tokio::sync::Notify,
+}
+
+/// A stream in progress, counted against its connection until dropped (with the response
+/// body, when the response has one).
+pub(super) struct Active(Arc<AtomicUsize>);
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+enum Pick {
+    Use(SendRequest<OutBody>, Active),
+    Connect,
+    Wait,
+    Backoff(Duration),
+}
+
+impl H2Pool {
+    fn pick(&self) -> Pick {
+        let Ok(mut st) = self.state.lock() else {
+            return Pick::Backoff(BACKOFF_MAX);
+        };
+        st.conns.retain(|c| !c.send.is_closed());
+        let least = st
+            .conns
+            .iter()
+            .min_by_key(|c| c.active.load(Ordering::Acquire));
+        let room = st.conns.len() + st.connecting < MAX_CONNECTIONS;
+        match least {
+            Some(c) if c.active.load(Ordering::Acquire) < STREAMS_PER_CONNECTION || !room => {
+                c.active.fetch_add(1, Ordering::AcqRel);
+                Pick::Use(c.send.clone(), Active(c.active.clone()))
+            }
+            _ if room => {
+                if st.conns.is_empty()
+                    && let Some(at) = st.retry_at
+                {
+                    let now = Instant::now();
+                    if at > now {
+                        return Pick::Backoff(at - now);
+                    }
+                }
+                st.connecting += 1;
+                Pick::Connect
+            }
+            _ => Pick::Wait,
+        }
+    }
+
+    /// A connection's sender and its stream count, connecting when needed.
+    async fn checkout(
+        &self,
+        upstream: &super::Upstream,
+    ) -> Result<(SendRequest<OutBody>, Active), UpstreamError> {
+        loop {
+            let waiting = self.connected.notified();
+            tokio::pin!(waiting);
+            waiting.as_mut().enable();
+            match self.pick() {
+                Pick::Use(send, active) => return Ok((send, active)),
+                Pick::Wait => waiting.await,
+                Pick::Backoff(left) => {
+                    return Err(UpstreamError::Connect(
+                        format!(
+                            "the last connection attempt failed; next attempt in {} ms",
+                            left.as_millis().max(1)
+                        )
+                        .into(),
+                    ));
+                }
+                Pick::Connect => {
+                    let connected = Box::pin(handshake(upstream)).await;
+                    let Ok(mut st) = self.state.lock() else {
+                        return Err(UpstreamError::Closed);
+                    };
+                    st.connecting -= 1;
+                    let out = match connected {
+                        Ok(send) => {
+                            st.failures = 0;
+                            st.retry_at = None;
+                            let active = Arc::new(AtomicUsize::new(1));
+                            st.conns.push(Shared {
+                                send: send.clone(),
+                                active: active.clone(),
+                            });
+                            Ok((send, Active(active)))
+                        }
+                        Err(e) => {
+                            st.failures = st.failures.saturating_add(1);
+                            let backoff = BACKOFF_FIRST
+                                .saturating_mul(1 << st.failures.min(16).saturating_sub(1))
+                                .min(BACKOFF_MAX);
+                            st.retry_at = Some(Instant::now() + backoff);
+                            Err(e)
+                        }
+                    };
+                    drop(st);
+                    self.connected.notify_waiters();
+                    return out;
+                }
+            }
+        }
+    }
+}
+
+/// Opens one HTTP/2 connection: TCP (and TLS, where ALPN must pick `h2`), then the
+/// preface and SETTINGS exchange. The connection is driven by a task of its own.
+async fn handshake(upstream: &super::Upstream) -> Result<SendRequest<OutBody>, UpstreamError> {
+    let io = upstream.connect_io().await?;
+    if let hyper_rustls::MaybeHttpsStream::Https(tls) = &io
+        && tls.inner().get_ref().1.alpn_protocol() != Some(b"h2")
+    {
+        return Err(UpstreamError::Connect(
+            "the upstream did not agree to HTTP/2 (ALPN)".into(),
+        ));
+    }
+    let (send, conn) = http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .keep_alive_interval(PING_INTERVAL)
+        .keep_alive_timeout(PING_TIMEOUT)
+        .keep_alive_while_idle(true)
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .handshake(io)
+        .await
+        .map_err(|e| UpstreamError::Connect(Box::new(e)))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "upstream HTTP/2 connection ended");
+        }
+    });
+    Ok(send)
+}
+
+/// Headers HTTP/2 forbids (RFC 9113 §8.2.2); `http::headers` has removed them already
+/// from what the client sent, this is the last word before the wire.
+fn drop_connection_fields(headers: &mut http::HeaderMap) {
+    for name in [
+        http::header::CONNECTION,
+        http::header::TRANSFER_ENCODING,
+        http::header::UPGRADE,
+        TE,
+    ] {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
+}
+
+/// A gRPC request: `content-type: application/grpc` or `application/grpc+…`.
+pub(crate) fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers.get(CONTENT_TYPE).is_some_and(|v| {
+        let v = v.as_bytes();
+        v.len() >= 16
+            && v[..16].eq_ignore_ascii_case(b"application/grpc")
+            && matches!(v.get(16), None | Some(b'+' | b';'))
+    })
+}
+
+/// `grpc-timeout`: 1 to 8 digits and a unit (`H`, `M`, `S`, `m`, `u`, `n`).
+pub(crate) fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
+    let v = headers.get("grpc-timeout")?.as_bytes();
+    let (&unit, digits) = v.split_last()?;
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some(match unit {
+        b'H' => Duration::from_secs(n * 3600),
+        b'M' => Duration::from_secs(n * 60),
+        b'S' => Duration::from_secs(n),
+        b'm' => Duration::from_millis(n),
+        b'u' => Duration::from_micros(n),
+        b'n' => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// Sends `req` over one of `upstream`'s HTTP/2 connections and waits for the response head
+/// within `timeout`. A request the connection refused before sending anything (it was
+/// closing: GOAWAY) is sent once more on another.
+pub(super) async fn forward<B>(
+    upstream: &super::Upstream,
+    pool: &H2Pool,
+    req: Request<B>,
+    extra: &impl ExtraFields,
+    body_idle: Duration,
+) -> Result<(Response<hyper::body::Incoming>, Active), UpstreamError>
+where
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    let (mut parts, body) = req.into_parts();
+    let grpc = is_grpc(&parts.headers);
+    let timeout = match grpc.then(|| grpc_timeout(&parts.headers)).flatten() {
+        Some(asked) => asked.min(upstream.response_timeout),
+        None => upstream.response_timeout,
+    };
+    // `:authority` is what `Host` would have said (the upstream's, or the client's with
+    // preserve_host); `:scheme` is the upstream's.
+    let authority = parts
+        .headers
+        .remove(HOST)
+        .and_then(|h| http::uri::Authority::try_from(h.as_bytes()).ok())
+        .unwrap_or_else(|| upstream.authority().clone());
+    let mut uri = parts.uri.into_parts();
+    uri.scheme = Some(upstream.scheme().clone());
+    uri.authority = Some(authority);
+    parts.uri = Uri::from_parts(uri).map_err(|e| UpstreamError::Connect(Box::new(e)))?;
+    parts.version = Version::HTTP_2;
+    drop_connection_fields(&mut parts.headers);
+    extra.each_field(|name, value| {
+        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
+            parts.headers.append(n, v);
+        }
+    });
+    if grpc {
+        parts
+            .headers
+            .insert(TE, HeaderValue::from_static("trailers"));
+    }
+    let (body, tripped) = Limited::new(body, upstream.max_body_bytes, body_idle);
+    let mut req = Some(Request::from_parts(parts, body.boxed_unsync()));
+    let sent = async {
+        let mut retried = false;
+        loop {
+            let (mut send, active) = pool.checkout(upstream).await?;
+            let Some(r) = req.take() else {
+                return Err(UpstreamError::Closed);
+            };
+            match send.try_send_request(r).await {
+                Ok(resp) => return Ok((resp, active)),
+                Err(mut e) => {
+                    let unsent = e.take_message();
+                    let error = e.into_error();
+                    match unsent {
+                        Some(r) if !retried => {
+                            retried = true;
+                            req = Some(r);
+                        }
+                        _ => return Err(UpstreamError::from(error)),
+                    }
+                }
+            }
+        }
+    };
+    match tokio::time::timeout(timeout, sent).await {
+        Err(_) => Err(UpstreamError::Timeout),
+        Ok(Ok(sent)) => Ok(sent),
+        // A request body that broke its bounds is the client's failure, not the upstream's.
+        Ok(Err(e)) => Err(tripped.take().map_or(e, UpstreamError::Client)),
+    }
+}
+
+impl From<hyper::Error> for UpstreamError {
+    fn from(e: hyper::Error) -> UpstreamError {
+        UpstreamError::Io(std::io::Error::other(e))
+    }
+}
