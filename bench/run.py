@@ -39,10 +39,11 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 BIN = os.path.join(ROOT, "target", "release", "portcullis")
-PASSWORD = "bench password 123"
+PASSWORD = "staple horse 4821"
 
 PORT_UPSTREAM = 18180
 PORT_NGINX = 18181
+PORT_UPSTREAM_H2 = 18182   # the same nginx upstream, HTTP/2 without TLS (h2c)
 PORT_MAIN = 18190      # SQLite, in-process cache on
 PORT_REDIS = 18191     # PostgreSQL + Redis, in-process cache off
 PORT_PG = 18192        # PostgreSQL, no Redis, cache off
@@ -50,6 +51,7 @@ PORT_SQLITE = 18193    # SQLite, cache off
 PORT_B = 18194         # second replica of PORT_REPL_A (PostgreSQL + Redis, cache on)
 PORT_REPL_A = 18195
 PORT_CG = 18196        # rows 12: the process under callgrind
+PORT_LOG = 18197       # row 4l: as PORT_MAIN with the access log on
 
 STARTED = []           # (name, Popen)
 PINNED_SERVICES = []   # (pid, original affinity list)
@@ -120,7 +122,8 @@ def session(port, email):
     return v["access_token"]
 
 
-def portcullis_config(workdir, name, port, store, redis=None, cache=True, hashing=None):
+def portcullis_config(workdir, name, port, store, redis=None, cache=True, hashing=None, access_log=False,
+                      throttle=None):
     key = os.path.join(workdir, "signing.pem")
     lines = [
         "[server]", f'listen = "127.0.0.1:{port}"',
@@ -130,16 +133,21 @@ def portcullis_config(workdir, name, port, store, redis=None, cache=True, hashin
         lines += [f'redis_url = "{redis}"', f'redis_key_prefix = "bench{int(time.time())}:"']
     lines += ["[tokens]", f'signing_key_path = "{key}"',
               "[cookies]", "secure = false",
-              "[log]", "access_log = false", 'level = "warn"']
+              "[log]"] + (["access_log = true", 'level = "info"'] if access_log
+                          else ["access_log = false", 'level = "warn"'])
     if not cache:
         lines += ["[cache]", "max_entries = 0"]
     if hashing:
         lines += ["[password_hashing]"] + hashing
+    if throttle:
+        lines += ["[throttle]"] + throttle
     lines += [
         "[[routes]]", 'name = "public"', 'prefix = "/public"', 'auth = "public"',
         f'upstream = "http://127.0.0.1:{PORT_UPSTREAM}"',
         "[[routes]]", 'name = "api"', 'prefix = "/api"',
         f'upstream = "http://127.0.0.1:{PORT_UPSTREAM}"',
+        "[[routes]]", 'name = "h2"', 'prefix = "/h2"',
+        f'upstream = "http://127.0.0.1:{PORT_UPSTREAM_H2}"', 'upstream_protocol = "h2c"',
     ]
     path = os.path.join(workdir, f"{name}.toml")
     with open(path, "w") as f:
@@ -158,13 +166,22 @@ def run_wrk(url, conns, duration, headers=(), script=None, cpu="1", threads=1, p
     argv.append(url)
     cpu_before = cpu_times()
     proc_before = process_times(pid) if pid else None
+    segs_before = tcp_out_segments()
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     cpu_after = cpu_times()
     result = parse_wrk(out)
+    result["segments"] = tcp_out_segments() - segs_before
     if pid:
         after = process_times(pid)
         result["proc_usr"], result["proc_sys"] = (a - b for a, b in zip(after, proc_before))
     return result, cpu_busy(cpu_before, cpu_after)
+
+
+def tcp_out_segments():
+    """TCP segments sent by every process on this machine (/proc/net/snmp)."""
+    with open("/proc/net/snmp") as f:
+        tcp = [line.split() for line in f if line.startswith("Tcp:")]
+    return int(tcp[1][tcp[0].index("OutSegs")])
 
 
 def to_ms(value, unit):
@@ -265,6 +282,8 @@ def main():
     ap.add_argument("--trials", type=int, default=200, help="revocation trials (row 11)")
     ap.add_argument("--quick", action="store_true", help="1 run of 5 s per row, 64 connections")
     ap.add_argument("--out", default=None, help="write the report here too")
+    ap.add_argument("--syscalls", action="store_true",
+                    help="also count system calls per request under strace (rows 2, 4, 4h; ~30 s)")
     ap.add_argument("--callgrind", action="store_true",
                     help="also count instructions per request under valgrind (row 12, ~3 min)")
     args = ap.parse_args()
@@ -298,7 +317,8 @@ def main():
             f.write(text)
         return path
 
-    up = start("upstream", [nginx, "-c", conf("nginx-upstream.conf", PORT_UPSTREAM, {})], sut, work)
+    up = start("upstream", [nginx, "-c", conf("nginx-upstream.conf", PORT_UPSTREAM,
+                                             {"@H2PORT@": PORT_UPSTREAM_H2})], sut, work)
     wait_http(PORT_UPSTREAM, up, "upstream")
     if have_nginx:
         px = start("nginx-proxy", [nginx, "-c", conf("nginx-proxy.conf", PORT_NGINX, {"@UPSTREAM@": PORT_UPSTREAM})], sut, work)
@@ -326,6 +346,18 @@ def main():
     targets["3"] = ("Portcullis public route", f"http://127.0.0.1:{PORT_MAIN}/public/x", [])
     targets["4"] = ("Portcullis JWT, cached identity", f"http://127.0.0.1:{PORT_MAIN}/api/x",
                     [f"Authorization: Bearer {token}"])
+    targets["4h"] = ("Portcullis JWT, cached identity, h2c upstream", f"http://127.0.0.1:{PORT_MAIN}/h2/x",
+                     [f"Authorization: Bearer {token}"])
+    served_by["4h"] = p_main.pid
+    if "4" in rows:
+        # Row 4 again with the default access log on (lines to a file, as a container's
+        # stderr goes to a pipe).
+        log_cfg = portcullis_config(work, "logged", PORT_LOG, f"sqlite://{work}/main.db", access_log=True)
+        p_log = start("portcullis-logged", [BIN, "serve", "--config", log_cfg], sut, work)
+        wait_http(PORT_LOG, p_log, "portcullis with the access log")
+        targets["4l"] = ("Portcullis JWT, cached identity, access log on", f"http://127.0.0.1:{PORT_LOG}/api/x",
+                         [f"Authorization: Bearer {token}"])
+        served_by["4l"] = p_log.pid
     targets["5"] = ("Portcullis API key", f"http://127.0.0.1:{PORT_MAIN}/api/x", [f"X-API-Key: {api_key}"])
     targets["6"] = ("Portcullis cookie", f"http://127.0.0.1:{PORT_MAIN}/api/x", [f"Cookie: access_token={token}"])
 
@@ -352,8 +384,8 @@ def main():
         targets["8a"] = ("JWT, moka off, PostgreSQL", f"http://127.0.0.1:{PORT_PG}/api/x", [f"Authorization: Bearer {t}"])
         served_by["8a"] = p.pid
 
-    chosen = [r for r in ["1", "2", "3", "4", "5", "6", "7", "8a", "8b"]
-              if r in targets and (r in rows or r.rstrip("ab") in rows)]
+    chosen = [r for r in ["1", "2", "3", "4", "4h", "4l", "5", "6", "7", "8a", "8b"]
+              if r in targets and (r in rows or r.rstrip("abhl") in rows)]
     conns_list = [int(c) for c in args.conns.split(",")]
     results = {}   # (row, conns) -> list of (wrk, cpu)
     for conns in conns_list:
@@ -375,6 +407,8 @@ def main():
         report.append(login_rows(work, rows, args, sut, lg, token))
     if "11" in rows and have_services:
         report.append(revocation_row(work, args, sut))
+    if args.syscalls:
+        report.append(syscall_rows(targets, served_by, lg))
     if args.callgrind:
         report.append(instruction_rows(work, targets, sut, lg, nginx if have_nginx else None))
     report.append("Correctness checks before load:\n\n```\n" + "\n".join(checks) + "\n```\n")
@@ -403,6 +437,10 @@ def check_contract(port, token, api_key):
     expect("identity injected, spoof stripped", status, 200)
     if b"spoofed" in body or b"id=user_" not in body:
         raise SystemExit(f"upstream saw {body!r}")
+    status, body = call(port, "GET", "/h2/whoami", headers={"authorization": f"Bearer {token}", "x-user-id": "spoofed"})
+    expect("h2c upstream: identity injected, spoof stripped", status, 200)
+    if b"spoofed" in body or b"id=user_" not in body:
+        raise SystemExit(f"h2c upstream saw {body!r}")
     return lines
 
 
@@ -472,6 +510,15 @@ def throughput_table(results, targets, chosen, conns_list, sut, lg):
                 f"| {row} | {targets[row][0]} | {conns} | {med:,.0f} | {min(rps):,.0f}..{max(rps):,.0f} | "
                 f"{med / base_up:.2f} | {med / base_ng:.2f} | {p50:.3f} | {p99:.3f} | {busy:.0f}% | "
                 f"{statistics.median(sut_us(r, sut) for r in runs):.1f} | {usr:.1f} | {sys_:.1f} | {bound} | {non2xx} |")
+    wire = ["| row | conns | TCP segments/req (all processes) |", "|---|---:|---:|"]
+    for conns in conns_list:
+        for row in chosen:
+            runs = results[(row, conns)]
+            sg = statistics.median(r[0]["segments"] / r[0]["requests"] for r in runs)
+            wire.append(f"| {row} | {conns} | {sg:.2f} |")
+    out.append("\nTCP segments sent on the machine per request (`/proc/net/snmp` OutSegs: client, "
+               "proxy and upstream together; `--syscalls` adds system calls).\n")
+    out.extend(wire)
     return ("Requests/s are medians over the runs; ratios are against rows 1 and 2 of this run at the "
             "same connection count. SUT µs/req = busy time of the SUT CPU (upstream + proxy + kernel) "
             "per request. Server usr/sys µs/req = CPU time of the process answering the row (the "
@@ -484,7 +531,13 @@ def throughput_table(results, targets, chosen, conns_list, sut, lg):
 
 def login_rows(work, rows, args, sut, lg, token):
     out = []
-    cfg = portcullis_config(work, "login", PORT_REPL_A, f"sqlite://{work}/login.db")
+    # Rows 9 and 10 measure hashing, not throttling: wrk cuts the logins in flight at the end
+    # of each run, and a login cut off holds its place in the limiters like a failure, so
+    # with the defaults the second run would meet login_pair's limit.
+    lax = '{ burst = 100000, every = "1ms" }'
+    cfg = portcullis_config(work, "login", PORT_REPL_A, f"sqlite://{work}/login.db",
+                            throttle=[f"login_account = {lax}", f"login_address = {lax}",
+                                      f"login_pair = {lax}"])
     p = start("portcullis-login", [BIN, "serve", "--config", cfg], sut, work)
     wait_http(PORT_REPL_A, p, "portcullis login")
     session(PORT_REPL_A, "login@example.com")
@@ -570,6 +623,38 @@ def callgrind_count(name, argv, port, sut, lg, work, url=None, headers=()):
     return total, requests
 
 
+def syscall_rows(targets, served_by, lg):
+    """System calls per request of the process answering rows 2, 4 and 4h, counted by
+    `strace -c -f` attached for a 3 s wrk run (64 connections)."""
+    if not shutil.which("strace"):
+        return "System calls skipped: strace is not installed.\n"
+    out = ["| row | scenario | syscalls/req | the most frequent, per request |", "|---|---|---:|---|"]
+    for row in ("2", "4", "4h"):
+        if row not in targets or row not in served_by:
+            continue
+        label, url, headers = targets[row]
+        summary = tempfile.mktemp(prefix="strace.")
+        tracer = subprocess.Popen(["strace", "-c", "-f", "-q", "-o", summary, "-p", str(served_by[row])],
+                                  stderr=subprocess.DEVNULL)
+        time.sleep(1.0)
+        wrk, _ = run_wrk(url, 64, "3s", headers, cpu=lg)
+        tracer.send_signal(signal.SIGINT)
+        tracer.wait(timeout=30)
+        calls = {}
+        with open(summary) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 5 and parts[0][0].isdigit() and parts[3].isdigit():
+                    calls[parts[-1]] = int(parts[3])
+        total = calls.pop("total", sum(calls.values()))
+        n = max(wrk["requests"], 1)
+        top = ", ".join(f"{name} {c / n:.2f}" for name, c in sorted(calls.items(), key=lambda kv: -kv[1])[:4])
+        out.append(f"| {row} | {label} | {total / n:.2f} | {top} |")
+    return ("System calls per request of the process answering the row, counted by `strace -c -f` "
+            "during 3 s of wrk -c64 (strace slows the process, so more events share each epoll "
+            "wait than without it; compare rows with each other).\n\n" + "\n".join(out) + "\n")
+
+
 def instruction_rows(work, targets, sut, lg, nginx):
     """Row 12: userland instructions per request of the proxy process (start-up subtracted)."""
     if not shutil.which("valgrind"):
@@ -590,11 +675,21 @@ def instruction_rows(work, targets, sut, lg, nginx):
     cfg = portcullis_config(work, "callgrind", PORT_CG, f"sqlite://{work}/main.db")
     argv = [BIN, "serve", "--config", cfg]
     idle, _ = callgrind_count("portcullis-idle", argv, PORT_CG, sut, lg, work)
-    for row in ("3", "4", "5", "6"):
+    for row in ("3", "4", "4h", "5", "6"):
         label, url, headers = targets[row]
         url = url.replace(f":{PORT_MAIN}/", f":{PORT_CG}/")
         busy, n = callgrind_count(f"portcullis-{row}", argv, PORT_CG, sut, lg, work, url, headers)
         rows.append((row, label, (busy - idle) / n))
+    if "4l" in targets:
+        # The access log's cost, every thread's instructions included (the writer's too).
+        cfg = portcullis_config(work, "callgrind-logged", PORT_CG, f"sqlite://{work}/main.db",
+                                access_log=True)
+        argv = [BIN, "serve", "--config", cfg]
+        idle, _ = callgrind_count("portcullis-logged-idle", argv, PORT_CG, sut, lg, work)
+        label, url, headers = targets["4l"]
+        url = url.replace(f":{PORT_LOG}/", f":{PORT_CG}/")
+        busy, n = callgrind_count("portcullis-4l", argv, PORT_CG, sut, lg, work, url, headers)
+        rows.append(("4l", label, (busy - idle) / n))
     base = rows[0][2] if nginx else float("nan")
     out = ["| row | scenario | instructions/request | vs nginx |", "|---|---|---:|---:|"]
     for row, label, ir in rows:

@@ -256,32 +256,60 @@ pub struct Injected<'a> {
     assertion: Option<&'a HeaderValue>,
 }
 
-impl crate::proxy::ExtraFields for Injected<'_> {
-    fn each_field(&self, mut field: impl FnMut(&[u8], &[u8])) {
-        let mut field = |name: &HeaderName, value: &[u8]| field(name.as_str().as_bytes(), value);
+/// A field's value: one Portcullis holds, or a fixed word.
+enum Value<'a> {
+    Held(&'a HeaderValue),
+    Fixed(&'static str),
+}
+
+impl Injected<'_> {
+    /// The fields, in order, as their names and values are held.
+    fn visit(&self, mut field: impl FnMut(&HeaderName, Value<'_>)) {
         if let Some((identity, method)) = self.identity {
-            field(&self.names.user_id, identity.header_user_id.as_bytes());
-            field(&self.names.email, identity.header_email.as_bytes());
-            field(&self.names.role, identity.header_role.as_bytes());
-            field(&self.names.auth_method, method.as_str().as_bytes());
+            field(&self.names.user_id, Value::Held(&identity.header_user_id));
+            field(&self.names.email, Value::Held(&identity.header_email));
+            field(&self.names.role, Value::Held(&identity.header_role));
+            field(&self.names.auth_method, Value::Fixed(method.as_str()));
             if let Some(key_id) = &identity.header_key_id {
-                field(&self.names.key_id, key_id.as_bytes());
+                field(&self.names.key_id, Value::Held(key_id));
             }
         }
         let forwarded_for = self.forwarded_for.as_ref().unwrap_or(self.peer_ip);
-        field(&X_FORWARDED_FOR, forwarded_for.as_bytes());
+        field(&X_FORWARDED_FOR, Value::Held(forwarded_for));
         let proto = self
             .forwarded_proto
             .as_ref()
-            .map_or(&b"http"[..], |v| v.as_bytes());
+            .map_or(Value::Fixed("http"), Value::Held);
         field(&X_FORWARDED_PROTO, proto);
         if let Some(host) = &self.forwarded_host {
-            field(&X_FORWARDED_HOST, host.as_bytes());
+            field(&X_FORWARDED_HOST, Value::Held(host));
         }
-        field(&X_REQUEST_ID, self.request_id.as_bytes());
+        field(&X_REQUEST_ID, Value::Held(self.request_id));
         if let Some(assertion) = self.assertion {
-            field(&X_PORTCULLIS_ASSERTION, assertion.as_bytes());
+            field(&X_PORTCULLIS_ASSERTION, Value::Held(assertion));
         }
+    }
+}
+
+impl crate::proxy::ExtraFields for Injected<'_> {
+    fn each_field(&self, mut field: impl FnMut(&[u8], &[u8])) {
+        self.visit(|name, value| {
+            let value = match value {
+                Value::Held(v) => v.as_bytes(),
+                Value::Fixed(s) => s.as_bytes(),
+            };
+            field(name.as_str().as_bytes(), value);
+        });
+    }
+
+    fn each_header(&self, mut field: impl FnMut(HeaderName, HeaderValue)) {
+        self.visit(|name, value| {
+            let value = match value {
+                Value::Held(v) => v.clone(),
+                Value::Fixed(s) => HeaderValue::from_static(s),
+            };
+            field(name.clone(), value);
+        });
     }
 }
 

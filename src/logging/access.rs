@@ -7,7 +7,7 @@
 //! writer says how many.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -54,7 +54,6 @@ struct Shared {
     wake: Condvar,
     /// Notified when the writer finishes a round.
     done: Condvar,
-    stopping: AtomicBool,
 }
 
 #[derive(Default)]
@@ -87,7 +86,6 @@ struct WriterGuard {
 
 impl Drop for WriterGuard {
     fn drop(&mut self) {
-        self.shared.stopping.store(true, Ordering::Release);
         if let Ok(mut signal) = self.shared.signal.lock() {
             signal.stop = true;
         }
@@ -124,7 +122,6 @@ impl AccessLog {
             signal: Mutex::new(Signal::default()),
             wake: Condvar::new(),
             done: Condvar::new(),
-            stopping: AtomicBool::new(false),
         });
         let writer = {
             let shared = shared.clone();
@@ -225,7 +222,9 @@ fn write_loop(shared: &Shared, mut out: Box<dyn Write + Send>) {
             );
             reported = dropped;
         }
-        if stop || shared.stopping.load(Ordering::Acquire) {
+        // `stop` was read before this round began, so the round has written everything
+        // recorded before the last handle went away.
+        if stop {
             return;
         }
     }
@@ -250,8 +249,10 @@ fn write_lines(out: &mut dyn Write, mut buf: &[u8]) {
 }
 
 /// Formats one line, as `tracing`'s text or JSON formatter would have written the same
-/// event, into `buf`.
+/// event, into `buf`. Digits and escapes are written by hand: `core::fmt` would cost more
+/// than the rest of the line.
 pub(crate) fn format_line(buf: &mut Vec<u8>, format: LogFormat, now: SystemTime, e: &Entry<'_>) {
+    buf.reserve(192 + e.path.len() + e.route.len() + e.request_id.len());
     match format {
         LogFormat::Text => {
             timestamp(buf, now);
@@ -259,9 +260,13 @@ pub(crate) fn format_line(buf: &mut Vec<u8>, format: LogFormat, now: SystemTime,
             escaped(buf, e.method.as_bytes());
             buf.extend_from_slice(b" path=\"");
             escaped(buf, e.path.as_bytes());
-            let _ = write!(buf, "\" status={} route=\"", e.status);
+            buf.extend_from_slice(b"\" status=");
+            number(buf, u64::from(e.status), 1);
+            buf.extend_from_slice(b" route=\"");
             escaped(buf, e.route.as_bytes());
-            let _ = write!(buf, "\" micros={} request_id=\"", e.micros);
+            buf.extend_from_slice(b"\" micros=");
+            number(buf, e.micros, 1);
+            buf.extend_from_slice(b" request_id=\"");
             escaped(buf, e.request_id);
             buf.extend_from_slice(b"\"\n");
         }
@@ -274,33 +279,60 @@ pub(crate) fn format_line(buf: &mut Vec<u8>, format: LogFormat, now: SystemTime,
             escaped(buf, e.method.as_bytes());
             buf.extend_from_slice(b"\",\"path\":\"");
             escaped(buf, e.path.as_bytes());
-            let _ = write!(buf, "\",\"status\":{},\"route\":\"", e.status);
+            buf.extend_from_slice(b"\",\"status\":");
+            number(buf, u64::from(e.status), 1);
+            buf.extend_from_slice(b",\"route\":\"");
             escaped(buf, e.route.as_bytes());
-            let _ = write!(buf, "\",\"micros\":{},\"request_id\":\"", e.micros);
+            buf.extend_from_slice(b"\",\"micros\":");
+            number(buf, e.micros, 1);
+            buf.extend_from_slice(b",\"request_id\":\"");
             escaped(buf, e.request_id);
             buf.extend_from_slice(b"\"},\"target\":\"portcullis::access\"}\n");
         }
     }
 }
 
+/// `n` in decimal, zero-padded to at least `width` digits.
+fn number(buf: &mut Vec<u8>, mut n: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let start = start.min(digits.len().saturating_sub(width));
+    buf.extend_from_slice(&digits[start..]);
+}
+
 /// `bytes` inside a JSON string: `"` and `\` escaped, control characters and bytes outside
-/// ASCII as `\u00XX`, so a line is valid JSON (and one line) whatever the client sent.
+/// ASCII as `\u00XX`, so a line is valid JSON (and one line) whatever the client sent. Runs
+/// of bytes that need nothing are copied whole.
 fn escaped(buf: &mut Vec<u8>, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    for &b in bytes {
-        match b {
-            b'"' | b'\\' => buf.extend_from_slice(&[b'\\', b]),
-            0x20..=0x7e => buf.push(b),
-            _ => buf.extend_from_slice(&[
+    let plain = |b: &u8| matches!(b, 0x20..=0x7e) && *b != b'"' && *b != b'\\';
+    let mut rest = bytes;
+    while let Some(i) = rest.iter().position(|b| !plain(b)) {
+        buf.extend_from_slice(&rest[..i]);
+        let b = rest[i];
+        if b == b'"' || b == b'\\' {
+            buf.extend_from_slice(&[b'\\', b]);
+        } else {
+            buf.extend_from_slice(&[
                 b'\\',
                 b'u',
                 b'0',
                 b'0',
                 HEX[usize::from(b >> 4)],
                 HEX[usize::from(b & 0xf)],
-            ]),
+            ]);
         }
+        rest = &rest[i + 1..];
     }
+    buf.extend_from_slice(rest);
 }
 
 /// RFC 3339 UTC with microseconds, `2026-12-03T16:09:05.123456Z`.
@@ -309,14 +341,18 @@ fn timestamp(buf: &mut Vec<u8>, now: SystemTime) {
     let secs = since.as_secs();
     let (year, month, day) = civil_from_days(secs / 86_400);
     let of_day = secs % 86_400;
-    let _ = write!(
-        buf,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        of_day / 3600,
-        of_day / 60 % 60,
-        of_day % 60,
-        since.subsec_micros()
-    );
+    for (n, width, then) in [
+        (year, 4, b'-'),
+        (month, 2, b'-'),
+        (day, 2, b'T'),
+        (of_day / 3600, 2, b':'),
+        (of_day / 60 % 60, 2, b':'),
+        (of_day % 60, 2, b'.'),
+        (u64::from(since.subsec_micros()), 6, b'Z'),
+    ] {
+        number(buf, n, width);
+        buf.push(then);
+    }
 }
 
 /// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's algorithm).

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HOST, TE};
-use http::{HeaderName, HeaderValue, Request, Response, Uri, Version};
+use http::{HeaderValue, Request, Response, Uri, Version};
 use http_body_util::BodyExt as _;
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper::client::conn::http2::{self, SendRequest};
@@ -134,36 +134,66 @@ impl H2Pool {
                     ));
                 }
                 Pick::Connect => {
+                    // Given back even if this request is dropped (timeout, client gone)
+                    // before the connect ends.
+                    let slot = ConnectSlot(Some(self));
                     let connected = Box::pin(handshake(upstream)).await;
-                    let Ok(mut st) = self.state.lock() else {
-                        return Err(UpstreamError::Closed);
-                    };
-                    st.connecting -= 1;
-                    let out = match connected {
-                        Ok(send) => {
-                            st.failures = 0;
-                            st.retry_at = None;
-                            let active = Arc::new(AtomicUsize::new(1));
-                            st.conns.push(Shared {
-                                send: send.clone(),
-                                active: active.clone(),
-                            });
-                            Ok((send, Active(active)))
-                        }
-                        Err(e) => {
-                            st.failures = st.failures.saturating_add(1);
-                            let backoff = BACKOFF_FIRST
-                                .saturating_mul(1 << st.failures.min(16).saturating_sub(1))
-                                .min(BACKOFF_MAX);
-                            st.retry_at = Some(Instant::now() + backoff);
-                            Err(e)
-                        }
-                    };
-                    drop(st);
-                    self.connected.notify_waiters();
-                    return out;
+                    return slot.finish(connected);
                 }
             }
+        }
+    }
+}
+
+/// A connect in progress, counted in `State::connecting` until it ends or is abandoned.
+struct ConnectSlot<'a>(Option<&'a H2Pool>);
+
+impl ConnectSlot<'_> {
+    fn finish(
+        mut self,
+        connected: Result<SendRequest<OutBody>, UpstreamError>,
+    ) -> Result<(SendRequest<OutBody>, Active), UpstreamError> {
+        let Some(pool) = self.0.take() else {
+            return Err(UpstreamError::Closed);
+        };
+        let out = match pool.state.lock() {
+            Ok(mut st) => {
+                st.connecting -= 1;
+                match connected {
+                    Ok(send) => {
+                        st.failures = 0;
+                        st.retry_at = None;
+                        let active = Arc::new(AtomicUsize::new(1));
+                        st.conns.push(Shared {
+                            send: send.clone(),
+                            active: active.clone(),
+                        });
+                        Ok((send, Active(active)))
+                    }
+                    Err(e) => {
+                        st.failures = st.failures.saturating_add(1);
+                        let backoff = BACKOFF_FIRST
+                            .saturating_mul(1 << st.failures.min(16).saturating_sub(1))
+                            .min(BACKOFF_MAX);
+                        st.retry_at = Some(Instant::now() + backoff);
+                        Err(e)
+                    }
+                }
+            }
+            Err(_) => Err(UpstreamError::Closed),
+        };
+        pool.connected.notify_waiters();
+        out
+    }
+}
+
+impl Drop for ConnectSlot<'_> {
+    fn drop(&mut self) {
+        if let Some(pool) = self.0.take() {
+            if let Ok(mut st) = pool.state.lock() {
+                st.connecting -= 1;
+            }
+            pool.connected.notify_waiters();
         }
     }
 }
@@ -274,18 +304,32 @@ where
     parts.uri = Uri::from_parts(uri).map_err(|e| UpstreamError::Connect(Box::new(e)))?;
     parts.version = Version::HTTP_2;
     drop_connection_fields(&mut parts.headers);
-    extra.each_field(|name, value| {
-        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
-            parts.headers.append(n, v);
-        }
+    extra.each_header(|name, value| {
+        parts.headers.append(name, value);
     });
     if grpc {
         parts
             .headers
             .insert(TE, HeaderValue::from_static("trailers"));
     }
-    let (body, tripped) = Limited::new(body, upstream.max_body_bytes, body_idle);
-    let mut req = Some(Request::from_parts(parts, body.boxed_unsync()));
+    // A request without a body can be sent again if the upstream refuses its stream
+    // unprocessed (REFUSED_STREAM, or GOAWAY below its id); one with a body cannot, as the
+    // body has gone into the first attempt.
+    let replay = body.is_end_stream().then(|| {
+        (
+            parts.method.clone(),
+            parts.uri.clone(),
+            parts.headers.clone(),
+        )
+    });
+    // A request without a body has nothing to bound.
+    let (body, tripped) = if replay.is_some() {
+        (empty(), None)
+    } else {
+        let (body, tripped) = Limited::new(body, upstream.max_body_bytes, body_idle);
+        (body.boxed_unsync(), Some(tripped))
+    };
+    let mut req = Some(Request::from_parts(parts, body));
     let sent = async {
         let mut retried = false;
         loop {
@@ -298,13 +342,20 @@ where
                 Err(mut e) => {
                     let unsent = e.take_message();
                     let error = e.into_error();
-                    match unsent {
-                        Some(r) if !retried => {
-                            retried = true;
-                            req = Some(r);
+                    match (unsent, &replay) {
+                        // Never sent (the connection was closing): send it on another.
+                        (Some(r), _) if !retried => req = Some(r),
+                        (None, Some((method, uri, headers))) if !retried && unprocessed(&error) => {
+                            let mut again = Request::new(empty());
+                            *again.method_mut() = method.clone();
+                            *again.uri_mut() = uri.clone();
+                            *again.version_mut() = Version::HTTP_2;
+                            *again.headers_mut() = headers.clone();
+                            req = Some(again);
                         }
                         _ => return Err(UpstreamError::from(error)),
                     }
+                    retried = true;
                 }
             }
         }
@@ -313,8 +364,29 @@ where
         Err(_) => Err(UpstreamError::Timeout),
         Ok(Ok(sent)) => Ok(sent),
         // A request body that broke its bounds is the client's failure, not the upstream's.
-        Ok(Err(e)) => Err(tripped.take().map_or(e, UpstreamError::Client)),
+        Ok(Err(e)) => Err(tripped
+            .and_then(|t| t.take())
+            .map_or(e, UpstreamError::Client)),
     }
+}
+
+/// The upstream says it did not process the stream: RST_STREAM with REFUSED_STREAM, or a
+/// GOAWAY whose last stream id is below it (RFC 9113 §8.7).
+fn unprocessed(e: &hyper::Error) -> bool {
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if let Some(h2) = c.downcast_ref::<h2::Error>() {
+            return h2.reason() == Some(h2::Reason::REFUSED_STREAM) || h2.is_go_away();
+        }
+        cause = c.source();
+    }
+    false
+}
+
+fn empty() -> OutBody {
+    http_body_util::Empty::new()
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 impl From<hyper::Error> for UpstreamError {

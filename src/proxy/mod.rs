@@ -116,6 +116,20 @@ impl ProxyLimits {
 pub trait ExtraFields: Sync {
     /// Calls `field` once per (name, value), in order.
     fn each_field(&self, field: impl FnMut(&[u8], &[u8]));
+
+    /// The same fields as header entries, for the HTTP/2 path (which needs a header map).
+    /// By default each is parsed from its bytes; an implementor that holds `HeaderName`s and
+    /// `HeaderValue`s hands out clones, which share their bytes.
+    fn each_header(&self, mut field: impl FnMut(http::HeaderName, http::HeaderValue)) {
+        self.each_field(|name, value| {
+            if let (Ok(n), Ok(v)) = (
+                http::HeaderName::from_bytes(name),
+                http::HeaderValue::from_bytes(value),
+            ) {
+                field(n, v);
+            }
+        });
+    }
 }
 
 /// No extra fields.

@@ -18,6 +18,7 @@ mod failures;
 mod forward_auth;
 mod framing;
 mod grpc;
+mod h2_upstream;
 mod harness;
 mod hosts;
 mod import;

@@ -169,3 +169,74 @@ async fn tls_keys_are_checked_when_the_routes_are_built() {
         "{err}"
     );
 }
+
+/// An upstream on TLS offering exactly `alpn`, serving HTTP/2 with hyper: every answer says
+/// the protocol version and the `:authority` it received.
+async fn h2_tls_upstream(
+    server: (CertificateDer<'static>, PrivateKeyDer<'static>),
+    alpn: &[u8],
+) -> u16 {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![server.0], server.1)
+        .unwrap();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(
+                    |req: http::Request<hyper::body::Incoming>| async move {
+                        let text = format!(
+                            "{:?} {}",
+                            req.version(),
+                            req.uri().authority().map_or("-", |a| a.as_str())
+                        );
+                        Ok::<_, std::convert::Infallible>(http::Response::new(
+                            http_body_util::Full::new(bytes::Bytes::from(text)),
+                        ))
+                    },
+                );
+                let _ =
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                        .await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn an_h2_route_speaks_http2_over_tls_only_when_alpn_agrees() {
+    let server_ca = ca("upstream CA");
+    let (der, _, _, key) = issue(&server_ca, &["127.0.0.1"]);
+    let h2_port = h2_tls_upstream((der.clone(), key.clone_key()), b"h2").await;
+    let http1_port = h2_tls_upstream((der, key), b"http/1.1").await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), server_ca.pem()).unwrap();
+    let keys = format!(
+        "tls_ca_file = \"{}/ca.pem\"\nupstream_protocol = \"h2\"\npreserve_host = false\n",
+        dir.path().display()
+    );
+    let routes = [
+        route(h2_port, "h2", &keys),
+        route(http1_port, "noalpn", &keys),
+    ]
+    .concat();
+    let srv = TestServer::start_in(dir, &routes).await;
+    let r = srv.get("/h2/x").send().await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), format!("HTTP/2.0 127.0.0.1:{h2_port}"));
+    // An upstream that does not agree to h2 is not spoken to in HTTP/2 (or at all).
+    assert_eq!(srv.get("/noalpn/x").send().await.status, 502);
+}

@@ -274,3 +274,34 @@ fn forward_auth_answers_only_trusted_proxies_and_hides_no_route() {
     assert!(err.starts_with("forward_auth.path: "), "{err}");
     assert!(load(ROUTE).unwrap().forward_auth.is_none());
 }
+
+#[test]
+fn upstream_protocol_matches_the_scheme() {
+    use crate::config::UpstreamProtocol;
+    let with = |url: &str, extra: &str| {
+        load(&format!(
+            "{}{extra}",
+            ROUTE.replace("http://127.0.0.1:9000", url)
+        ))
+    };
+    let cfg = with("http://127.0.0.1:9000", "").unwrap();
+    assert_eq!(cfg.routes[0].upstream.protocol, UpstreamProtocol::Http1);
+    let cfg = with("http://127.0.0.1:9000", "upstream_protocol = \"h2c\"\n").unwrap();
+    assert_eq!(cfg.routes[0].upstream.protocol, UpstreamProtocol::H2c);
+    let cfg = with("https://127.0.0.1:9000", "upstream_protocol = \"h2\"\n").unwrap();
+    assert_eq!(cfg.routes[0].upstream.protocol, UpstreamProtocol::H2);
+    for (url, extra) in [
+        ("https://127.0.0.1:9000", "upstream_protocol = \"h2c\"\n"),
+        ("http://127.0.0.1:9000", "upstream_protocol = \"h2\"\n"),
+        ("http://127.0.0.1:9000", "upstream_protocol = \"h3\"\n"),
+    ] {
+        let err = with(url, extra).unwrap_err();
+        assert!(err.starts_with("routes[0].upstream_protocol: "), "{err}");
+    }
+    let err = with(
+        "http://127.0.0.1:9000",
+        "upstream_protocol = \"h2c\"\nwebsocket = true\n",
+    )
+    .unwrap_err();
+    assert!(err.starts_with("routes[0].websocket: "), "{err}");
+}

@@ -205,3 +205,18 @@ fn a_stuck_writer_drops_lines_instead_of_blocking_requests() {
     assert_eq!(text.lines().count() as u64, kept);
     assert!(text.lines().all(|l| l.ends_with("request_id=\"r\"")));
 }
+
+#[test]
+fn numbers_are_padded_to_their_width_and_never_cut() {
+    for (n, width, text) in [
+        (0, 1, "0"),
+        (7, 2, "07"),
+        (42, 6, "000042"),
+        (123_456, 2, "123456"),
+        (u64::MAX, 1, "18446744073709551615"),
+    ] {
+        let mut buf = Vec::new();
+        number(&mut buf, n, width);
+        assert_eq!(buf, text.as_bytes(), "{n} to {width}");
+    }
+}
