@@ -52,6 +52,7 @@ PORT_B = 18194         # second replica of PORT_REPL_A (PostgreSQL + Redis, cach
 PORT_REPL_A = 18195
 PORT_CG = 18196        # rows 12: the process under callgrind
 PORT_LOG = 18197       # row 4l: as PORT_MAIN with the access log on
+PORT_NOLOG = 18198     # row 13: the access log's paired control
 
 STARTED = []           # (name, Popen)
 PINNED_SERVICES = []   # (pid, original affinity list)
@@ -276,12 +277,15 @@ def main():
     ap.add_argument("--warmup", default="2s")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--conns", default="32,64")
-    ap.add_argument("--rows", default="1,2,3,4,5,6,7,8,9,10,11")
+    ap.add_argument("--rows", default="1,2,3,4,5,6,7,8,9,10,11,13")
     ap.add_argument("--sut-cpu", default="0")
     ap.add_argument("--load-cpu", default="1")
     ap.add_argument("--trials", type=int, default=200, help="revocation trials (row 11)")
     ap.add_argument("--quick", action="store_true", help="1 run of 5 s per row, 64 connections")
     ap.add_argument("--out", default=None, help="write the report here too")
+    ap.add_argument("--access-log-to", choices=["file", "off"], default="file",
+                    help="rows 4l and 13: the access log to a file in the scratch directory, or off "
+                         "(an A/A control: the two processes then differ in nothing)")
     ap.add_argument("--syscalls", action="store_true",
                     help="also count system calls per request under strace (rows 2, 4, 4h; ~30 s)")
     ap.add_argument("--callgrind", action="store_true",
@@ -352,7 +356,8 @@ def main():
     if "4" in rows:
         # Row 4 again with the default access log on (lines to a file, as a container's
         # stderr goes to a pipe).
-        log_cfg = portcullis_config(work, "logged", PORT_LOG, f"sqlite://{work}/main.db", access_log=True)
+        log_cfg = portcullis_config(work, "logged", PORT_LOG, f"sqlite://{work}/main.db",
+                                    access_log=args.access_log_to != "off")
         p_log = start("portcullis-logged", [BIN, "serve", "--config", log_cfg], sut, work)
         wait_http(PORT_LOG, p_log, "portcullis with the access log")
         targets["4l"] = ("Portcullis JWT, cached identity, access log on", f"http://127.0.0.1:{PORT_LOG}/api/x",
@@ -384,8 +389,8 @@ def main():
         targets["8a"] = ("JWT, moka off, PostgreSQL", f"http://127.0.0.1:{PORT_PG}/api/x", [f"Authorization: Bearer {t}"])
         served_by["8a"] = p.pid
 
-    chosen = [r for r in ["1", "2", "3", "4", "4h", "4l", "5", "6", "7", "8a", "8b"]
-              if r in targets and (r in rows or r.rstrip("abhl") in rows)]
+    chosen = [r for r in ["1", "2", "3", "4", "4h", "5", "6", "7", "8a", "8b"]
+              if r in targets and (r in rows or r.rstrip("abh") in rows)]
     conns_list = [int(c) for c in args.conns.split(",")]
     results = {}   # (row, conns) -> list of (wrk, cpu)
     for conns in conns_list:
@@ -403,6 +408,8 @@ def main():
     report = [header_block(args, idle_rss)]
     if chosen:
         report.append(throughput_table(results, targets, chosen, conns_list, sut, lg))
+    if "13" in rows:
+        report.append(access_log_row(work, args, sut, lg, token))
     if "9" in rows or "10" in rows:
         report.append(login_rows(work, rows, args, sut, lg, token))
     if "11" in rows and have_services:
@@ -623,13 +630,54 @@ def callgrind_count(name, argv, port, sut, lg, work, url=None, headers=()):
     return total, requests
 
 
+def access_log_row(work, args, sut, lg, token):
+    """Row 13: what the access log costs. Two processes differing only in `log.access_log`
+    are started afresh for every run (one process can run a few percent faster than an
+    identical one for the whole of its life), warmed, then measured back to back in
+    alternating order; the ratio is the median of the runs' own on/off ratios."""
+    url = "http://127.0.0.1:{}/api/x"
+    hdr = [f"Authorization: Bearer {token}"]
+    pairs = []
+    for run in range(max(args.runs, 5)):
+        procs = {}
+        for logged, port in ((False, PORT_NOLOG), (True, PORT_LOG)):
+            cfg = portcullis_config(work, f"pair-{int(logged)}", port, f"sqlite://{work}/main.db",
+                                    access_log=logged and args.access_log_to != "off")
+            procs[logged] = start(f"pair-{int(logged)}-{run}", [BIN, "serve", "--config", cfg], sut, work)
+            wait_http(port, procs[logged], "portcullis (row 13)")
+        ports = {False: PORT_NOLOG, True: PORT_LOG}
+        for logged in (False, True):
+            run_wrk(url.format(ports[logged]), 64, args.warmup, hdr, cpu=lg)
+        got = {}
+        for logged in ((False, True) if run % 2 == 0 else (True, False)):
+            log(f"row 13 pair {run + 1}: access log {'on' if logged else 'off'}")
+            got[logged] = run_wrk(url.format(ports[logged]), 64, args.duration, hdr, cpu=lg,
+                                  pid=procs[logged].pid)[0]
+        for proc in procs.values():
+            proc.terminate()
+            proc.wait(timeout=30)
+        pairs.append(got)
+    ratios = [p[True]["rps"] / p[False]["rps"] for p in pairs]
+    cpu = {k: statistics.median((p[k]["proc_usr"] + p[k]["proc_sys"]) * 1e6 / p[k]["requests"] for p in pairs)
+           for k in (False, True)}
+    return ("Row 13: the access log's cost, JWT with a cached identity (row 4), 64 connections; "
+            "fresh processes per pair, measured back to back in alternating order. Lines go to "
+            f"{'a file' if args.access_log_to == 'file' else 'nowhere: A/A control, the log is off in both'}.\n\n"
+            "| row | measure | access log off | on | on / off |\n|---|---|---:|---:|---:|\n"
+            f"| 13 | req/s (median of {len(pairs)} pairs) | {statistics.median(p[False]['rps'] for p in pairs):,.0f} | "
+            f"{statistics.median(p[True]['rps'] for p in pairs):,.0f} | {statistics.median(ratios):.3f} "
+            f"({min(ratios):.3f}..{max(ratios):.3f}) |\n"
+            f"| 13 | Portcullis CPU µs/req (usr + sys, all threads) | {cpu[False]:.1f} | {cpu[True]:.1f} | "
+            f"{cpu[True] / cpu[False]:.3f} |\n")
+
+
 def syscall_rows(targets, served_by, lg):
-    """System calls per request of the process answering rows 2, 4 and 4h, counted by
+    """System calls per request of the process answering rows 2, 4, 4h and 4l, counted by
     `strace -c -f` attached for a 3 s wrk run (64 connections)."""
     if not shutil.which("strace"):
         return "System calls skipped: strace is not installed.\n"
     out = ["| row | scenario | syscalls/req | the most frequent, per request |", "|---|---|---:|---|"]
-    for row in ("2", "4", "4h"):
+    for row in ("2", "4", "4h", "4l"):
         if row not in targets or row not in served_by:
             continue
         label, url, headers = targets[row]

@@ -14,6 +14,7 @@ pub(crate) mod navigation;
 pub(crate) mod respond;
 mod state;
 mod trailers;
+mod tunnel;
 
 pub use state::{AppState, Live};
 
@@ -31,14 +32,13 @@ use self::client::ConnInfo;
 use self::headers::{Forwarding, X_REQUEST_ID};
 use self::respond::ProxyError;
 use crate::auth::AuthError;
-use crate::auth::credentials::{self, OwnedCredential, check_csrf, check_origin};
+use crate::auth::credentials::{self, check_csrf, check_origin};
 use crate::auth::sessions::ClientMeta;
 use crate::authz::{self, Decision};
 use crate::config::{CorsPolicy, Origins, RouteConfig, RouteCors};
 use crate::identity::{AuthMethod, Identity};
 use crate::metrics::{AuthOutcome, RouteSlot};
 use crate::path::under_prefix_ignoring_case;
-use crate::proxy::Tunnel;
 use crate::routes::forwarded_path;
 
 pub(crate) const JWKS_PATH: &str = "/.well-known/jwks.json";
@@ -263,7 +263,7 @@ async fn route_request(
     let upgrade = route.websocket && headers::is_websocket_upgrade(&parts.method, &parts.headers);
     // Built before the credential headers are stripped: the tunnel re-checks its caller.
     let tunnel =
-        upgrade.then(|| tunnel_for(state, conn, route, &parts.headers, identity.is_some()));
+        upgrade.then(|| tunnel::tunnel_for(state, conn, route, &parts.headers, identity.is_some()));
     let injected = live.header_policy.prepare_request(
         &mut parts.headers,
         &Forwarding {
@@ -300,49 +300,6 @@ async fn route_request(
     match forwarded {
         Ok(resp) => (slot, Ok(resp.map(Body::from))),
         Err(e) => (slot, Err(e.into())),
-    }
-}
-
-/// The tunnel an allowed WebSocket handshake becomes. It holds the client connection's
-/// slot, and closes as soon as a revocation means the route would no longer admit the
-/// caller's credential (logout, disable, key revocation, a role change) — the same moment
-/// the next request with that credential is refused.
-fn tunnel_for(
-    state: &AppState,
-    conn: &Arc<ConnInfo>,
-    route: &crate::config::RouteConfig,
-    headers: &http::HeaderMap,
-    authenticated: bool,
-) -> Tunnel {
-    let hold = conn.clone();
-    let cred = authenticated
-        .then(|| credentials::extract(headers).ok().flatten())
-        .flatten()
-        .map(OwnedCredential::from);
-    let Some(cred) = cred else {
-        return Tunnel::unwatched(hold);
-    };
-    let resolver = state.resolver.clone();
-    let policy = route.policy.clone();
-    let mut evictions = resolver.evictions();
-    Tunnel {
-        hold: Box::new(hold),
-        revoked: Box::pin(async move {
-            loop {
-                if evictions.changed().await.is_err() {
-                    return std::future::pending().await;
-                }
-                let admitted = match resolver.resolve(&cred.borrow()).await {
-                    Ok(identity) => authz::decide(&policy, Some(&identity)) == Decision::Allow,
-                    // The store is unreachable: judged again at the next revocation.
-                    Err(AuthError::Store(_)) => true,
-                    Err(_) => false,
-                };
-                if !admitted {
-                    return;
-                }
-            }
-        }),
     }
 }
 
