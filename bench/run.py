@@ -124,7 +124,7 @@ def session(port, email):
 
 
 def portcullis_config(workdir, name, port, store, redis=None, cache=True, hashing=None, access_log=False,
-                      throttle=None):
+                      throttle=None, quiet_route=False):
     key = os.path.join(workdir, "signing.pem")
     lines = [
         "[server]", f'listen = "127.0.0.1:{port}"',
@@ -150,6 +150,10 @@ def portcullis_config(workdir, name, port, store, redis=None, cache=True, hashin
         "[[routes]]", 'name = "h2"', 'prefix = "/h2"',
         f'upstream = "http://127.0.0.1:{PORT_UPSTREAM_H2}"', 'upstream_protocol = "h2c"',
     ]
+    if quiet_route:
+        # As "api", but kept out of the access log: row 4q, row 4l's control in one process.
+        lines += ["[[routes]]", 'name = "quiet"', 'prefix = "/quiet"', "access_log = false",
+                  f'upstream = "http://127.0.0.1:{PORT_UPSTREAM}"']
     path = os.path.join(workdir, f"{name}.toml")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
@@ -357,12 +361,17 @@ def main():
         # Row 4 again with the default access log on (lines to a file, as a container's
         # stderr goes to a pipe).
         log_cfg = portcullis_config(work, "logged", PORT_LOG, f"sqlite://{work}/main.db",
-                                    access_log=args.access_log_to != "off")
+                                    access_log=args.access_log_to != "off", quiet_route=True)
         p_log = start("portcullis-logged", [BIN, "serve", "--config", log_cfg], sut, work)
         wait_http(PORT_LOG, p_log, "portcullis with the access log")
         targets["4l"] = ("Portcullis JWT, cached identity, access log on", f"http://127.0.0.1:{PORT_LOG}/api/x",
                          [f"Authorization: Bearer {token}"])
         served_by["4l"] = p_log.pid
+        # The same process, a route with access_log = false: the log's cost without the
+        # noise between two processes.
+        targets["4q"] = ("the 4l process, a route kept out of the access log", f"http://127.0.0.1:{PORT_LOG}/quiet/x",
+                         [f"Authorization: Bearer {token}"])
+        served_by["4q"] = p_log.pid
     targets["5"] = ("Portcullis API key", f"http://127.0.0.1:{PORT_MAIN}/api/x", [f"X-API-Key: {api_key}"])
     targets["6"] = ("Portcullis cookie", f"http://127.0.0.1:{PORT_MAIN}/api/x", [f"Cookie: access_token={token}"])
 
@@ -389,8 +398,8 @@ def main():
         targets["8a"] = ("JWT, moka off, PostgreSQL", f"http://127.0.0.1:{PORT_PG}/api/x", [f"Authorization: Bearer {t}"])
         served_by["8a"] = p.pid
 
-    chosen = [r for r in ["1", "2", "3", "4", "4h", "5", "6", "7", "8a", "8b"]
-              if r in targets and (r in rows or r.rstrip("abh") in rows)]
+    chosen = [r for r in ["1", "2", "3", "4", "4h", "4l", "4q", "5", "6", "7", "8a", "8b"]
+              if r in targets and (r in rows or r.rstrip("abhlq") in rows)]
     conns_list = [int(c) for c in args.conns.split(",")]
     results = {}   # (row, conns) -> list of (wrk, cpu)
     for conns in conns_list:

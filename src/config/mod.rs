@@ -374,6 +374,8 @@ pub struct RouteConfig {
     /// Send `X-Portcullis-Assertion`: a short-lived JWT, signed with the token key,
     /// stating the identity, method and target, for an upstream that verifies its sidecar.
     pub identity_assertion: bool,
+    /// This route's requests get access-log lines (when `log.access_log` is on).
+    pub access_log: bool,
 }
 
 impl Config {

@@ -183,6 +183,7 @@ pub(super) struct RawRoute {
     pub cors: Option<RawRouteCors>,
     pub sign_in_redirect: Option<bool>,
     pub identity_assertion: Option<bool>,
+    pub access_log: Option<bool>,
     pub tls_ca_file: Option<String>,
     pub tls_client_cert_file: Option<String>,
     pub tls_client_key_file: Option<String>,

@@ -111,6 +111,7 @@ pub(super) fn route(i: usize, raw: RawRoute) -> Result<RouteConfig> {
         cors: super::cors::route_cors(i, raw.cors)?,
         sign_in_redirect: raw.sign_in_redirect.unwrap_or(false),
         identity_assertion: raw.identity_assertion.unwrap_or(false),
+        access_log: raw.access_log.unwrap_or(true),
     })
 }
 

@@ -92,7 +92,10 @@ pub(crate) async fn handle(
     state
         .metrics
         .record_request(slot, route.map(|r| &*r.counters), status.as_u16(), elapsed);
-    if let Some((log, method, uri)) = logged {
+    // A route may keep its requests out of the log (health checks, say).
+    if let Some((log, method, uri)) = logged
+        && route.is_none_or(|r| r.rule.access_log)
+    {
         let route = match slot {
             RouteSlot::Route(_) => route.map_or("", |r| r.rule.name.as_str()),
             RouteSlot::Account => "(account)",

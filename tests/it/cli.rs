@@ -149,7 +149,8 @@ fn logs_to_a_pipe_carry_no_colour_codes() {
 }
 
 /// `serve` with the default access log, in JSON: one line per request on stderr, written
-/// by the log's own thread, with the path but never the query or a credential.
+/// by the log's own thread, with the path but never the query or a credential; a route with
+/// `access_log = false` gets none.
 #[test]
 fn the_access_log_has_one_json_line_per_request() {
     use std::io::{BufRead as _, Read as _};
@@ -160,7 +161,9 @@ fn the_access_log_has_one_json_line_per_request() {
         format!(
             "[server]\nlisten = \"127.0.0.1:0\"\n[store]\ndatabase_url = \"sqlite://{d}/p.db\"\n\
              [tokens]\nkey_dir = \"{d}\"\n[log]\nformat = \"json\"\n[[routes]]\nname = \"a\"\n\
-             prefix = \"/a\"\nauth = \"public\"\nupstream = \"http://127.0.0.1:9\"\n",
+             prefix = \"/a\"\nauth = \"public\"\nupstream = \"http://127.0.0.1:9\"\n\
+             [[routes]]\nname = \"quiet\"\nprefix = \"/quiet\"\nauth = \"public\"\n\
+             upstream = \"http://127.0.0.1:9\"\naccess_log = false\n",
             d = dir.path().display()
         ),
     )
@@ -198,6 +201,16 @@ fn the_access_log_has_one_json_line_per_request() {
             break listen.rsplit(':').next().unwrap().parse::<u16>().unwrap();
         }
     };
+    let get = |target: &str| {
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let req = format!("GET {target} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
+        conn.write_all(req.as_bytes()).unwrap();
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).unwrap();
+        answer
+    };
+    // Not logged: the first access line below is the next request's.
+    assert!(get("/quiet/x").starts_with("HTTP/1.1 502"));
     let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     conn.write_all(
         b"GET /a/x?token=sekrit HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer sekrit\r\n\
