@@ -301,7 +301,9 @@ where
     let mut uri = parts.uri.into_parts();
     uri.scheme = Some(upstream.scheme().clone());
     uri.authority = Some(authority);
-    parts.uri = Uri::from_parts(uri).map_err(|e| UpstreamError::Connect(Box::new(e)))?;
+    // Cannot fail (the origin-form target's path, a scheme and an authority); if it did, it
+    // would be a 502 like any failure on the upstream's side, not a failed connect.
+    parts.uri = Uri::from_parts(uri).map_err(|e| UpstreamError::Io(std::io::Error::other(e)))?;
     parts.version = Version::HTTP_2;
     drop_connection_fields(&mut parts.headers);
     extra.each_header(|name, value| {
