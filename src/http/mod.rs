@@ -64,17 +64,14 @@ pub(crate) async fn handle(
     let live = state.live.load_full();
     // gRPC runs over HTTP/2 only: HTTP/1.1 requests pay no header lookup here.
     let grpc = req.version() == Version::HTTP_2 && crate::proxy::is_grpc(req.headers());
-    let (slot, result) = route_request(&state, &live, &conn, &request_id, preflight, req).await;
+    let (slot, result) =
+        route_request(&state, &live, &conn, &request_id, preflight, grpc, req).await;
     // A refused gRPC call is answered the gRPC way; the metrics and the access log keep the
     // HTTP status it stands for.
     let (mut resp, status) = match result {
-        Ok(resp) => {
-            let status = resp.status();
-            (resp, status)
-        }
         Err(e) if grpc => respond::grpc_error(e, &state.metrics),
-        Err(e) => {
-            let resp = respond::proxy_error(e, &state.metrics);
+        result => {
+            let resp = result.unwrap_or_else(|e| respond::proxy_error(e, &state.metrics));
             let status = resp.status();
             (resp, status)
         }
@@ -139,6 +136,7 @@ async fn route_request(
     conn: &Arc<ConnInfo>,
     request_id: &http::HeaderValue,
     preflight: bool,
+    grpc: bool,
     mut req: Request<Incoming>,
 ) -> Routed {
     // The authority is only there for HTTP/2 and absolute-form targets; the common request
@@ -257,10 +255,7 @@ async fn route_request(
         Err(e) => return (slot, Err(e)),
     };
     let (mut parts, body) = req.into_parts();
-    if parts.version == Version::HTTP_2
-        && !matched.upstream.is_h2()
-        && crate::proxy::is_grpc(&parts.headers)
-    {
+    if grpc && !matched.upstream.is_h2() {
         return (slot, Err(ProxyError::GrpcNeedsH2));
     }
     let upgrade = route.websocket && headers::is_websocket_upgrade(&parts.method, &parts.headers);

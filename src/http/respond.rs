@@ -241,6 +241,20 @@ fn throttled(refused: Refused) -> ErrorReply {
     }
 }
 
+/// What a refusal tells the client to do next, whatever shape its answer takes:
+/// `WWW-Authenticate`, `Retry-After`, and a throttle's `RateLimit` fields.
+fn advice_headers(r: &ErrorReply, h: &mut http::HeaderMap) {
+    if let Some(v) = r.www_authenticate {
+        h.insert(WWW_AUTHENTICATE, HeaderValue::from_static(v));
+    }
+    if let Some(v) = r.retry_after {
+        h.insert(RETRY_AFTER, HeaderValue::from_static(v));
+    }
+    if let Some(t) = &r.throttled {
+        t.set_headers(h);
+    }
+}
+
 fn build(r: ErrorReply) -> Response<Body> {
     let mut body = serde_json::json!({ "detail": r.detail, "code": r.code });
     if let Some(t) = &r.throttled {
@@ -251,15 +265,7 @@ fn build(r: ErrorReply) -> Response<Body> {
     *resp.status_mut() = r.status;
     let h = resp.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if let Some(v) = r.www_authenticate {
-        h.insert(WWW_AUTHENTICATE, HeaderValue::from_static(v));
-    }
-    if let Some(v) = r.retry_after {
-        h.insert(RETRY_AFTER, HeaderValue::from_static(v));
-    }
-    if let Some(t) = &r.throttled {
-        t.set_headers(h);
-    }
+    advice_headers(&r, h);
     if r.close {
         h.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     }

@@ -248,48 +248,67 @@ fn write_lines(out: &mut dyn Write, mut buf: &[u8]) {
     }
 }
 
+/// The fixed bytes around each field of a line, in one format.
+struct Shape {
+    before_time: &'static [u8],
+    /// Through the method's opening.
+    after_time: &'static [u8],
+    after_method: &'static [u8],
+    after_path: &'static [u8],
+    after_status: &'static [u8],
+    after_route: &'static [u8],
+    after_micros: &'static [u8],
+    end: &'static [u8],
+}
+
+/// As `tracing`'s text formatter writes an event.
+const TEXT: Shape = Shape {
+    before_time: b"",
+    after_time: b"  INFO portcullis::access: request method=",
+    after_method: b" path=\"",
+    after_path: b"\" status=",
+    after_status: b" route=\"",
+    after_route: b"\" micros=",
+    after_micros: b" request_id=\"",
+    end: b"\"\n",
+};
+
+/// As `tracing`'s JSON formatter writes an event.
+const JSON: Shape = Shape {
+    before_time: b"{\"timestamp\":\"",
+    after_time: b"\",\"level\":\"INFO\",\"fields\":{\"message\":\"request\",\"method\":\"",
+    after_method: b"\",\"path\":\"",
+    after_path: b"\",\"status\":",
+    after_status: b",\"route\":\"",
+    after_route: b"\",\"micros\":",
+    after_micros: b",\"request_id\":\"",
+    end: b"\"},\"target\":\"portcullis::access\"}\n",
+};
+
 /// Formats one line, as `tracing`'s text or JSON formatter would have written the same
 /// event, into `buf`. Digits and escapes are written by hand: `core::fmt` would cost more
 /// than the rest of the line.
 pub(crate) fn format_line(buf: &mut Vec<u8>, format: LogFormat, now: SystemTime, e: &Entry<'_>) {
+    let shape = match format {
+        LogFormat::Text => &TEXT,
+        LogFormat::Json => &JSON,
+    };
     buf.reserve(192 + e.path.len() + e.route.len() + e.request_id.len());
-    match format {
-        LogFormat::Text => {
-            timestamp(buf, now);
-            buf.extend_from_slice(b"  INFO portcullis::access: request method=");
-            escaped(buf, e.method.as_bytes());
-            buf.extend_from_slice(b" path=\"");
-            escaped(buf, e.path.as_bytes());
-            buf.extend_from_slice(b"\" status=");
-            number(buf, u64::from(e.status), 1);
-            buf.extend_from_slice(b" route=\"");
-            escaped(buf, e.route.as_bytes());
-            buf.extend_from_slice(b"\" micros=");
-            number(buf, e.micros, 1);
-            buf.extend_from_slice(b" request_id=\"");
-            escaped(buf, e.request_id);
-            buf.extend_from_slice(b"\"\n");
-        }
-        LogFormat::Json => {
-            buf.extend_from_slice(b"{\"timestamp\":\"");
-            timestamp(buf, now);
-            buf.extend_from_slice(
-                b"\",\"level\":\"INFO\",\"fields\":{\"message\":\"request\",\"method\":\"",
-            );
-            escaped(buf, e.method.as_bytes());
-            buf.extend_from_slice(b"\",\"path\":\"");
-            escaped(buf, e.path.as_bytes());
-            buf.extend_from_slice(b"\",\"status\":");
-            number(buf, u64::from(e.status), 1);
-            buf.extend_from_slice(b",\"route\":\"");
-            escaped(buf, e.route.as_bytes());
-            buf.extend_from_slice(b"\",\"micros\":");
-            number(buf, e.micros, 1);
-            buf.extend_from_slice(b",\"request_id\":\"");
-            escaped(buf, e.request_id);
-            buf.extend_from_slice(b"\"},\"target\":\"portcullis::access\"}\n");
-        }
-    }
+    buf.extend_from_slice(shape.before_time);
+    timestamp(buf, now);
+    buf.extend_from_slice(shape.after_time);
+    escaped(buf, e.method.as_bytes());
+    buf.extend_from_slice(shape.after_method);
+    escaped(buf, e.path.as_bytes());
+    buf.extend_from_slice(shape.after_path);
+    number(buf, u64::from(e.status), 1);
+    buf.extend_from_slice(shape.after_status);
+    escaped(buf, e.route.as_bytes());
+    buf.extend_from_slice(shape.after_route);
+    number(buf, e.micros, 1);
+    buf.extend_from_slice(shape.after_micros);
+    escaped(buf, e.request_id);
+    buf.extend_from_slice(shape.end);
 }
 
 /// `n` in decimal, zero-padded to at least `width` digits.

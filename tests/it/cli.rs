@@ -112,23 +112,20 @@ fn usage_errors_exit_64_and_name_the_variable() {
     );
 }
 
-/// `serve` logging to a pipe (a container's log collector): plain text, no colour codes.
-#[test]
-fn logs_to_a_pipe_carry_no_colour_codes() {
-    use std::io::BufRead as _;
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("serve.toml");
+/// `portcullis serve` on 127.0.0.1:0 with its data in `dir`, the configuration's `rest`,
+/// the default log filter and stderr piped.
+fn serve_in(dir: &std::path::Path, rest: &str) -> std::process::Child {
+    let config = dir.join("serve.toml");
+    let d = dir.display();
     std::fs::write(
         &config,
         format!(
             "[server]\nlisten = \"127.0.0.1:0\"\n[store]\ndatabase_url = \"sqlite://{d}/p.db\"\n\
-             [tokens]\nkey_dir = \"{d}\"\n[[routes]]\nname = \"a\"\nprefix = \"/a\"\n\
-             upstream = \"http://127.0.0.1:9\"\n",
-            d = dir.path().display()
+             [tokens]\nkey_dir = \"{d}\"\n{rest}"
         ),
     )
     .unwrap();
-    let mut child = bin()
+    bin()
         .arg("serve")
         .arg("--config")
         .arg(&config)
@@ -136,7 +133,18 @@ fn logs_to_a_pipe_carry_no_colour_codes() {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// `serve` logging to a pipe (a container's log collector): plain text, no colour codes.
+#[test]
+fn logs_to_a_pipe_carry_no_colour_codes() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = serve_in(
+        dir.path(),
+        "[[routes]]\nname = \"a\"\nprefix = \"/a\"\nupstream = \"http://127.0.0.1:9\"\n",
+    );
     let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
     let _ = child.kill();
@@ -155,28 +163,14 @@ fn logs_to_a_pipe_carry_no_colour_codes() {
 fn the_access_log_has_one_json_line_per_request() {
     use std::io::{BufRead as _, Read as _};
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("serve.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n[store]\ndatabase_url = \"sqlite://{d}/p.db\"\n\
-             [tokens]\nkey_dir = \"{d}\"\n[log]\nformat = \"json\"\n[[routes]]\nname = \"a\"\n\
-             prefix = \"/a\"\nauth = \"public\"\nupstream = \"http://127.0.0.1:9\"\n\
-             [[routes]]\nname = \"quiet\"\nprefix = \"/quiet\"\nauth = \"public\"\n\
-             upstream = \"http://127.0.0.1:9\"\naccess_log = false\n",
-            d = dir.path().display()
-        ),
-    )
-    .unwrap();
-    let mut child = bin()
-        .arg("serve")
-        .arg("--config")
-        .arg(&config)
-        .env_remove("PORTCULLIS_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = serve_in(
+        dir.path(),
+        "[log]\nformat = \"json\"\n\
+         [[routes]]\nname = \"a\"\nprefix = \"/a\"\nauth = \"public\"\n\
+         upstream = \"http://127.0.0.1:9\"\n\
+         [[routes]]\nname = \"quiet\"\nprefix = \"/quiet\"\nauth = \"public\"\n\
+         upstream = \"http://127.0.0.1:9\"\naccess_log = false\n",
+    );
     let (lines_tx, lines) = std::sync::mpsc::channel::<serde_json::Value>();
     let stderr = child.stderr.take().unwrap();
     std::thread::spawn(move || {

@@ -61,31 +61,45 @@ async fn mtls_upstream(
         .with_client_cert_verifier(verifier)
         .with_single_cert(vec![server.0], server.1)
         .unwrap();
+    serve_tls(config, |mut tls| async move {
+        let sni = tls.get_ref().1.server_name().unwrap_or("-").to_string();
+        let mut buf = vec![0u8; 4096];
+        let mut head = Vec::new();
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match tls.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{sni}",
+            sni.len()
+        );
+        let _ = tls.write_all(answer.as_bytes()).await;
+        let _ = tls.shutdown().await;
+    })
+    .await
+}
+
+type ServerTls = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+
+/// Listens on 127.0.0.1 with `config` and hands each completed handshake to `on_conn` in
+/// a task of its own. Returns the port.
+async fn serve_tls<F, Fut>(config: rustls::ServerConfig, on_conn: F) -> u16
+where
+    F: Fn(ServerTls) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
+            let (acceptor, on_conn) = (acceptor.clone(), on_conn.clone());
             tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let sni = tls.get_ref().1.server_name().unwrap_or("-").to_string();
-                let mut buf = vec![0u8; 4096];
-                let mut head = Vec::new();
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match tls.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
+                if let Ok(tls) = acceptor.accept(tcp).await {
+                    on_conn(tls).await;
                 }
-                let answer = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{sni}",
-                    sni.len()
-                );
-                let _ = tls.write_all(answer.as_bytes()).await;
-                let _ = tls.shutdown().await;
             });
         }
     });
@@ -184,36 +198,23 @@ async fn h2_tls_upstream(
         .with_single_cert(vec![server.0], server.1)
         .unwrap();
     config.alpn_protocols = vec![alpn.to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let service = hyper::service::service_fn(
-                    |req: http::Request<hyper::body::Incoming>| async move {
-                        let text = format!(
-                            "{:?} {}",
-                            req.version(),
-                            req.uri().authority().map_or("-", |a| a.as_str())
-                        );
-                        Ok::<_, std::convert::Infallible>(http::Response::new(
-                            http_body_util::Full::new(bytes::Bytes::from(text)),
-                        ))
-                    },
+    serve_tls(config, |tls| async move {
+        let service =
+            hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+                let text = format!(
+                    "{:?} {}",
+                    req.version(),
+                    req.uri().authority().map_or("-", |a| a.as_str())
                 );
-                let _ =
-                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
-                        .await;
+                Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
+                    bytes::Bytes::from(text),
+                )))
             });
-        }
-    });
-    port
+        let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+            .await;
+    })
+    .await
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 //! the header block ("trailers-only"), so a gRPC client reports UNAUTHENTICATED or
 //! UNAVAILABLE instead of a protocol error about an unexpected HTTP status.
 
-use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Response, StatusCode};
 
 use super::ErrorReply;
@@ -59,15 +59,7 @@ pub(super) fn trailers_only(r: ErrorReply) -> Response<Body> {
         HeaderValue::from(u16::from(status_code(r.status))),
     );
     h.insert("grpc-message", message(r.detail.as_str().unwrap_or(r.code)));
-    if let Some(v) = r.www_authenticate {
-        h.insert(WWW_AUTHENTICATE, HeaderValue::from_static(v));
-    }
-    if let Some(v) = r.retry_after {
-        h.insert(RETRY_AFTER, HeaderValue::from_static(v));
-    }
-    if let Some(t) = &r.throttled {
-        t.set_headers(h);
-    }
+    super::advice_headers(&r, h);
     resp
 }
 
