@@ -272,8 +272,9 @@ pub(crate) fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
 }
 
 /// Sends `req` over one of `upstream`'s HTTP/2 connections and waits for the response head
-/// within `timeout`. A request the connection refused before sending anything (it was
-/// closing: GOAWAY) is sent once more on another.
+/// within `timeout`. A request a connection gave back unsent (it was closing: GOAWAY) goes
+/// to another, up to once per connection; a bodyless one the upstream refused unprocessed
+/// is sent again once.
 pub(super) async fn forward<B>(
     upstream: &super::Upstream,
     pool: &H2Pool,
@@ -333,7 +334,10 @@ where
     };
     let mut req = Some(Request::from_parts(parts, body));
     let sent = async {
-        let mut retried = false;
+        // A request that never left (its connection was closing) may try each connection
+        // once; one the upstream refused unprocessed is sent again once.
+        let mut unsent_left = MAX_CONNECTIONS;
+        let mut replayed = false;
         loop {
             let (mut send, active) = pool.checkout(upstream).await?;
             let Some(r) = req.take() else {
@@ -346,8 +350,14 @@ where
                     let error = e.into_error();
                     match (unsent, &replay) {
                         // Never sent (the connection was closing): send it on another.
-                        (Some(r), _) if !retried => req = Some(r),
-                        (None, Some((method, uri, headers))) if !retried && unprocessed(&error) => {
+                        (Some(r), _) if unsent_left > 0 => {
+                            unsent_left -= 1;
+                            req = Some(r);
+                        }
+                        (None, Some((method, uri, headers)))
+                            if !replayed && unprocessed(&error) =>
+                        {
+                            replayed = true;
                             let mut again = Request::new(empty());
                             *again.method_mut() = method.clone();
                             *again.uri_mut() = uri.clone();
@@ -357,7 +367,6 @@ where
                         }
                         _ => return Err(UpstreamError::from(error)),
                     }
-                    retried = true;
                 }
             }
         }

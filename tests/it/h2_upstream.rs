@@ -129,8 +129,11 @@ async fn connections_closed_with_goaway_are_replaced_without_failing_requests() 
         let r = srv.get("/h2/x").send().await;
         assert_eq!(r.status, 200, "request {i}: {}", r.text());
     }
-    // Three requests per connection: the upstream was reconnected to as it closed them.
-    assert!(connections.load(Ordering::SeqCst) >= 4);
+    // The upstream was reconnected to as it closed connections. Not necessarily four: a
+    // request sent between the upstream's first GOAWAY (which names no last stream) and its
+    // closing one is still served on the old connection.
+    let used = connections.load(Ordering::SeqCst);
+    assert!(used >= 2, "{used} connections");
     // Concurrent requests while connections keep closing: none is lost either.
     let calls = (0..30).map(|_| srv.get("/h2/x").send());
     let answers = futures_util::future::join_all(calls).await;
