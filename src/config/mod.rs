@@ -324,10 +324,13 @@ pub enum UpstreamProtocol {
     H2c,
     /// HTTP/2 over TLS, agreed by ALPN, for an `https://` upstream.
     H2,
+    /// HTTP/2 or HTTP/1.1 over TLS, whichever the upstream picks by ALPN, for an `https://`
+    /// upstream.
+    Auto,
 }
 
 impl UpstreamProtocol {
-    /// HTTP/2 either way.
+    /// HTTP/2 either way, or possibly (`Auto`).
     pub fn is_h2(self) -> bool {
         !matches!(self, UpstreamProtocol::Http1)
     }

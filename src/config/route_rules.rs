@@ -115,8 +115,8 @@ pub(super) fn route(i: usize, raw: RawRoute) -> Result<RouteConfig> {
     })
 }
 
-/// `upstream_protocol`: "http1" (the default), "h2c" for an `http://` upstream, "h2" for
-/// an `https://` one.
+/// `upstream_protocol`: "http1" (the default), "h2c" for an `http://` upstream, "h2" or
+/// "auto" (ALPN decides) for an `https://` one.
 fn upstream_protocol(
     key: &dyn Fn(&str) -> String,
     upstream: &UpstreamConfig,
@@ -127,10 +127,11 @@ fn upstream_protocol(
         None | Some("http1") => return Ok(UpstreamProtocol::Http1),
         Some("h2c") => UpstreamProtocol::H2c,
         Some("h2") => UpstreamProtocol::H2,
+        Some("auto") => UpstreamProtocol::Auto,
         Some(other) => {
             return Err(ConfigError::invalid(
                 key("upstream_protocol"),
-                format!("{other:?} is not one of \"http1\", \"h2c\", \"h2\""),
+                format!("{other:?} is not one of \"http1\", \"h2c\", \"h2\", \"auto\""),
             ));
         }
     };
@@ -142,6 +143,11 @@ fn upstream_protocol(
         (UpstreamProtocol::H2, false) => Err(ConfigError::invalid(
             key("upstream_protocol"),
             "\"h2\" is HTTP/2 over TLS: use \"h2c\" for an http:// upstream",
+        )),
+        (UpstreamProtocol::Auto, false) => Err(ConfigError::invalid(
+            key("upstream_protocol"),
+            "\"auto\" lets TLS (ALPN) pick the protocol: an http:// upstream needs \"http1\" \
+             or \"h2c\"",
         )),
         _ => Ok(protocol),
     }

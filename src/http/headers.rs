@@ -259,6 +259,10 @@ pub struct Injected<'a> {
 /// A field's value: one Portcullis holds, or a fixed word.
 enum Value<'a> {
     Held(&'a HeaderValue),
+    /// Held, and kept out of HTTP/2's header compression table: this request's own (its id,
+    /// new every time, would only push the recurring fields out of the table) or a
+    /// credential (the identity assertion; RFC 7541 §7.1.3).
+    Unindexed(&'a HeaderValue),
     Fixed(&'static str),
 }
 
@@ -284,9 +288,9 @@ impl Injected<'_> {
         if let Some(host) = &self.forwarded_host {
             field(&X_FORWARDED_HOST, Value::Held(host));
         }
-        field(&X_REQUEST_ID, Value::Held(self.request_id));
+        field(&X_REQUEST_ID, Value::Unindexed(self.request_id));
         if let Some(assertion) = self.assertion {
-            field(&X_PORTCULLIS_ASSERTION, Value::Held(assertion));
+            field(&X_PORTCULLIS_ASSERTION, Value::Unindexed(assertion));
         }
     }
 }
@@ -295,7 +299,7 @@ impl crate::proxy::ExtraFields for Injected<'_> {
     fn each_field(&self, mut field: impl FnMut(&[u8], &[u8])) {
         self.visit(|name, value| {
             let value = match value {
-                Value::Held(v) => v.as_bytes(),
+                Value::Held(v) | Value::Unindexed(v) => v.as_bytes(),
                 Value::Fixed(s) => s.as_bytes(),
             };
             field(name.as_str().as_bytes(), value);
@@ -306,6 +310,11 @@ impl crate::proxy::ExtraFields for Injected<'_> {
         self.visit(|name, value| {
             let value = match value {
                 Value::Held(v) => v.clone(),
+                Value::Unindexed(v) => {
+                    let mut v = v.clone();
+                    v.set_sensitive(true);
+                    v
+                }
                 Value::Fixed(s) => HeaderValue::from_static(s),
             };
             field(name.clone(), value);

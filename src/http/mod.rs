@@ -254,6 +254,12 @@ async fn route_request(
         Ok(a) => a,
         Err(e) => return (slot, Err(e)),
     };
+    // An "auto" route's first request: one connection tells HTTP/2 from HTTP/1.1.
+    if matched.upstream.protocol_unknown()
+        && let Err(e) = Box::pin(matched.upstream.learn_protocol()).await
+    {
+        return (slot, Err(e.into()));
+    }
     let (mut parts, body) = req.into_parts();
     if grpc && !matched.upstream.is_h2() {
         return (slot, Err(ProxyError::GrpcNeedsH2));

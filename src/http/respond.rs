@@ -368,7 +368,8 @@ fn classify(e: ProxyError) -> Classified {
             reply(
                 StatusCode::NOT_IMPLEMENTED,
                 "grpc_needs_h2",
-                "gRPC needs upstream_protocol = \"h2c\" or \"h2\" on this route",
+                "gRPC needs HTTP/2 to the upstream: upstream_protocol = \"h2c\" or \"h2\" on \
+                 this route (on an \"auto\" route, the upstream picked HTTP/1.1)",
             ),
             None,
             None,

@@ -13,14 +13,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HOST, TE};
+use http::header::{HOST, TE};
 use http::{HeaderValue, Request, Response, Uri, Version};
 use http_body_util::BodyExt as _;
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper::client::conn::http2::{self, SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use super::grpc::{grpc_timeout, is_grpc};
 use super::limited::Limited;
+use super::pool::UpstreamIo;
 use super::{BoxError, ExtraFields, UpstreamError};
 
 /// Connections per route at most.
@@ -38,6 +40,8 @@ const CONNECTION_WINDOW: u32 = 4 * 1024 * 1024;
 /// Backoff after a failed connect: doubled per failure up to the maximum.
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+static X_API_KEY: http::HeaderName = http::HeaderName::from_static("x-api-key");
 
 /// A request body on its way to an HTTP/2 upstream.
 pub(super) type OutBody = UnsyncBoxBody<Bytes, BoxError>;
@@ -96,7 +100,9 @@ impl H2Pool {
                 c.active.fetch_add(1, Ordering::AcqRel);
                 Pick::Use(c.send.clone(), Active(c.active.clone()))
             }
-            _ if room => {
+            // One connect at a time: requests arriving meanwhile wait for it rather than
+            // open connections of their own (a cold route under load would open them all).
+            _ if room && st.connecting == 0 => {
                 if st.conns.is_empty()
                     && let Some(at) = st.retry_at
                 {
@@ -110,6 +116,23 @@ impl H2Pool {
             }
             _ => Pick::Wait,
         }
+    }
+
+    /// Takes a connection opened elsewhere (an "auto" route learning its protocol), if
+    /// there is room for it.
+    pub(super) fn adopt(&self, send: SendRequest<OutBody>) {
+        if let Ok(mut st) = self.state.lock() {
+            st.conns.retain(|c| !c.send.is_closed());
+            if st.conns.len() + st.connecting < MAX_CONNECTIONS {
+                st.failures = 0;
+                st.retry_at = None;
+                st.conns.push(Shared {
+                    send,
+                    active: Arc::new(AtomicUsize::new(0)),
+                });
+            }
+        }
+        self.connected.notify_waiters();
     }
 
     /// A connection's sender and its stream count, connecting when needed.
@@ -199,16 +222,38 @@ impl Drop for ConnectSlot<'_> {
 }
 
 /// Opens one HTTP/2 connection: TCP (and TLS, where ALPN must pick `h2`), then the
-/// preface and SETTINGS exchange. The connection is driven by a task of its own.
+/// preface and SETTINGS exchange. On an "auto" route whose upstream picks HTTP/1.1 now, the
+/// connection goes to the idle HTTP/1.1 ones and this request fails (the next go there).
 async fn handshake(upstream: &super::Upstream) -> Result<SendRequest<OutBody>, UpstreamError> {
     let io = upstream.connect_io().await?;
-    if let hyper_rustls::MaybeHttpsStream::Https(tls) = &io
-        && tls.inner().get_ref().1.alpn_protocol() != Some(b"h2")
-    {
+    if agreed_h2(&io) {
+        return handshake_on(io).await;
+    }
+    if upstream.is_auto() {
+        upstream.keep_connection(io).await?;
         return Err(UpstreamError::Connect(
-            "the upstream did not agree to HTTP/2 (ALPN)".into(),
+            "the upstream now picks HTTP/1.1 (ALPN); the next requests use it".into(),
         ));
     }
+    Err(UpstreamError::Connect(
+        "the upstream did not agree to HTTP/2 (ALPN)".into(),
+    ))
+}
+
+/// Whether HTTP/2 may be spoken on `io`: without TLS (h2c, by prior knowledge), or with
+/// TLS where ALPN picked `h2`.
+pub(super) fn agreed_h2(io: &UpstreamIo) -> bool {
+    match io {
+        hyper_rustls::MaybeHttpsStream::Http(_) => true,
+        hyper_rustls::MaybeHttpsStream::Https(tls) => {
+            tls.inner().get_ref().1.alpn_protocol() == Some(b"h2")
+        }
+    }
+}
+
+/// The preface and SETTINGS exchange on a connected socket; the connection is then driven
+/// by a task of its own.
+pub(super) async fn handshake_on(io: UpstreamIo) -> Result<SendRequest<OutBody>, UpstreamError> {
     let (send, conn) = http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         .keep_alive_interval(PING_INTERVAL)
@@ -240,35 +285,6 @@ fn drop_connection_fields(headers: &mut http::HeaderMap) {
     }
     headers.remove("keep-alive");
     headers.remove("proxy-connection");
-}
-
-/// A gRPC request: `content-type: application/grpc` or `application/grpc+…`.
-pub(crate) fn is_grpc(headers: &http::HeaderMap) -> bool {
-    headers.get(CONTENT_TYPE).is_some_and(|v| {
-        let v = v.as_bytes();
-        v.len() >= 16
-            && v[..16].eq_ignore_ascii_case(b"application/grpc")
-            && matches!(v.get(16), None | Some(b'+' | b';'))
-    })
-}
-
-/// `grpc-timeout`: 1 to 8 digits and a unit (`H`, `M`, `S`, `m`, `u`, `n`).
-pub(crate) fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
-    let v = headers.get("grpc-timeout")?.as_bytes();
-    let (&unit, digits) = v.split_last()?;
-    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let n: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
-    Some(match unit {
-        b'H' => Duration::from_secs(n * 3600),
-        b'M' => Duration::from_secs(n * 60),
-        b'S' => Duration::from_secs(n),
-        b'm' => Duration::from_millis(n),
-        b'u' => Duration::from_micros(n),
-        b'n' => Duration::from_nanos(n),
-        _ => return None,
-    })
 }
 
 /// Sends `req` over one of `upstream`'s HTTP/2 connections and waits for the response head
@@ -307,6 +323,11 @@ where
     parts.uri = Uri::from_parts(uri).map_err(|e| UpstreamError::Io(std::io::Error::other(e)))?;
     parts.version = Version::HTTP_2;
     drop_connection_fields(&mut parts.headers);
+    // An API key the route forwards is a credential: never in HPACK's table (h2 keeps
+    // `Authorization` and `Cookie` out of it on its own).
+    if let Some(key) = parts.headers.get_mut(&X_API_KEY) {
+        key.set_sensitive(true);
+    }
     extra.each_header(|name, value| {
         parts.headers.append(name, value);
     });

@@ -10,6 +10,7 @@ mod body;
 pub(crate) mod codec;
 mod conn;
 mod exchange;
+mod grpc;
 mod h2;
 pub mod hop_by_hop;
 mod limited;
@@ -21,7 +22,7 @@ mod tunnel;
 
 pub use body::UpstreamBody;
 pub(crate) use conn::PlainOrTls;
-pub(crate) use h2::is_grpc;
+pub(crate) use grpc::is_grpc;
 pub use pool::Upstream;
 pub use tunnel::{Tunnel, TunnelLimits};
 
@@ -119,7 +120,8 @@ pub trait ExtraFields: Sync {
 
     /// The same fields as header entries, for the HTTP/2 path (which needs a header map).
     /// By default each is parsed from its bytes; an implementor that holds `HeaderName`s and
-    /// `HeaderValue`s hands out clones, which share their bytes.
+    /// `HeaderValue`s hands out clones, which share their bytes, and marks sensitive the
+    /// values HTTP/2's header compression must not index (one request's own, credentials).
     fn each_header(&self, mut field: impl FnMut(http::HeaderName, http::HeaderValue)) {
         self.each_field(|name, value| {
             if let (Ok(n), Ok(v)) = (
@@ -179,7 +181,9 @@ impl Proxy {
         B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<BoxError>,
     {
-        if let Some(pool) = &upstream.h2 {
+        if let Some(pool) = &upstream.h2
+            && upstream.is_h2()
+        {
             // Boxed: only HTTP/2 routes pay for its larger future.
             let (resp, active) = Box::pin(h2::forward(
                 upstream,

@@ -2,6 +2,7 @@
 //! keep-alive connections, checked for a close before reuse.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Uri};
@@ -19,6 +20,11 @@ use crate::config::{RouteConfig, UpstreamProtocol};
 /// 60–75 s keep-alive timeouts of upstream servers).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(50);
 const MAX_IDLE_PER_ROUTE: usize = 1024;
+
+/// What an `upstream_protocol = "auto"` upstream's ALPN picked, as far as known.
+const PICKED_NOTHING_YET: u8 = 0;
+const PICKED_HTTP1: u8 = 1;
+const PICKED_H2: u8 = 2;
 
 struct Idle {
     conn: Conn,
@@ -38,8 +44,10 @@ pub struct Upstream {
     pub(super) response_timeout: Duration,
     pub(super) max_body_bytes: u64,
     idle: Mutex<Vec<Idle>>,
-    /// The shared HTTP/2 connections, for `upstream_protocol = "h2c"` or `"h2"`.
+    /// The shared HTTP/2 connections, for `upstream_protocol = "h2c"`, `"h2"` or `"auto"`.
     pub(super) h2: Option<H2Pool>,
+    /// For `"auto"`: `PICKED_*`, what the last connection's ALPN said.
+    picked: Option<AtomicU8>,
 }
 
 impl Upstream {
@@ -88,11 +96,14 @@ impl Upstream {
             None => builder,
         };
         let protocol = route.upstream.protocol;
-        // ALPN offers what the route speaks: `http/1.1`, or `h2` alone.
-        let connector = if protocol == UpstreamProtocol::H2 {
-            builder.enable_http2().wrap_connector(http)
-        } else {
-            builder.enable_http1().wrap_connector(http)
+        // ALPN offers what the route speaks: `h2` alone, `h2` then `http/1.1` ("auto"), or
+        // nothing (HTTP/1.1).
+        let connector = match protocol {
+            UpstreamProtocol::H2 => builder.enable_http2().wrap_connector(http),
+            UpstreamProtocol::Auto => builder.enable_all_versions().wrap_connector(http),
+            UpstreamProtocol::Http1 | UpstreamProtocol::H2c => {
+                builder.enable_http1().wrap_connector(http)
+            }
         };
         let target = Uri::builder()
             .scheme(route.upstream.scheme.clone())
@@ -114,6 +125,7 @@ impl Upstream {
             max_body_bytes: route.max_body_bytes,
             idle: Mutex::new(Vec::new()),
             h2: protocol.is_h2().then(H2Pool::default),
+            picked: (protocol == UpstreamProtocol::Auto).then(|| AtomicU8::new(PICKED_NOTHING_YET)),
         }
     }
 
@@ -127,9 +139,68 @@ impl Upstream {
         &self.authority
     }
 
-    /// Whether requests go over HTTP/2.
+    /// Whether requests go over HTTP/2 (on an "auto" route: unless the upstream picked
+    /// HTTP/1.1).
     pub fn is_h2(&self) -> bool {
         self.h2.is_some()
+            && self
+                .picked
+                .as_ref()
+                .is_none_or(|p| p.load(Ordering::Relaxed) != PICKED_HTTP1)
+    }
+
+    /// An "auto" route that has not connected yet: `learn_protocol` before forwarding.
+    pub fn protocol_unknown(&self) -> bool {
+        self.picked
+            .as_ref()
+            .is_some_and(|p| p.load(Ordering::Relaxed) == PICKED_NOTHING_YET)
+    }
+
+    /// For an "auto" route: connects once to learn what the upstream's ALPN picks. The
+    /// connection is kept, among the HTTP/2 connections or the idle HTTP/1.1 ones.
+    pub async fn learn_protocol(&self) -> Result<(), UpstreamError> {
+        let learn = async {
+            let io = self.connect_io().await?;
+            self.keep_connection(io).await
+        };
+        match tokio::time::timeout(self.response_timeout, learn).await {
+            Err(_) => Err(UpstreamError::Timeout),
+            Ok(result) => result,
+        }
+    }
+
+    /// Notes what an "auto" route's new connection agreed by ALPN and keeps it where that
+    /// protocol's requests will find it.
+    pub(super) async fn keep_connection(&self, io: UpstreamIo) -> Result<(), UpstreamError> {
+        if super::h2::agreed_h2(&io) {
+            let send = super::h2::handshake_on(io).await?;
+            if let Some(pool) = &self.h2 {
+                pool.adopt(send);
+            }
+            self.note_picked(PICKED_H2);
+        } else {
+            self.put_idle(Conn::new(stream_of(io)));
+            self.note_picked(PICKED_HTTP1);
+        }
+        Ok(())
+    }
+
+    /// Whether this is an "auto" route.
+    pub(super) fn is_auto(&self) -> bool {
+        self.picked.is_some()
+    }
+
+    fn note_picked(&self, what: u8) {
+        if let Some(p) = &self.picked
+            && p.swap(what, Ordering::Relaxed) != what
+        {
+            let protocol = if what == PICKED_H2 {
+                "HTTP/2"
+            } else {
+                "HTTP/1.1"
+            };
+            tracing::info!(upstream = %self.authority, protocol, "the upstream picked a protocol (ALPN)");
+        }
     }
 
     /// The upstream's own `Host` (its URL's authority).
@@ -169,10 +240,7 @@ impl Upstream {
     }
 
     /// A connected socket (TLS done, for `https://`).
-    pub(super) async fn connect_io(
-        &self,
-    ) -> Result<MaybeHttpsStream<hyper_util::rt::TokioIo<tokio::net::TcpStream>>, UpstreamError>
-    {
+    pub(super) async fn connect_io(&self) -> Result<UpstreamIo, UpstreamError> {
         self.connector
             .clone()
             .oneshot(self.target.clone())
@@ -180,12 +248,26 @@ impl Upstream {
             .map_err(UpstreamError::Connect)
     }
 
+    /// A new HTTP/1.1 connection. On an "auto" route whose upstream has switched to HTTP/2,
+    /// the connection joins the HTTP/2 ones and this request fails (the next go there).
     pub(super) async fn connect(&self) -> Result<Conn, UpstreamError> {
         let io = self.connect_io().await?;
-        let stream = match io {
-            MaybeHttpsStream::Http(tcp) => Stream::Plain(tcp.into_inner()),
-            MaybeHttpsStream::Https(tls) => Stream::Tls(Box::new(tls.into_inner())),
-        };
-        Ok(Conn::new(stream))
+        if self.is_auto() && super::h2::agreed_h2(&io) {
+            self.keep_connection(io).await?;
+            return Err(UpstreamError::Connect(
+                "the upstream now picks HTTP/2 (ALPN); the next requests use it".into(),
+            ));
+        }
+        Ok(Conn::new(stream_of(io)))
+    }
+}
+
+/// A connected socket to an upstream, TLS or not.
+pub(super) type UpstreamIo = MaybeHttpsStream<hyper_util::rt::TokioIo<tokio::net::TcpStream>>;
+
+fn stream_of(io: UpstreamIo) -> Stream {
+    match io {
+        MaybeHttpsStream::Http(tcp) => Stream::Plain(tcp.into_inner()),
+        MaybeHttpsStream::Https(tls) => Stream::Tls(Box::new(tls.into_inner())),
     }
 }

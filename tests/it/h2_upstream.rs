@@ -173,6 +173,82 @@ async fn a_failed_connect_backs_off_then_recovers() {
     assert_eq!(connections.load(Ordering::SeqCst), 1);
 }
 
+/// Listens on a port of its own and relays each connection to `upstream`, keeping a copy
+/// of the bytes sent toward the upstream (connections in turn).
+async fn recording_relay(upstream: SocketAddr) -> (SocketAddr, Arc<std::sync::Mutex<Vec<u8>>>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let sent = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let copy = sent.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let server = tokio::net::TcpStream::connect(upstream).await.unwrap();
+            let (mut from_client, mut to_server) = (client.into_split(), server.into_split());
+            let copy = copy.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 * 1024];
+                while let Ok(n @ 1..) = from_client.0.read(&mut buf).await {
+                    copy.lock().unwrap().extend_from_slice(&buf[..n]);
+                    if to_server.1.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut to_server.0, &mut from_client.1).await;
+            });
+        }
+    });
+    (addr, sent)
+}
+
+/// The payload sizes of the HEADERS frames in the bytes a client sent on one HTTP/2
+/// connection.
+fn headers_frame_sizes(wire: &[u8]) -> Vec<usize> {
+    assert!(wire.starts_with(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"));
+    let mut at = 24;
+    let mut sizes = Vec::new();
+    while at + 9 <= wire.len() {
+        let len = usize::from(wire[at]) << 16
+            | usize::from(wire[at + 1]) << 8
+            | usize::from(wire[at + 2]);
+        if wire[at + 3] == 1 {
+            sizes.push(len);
+        }
+        at += 9 + len;
+    }
+    sizes
+}
+
+#[tokio::test]
+async fn per_request_values_and_credentials_stay_out_of_the_compression_table() {
+    // HPACK's dynamic table (4 KiB here) keeps the fields every request repeats, so each
+    // request's header block is small. A new x-request-id or identity assertion indexed on
+    // every request would evict them, and the block would swell each time they came back.
+    let (addr, connections) = counting_upstream(usize::MAX).await;
+    let (relay, wire) = recording_relay(addr).await;
+    let srv = with_h2_route(relay, "identity_assertion = true\n").await;
+    let t = srv.register("hpack-user@example.com").await;
+    for _ in 0..10 {
+        let batch = (0..20).map(|_| srv.get("/h2/x").bearer(&t.access).send());
+        for r in futures_util::future::join_all(batch).await {
+            assert_eq!(r.status, 200, "{}", r.text());
+        }
+    }
+    // Twenty requests at once on a cold route still open one connection.
+    assert_eq!(connections.load(Ordering::SeqCst), 1);
+    let sizes = headers_frame_sizes(&wire.lock().unwrap());
+    assert_eq!(sizes.len(), 200);
+    let steady = &sizes[5..];
+    let (least, most) = (steady.iter().min().unwrap(), steady.iter().max().unwrap());
+    // What varies is the Huffman-coded length of the request id and the assertion.
+    assert!(
+        most - least < 40,
+        "header blocks of {least} to {most} bytes: {sizes:?}"
+    );
+}
+
 /// An HTTP/2 upstream (the h2 crate, frame by frame) that resets the first stream of each
 /// connection, and every stream carrying `x-refuse`, with REFUSED_STREAM; it answers the
 /// others with 200. Counts the streams it saw.

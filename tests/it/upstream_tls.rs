@@ -184,11 +184,12 @@ async fn tls_keys_are_checked_when_the_routes_are_built() {
     );
 }
 
-/// An upstream on TLS offering exactly `alpn`, serving HTTP/2 with hyper: every answer says
-/// the protocol version and the `:authority` it received.
+/// An upstream on TLS offering exactly `alpn`, serving HTTP/2 with hyper where ALPN picked
+/// `h2` and HTTP/1.1 otherwise: every answer says the protocol version and the authority
+/// (`:authority`, or `Host`) it received.
 async fn h2_tls_upstream(
     server: (CertificateDer<'static>, PrivateKeyDer<'static>),
-    alpn: &[u8],
+    alpn: &[&[u8]],
 ) -> u16 {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
@@ -197,22 +198,29 @@ async fn h2_tls_upstream(
         .with_no_client_auth()
         .with_single_cert(vec![server.0], server.1)
         .unwrap();
-    config.alpn_protocols = vec![alpn.to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     serve_tls(config, |tls| async move {
         let service =
             hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
-                let text = format!(
-                    "{:?} {}",
-                    req.version(),
-                    req.uri().authority().map_or("-", |a| a.as_str())
-                );
+                let authority = match req.uri().authority() {
+                    Some(a) => a.to_string(),
+                    None => req.headers()["host"].to_str().unwrap().to_string(),
+                };
+                let text = format!("{:?} {authority}", req.version());
                 Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
                     bytes::Bytes::from(text),
                 )))
             });
-        let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-            .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
-            .await;
+        let io = hyper_util::rt::TokioIo::new(tls);
+        if io.inner().get_ref().1.alpn_protocol() == Some(b"h2") {
+            let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .serve_connection(io, service)
+                .await;
+        } else {
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, service)
+                .await;
+        }
     })
     .await
 }
@@ -221,8 +229,8 @@ async fn h2_tls_upstream(
 async fn an_h2_route_speaks_http2_over_tls_only_when_alpn_agrees() {
     let server_ca = ca("upstream CA");
     let (der, _, _, key) = issue(&server_ca, &["127.0.0.1"]);
-    let h2_port = h2_tls_upstream((der.clone(), key.clone_key()), b"h2").await;
-    let http1_port = h2_tls_upstream((der, key), b"http/1.1").await;
+    let h2_port = h2_tls_upstream((der.clone(), key.clone_key()), &[b"h2"]).await;
+    let http1_port = h2_tls_upstream((der, key), &[b"http/1.1"]).await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("ca.pem"), server_ca.pem()).unwrap();
     let keys = format!(
@@ -240,4 +248,58 @@ async fn an_h2_route_speaks_http2_over_tls_only_when_alpn_agrees() {
     assert_eq!(r.text(), format!("HTTP/2.0 127.0.0.1:{h2_port}"));
     // An upstream that does not agree to h2 is not spoken to in HTTP/2 (or at all).
     assert_eq!(srv.get("/noalpn/x").send().await.status, 502);
+}
+
+#[tokio::test]
+async fn an_auto_route_speaks_what_the_upstreams_alpn_picks() {
+    let server_ca = ca("upstream CA");
+    let (der, _, _, key) = issue(&server_ca, &["127.0.0.1"]);
+    let both = h2_tls_upstream((der.clone(), key.clone_key()), &[b"h2", b"http/1.1"]).await;
+    let http1 = h2_tls_upstream((der.clone(), key.clone_key()), &[b"http/1.1"]).await;
+    let silent = h2_tls_upstream((der, key), &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), server_ca.pem()).unwrap();
+    let keys = format!(
+        "tls_ca_file = \"{}/ca.pem\"\nupstream_protocol = \"auto\"\npreserve_host = false\n",
+        dir.path().display()
+    );
+    let routes = [
+        route(both, "both", &keys),
+        route(http1, "http1", &keys),
+        route(silent, "silent", &keys),
+    ]
+    .concat();
+    let srv = TestServer::start_in(dir, &routes).await;
+    // Several requests each, the first ones at once: the protocol learnt on the first
+    // connection holds for the next.
+    for (prefix, port, version) in [
+        ("both", both, "HTTP/2.0"),
+        ("http1", http1, "HTTP/1.1"),
+        ("silent", silent, "HTTP/1.1"),
+    ] {
+        let path = format!("/{prefix}/x");
+        let first = futures_util::future::join_all((0..4).map(|_| srv.get(&path).send())).await;
+        for r in first.iter().chain([&srv.get(&path).send().await]) {
+            assert_eq!(r.status, 200, "{prefix}: {}", r.text());
+            assert_eq!(r.text(), format!("{version} 127.0.0.1:{port}"), "{prefix}");
+        }
+    }
+    // gRPC needs HTTP/2: refused the gRPC way (12, UNIMPLEMENTED) on the route whose
+    // upstream picked HTTP/1.1, passed on on the other.
+    let h2 = srv.h2().await;
+    for (prefix, grpc_status) in [("http1", Some("12")), ("both", None)] {
+        let mut client = h2.client.clone().ready().await.unwrap();
+        let req = http::Request::post(format!("http://{}/{prefix}/pkg.Svc/Call", srv.addr))
+            .header("content-type", "application/grpc")
+            .body(())
+            .unwrap();
+        let (resp, _) = client.send_request(req, true).unwrap();
+        let resp = resp.await.unwrap();
+        assert_eq!(resp.status(), 200, "{prefix}");
+        let got = resp
+            .headers()
+            .get("grpc-status")
+            .map(|v| v.to_str().unwrap());
+        assert_eq!(got, grpc_status, "{prefix}");
+    }
 }

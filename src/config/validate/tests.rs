@@ -290,9 +290,12 @@ fn upstream_protocol_matches_the_scheme() {
     assert_eq!(cfg.routes[0].upstream.protocol, UpstreamProtocol::H2c);
     let cfg = with("https://127.0.0.1:9000", "upstream_protocol = \"h2\"\n").unwrap();
     assert_eq!(cfg.routes[0].upstream.protocol, UpstreamProtocol::H2);
+    let cfg = with("https://127.0.0.1:9000", "upstream_protocol = \"auto\"\n").unwrap();
+    assert_eq!(cfg.routes[0].upstream.protocol, UpstreamProtocol::Auto);
     for (url, extra) in [
         ("https://127.0.0.1:9000", "upstream_protocol = \"h2c\"\n"),
         ("http://127.0.0.1:9000", "upstream_protocol = \"h2\"\n"),
+        ("http://127.0.0.1:9000", "upstream_protocol = \"auto\"\n"),
         ("http://127.0.0.1:9000", "upstream_protocol = \"h3\"\n"),
     ] {
         let err = with(url, extra).unwrap_err();
@@ -301,6 +304,12 @@ fn upstream_protocol_matches_the_scheme() {
     let err = with(
         "http://127.0.0.1:9000",
         "upstream_protocol = \"h2c\"\nwebsocket = true\n",
+    )
+    .unwrap_err();
+    assert!(err.starts_with("routes[0].websocket: "), "{err}");
+    let err = with(
+        "https://127.0.0.1:9000",
+        "upstream_protocol = \"auto\"\nwebsocket = true\n",
     )
     .unwrap_err();
     assert!(err.starts_with("routes[0].websocket: "), "{err}");
