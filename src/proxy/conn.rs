@@ -27,6 +27,17 @@ pub(crate) enum PlainOrTls<T> {
     Tls(Box<T>),
 }
 
+/// A connected socket to an upstream as the connector hands it over, TLS or not.
+pub(super) type UpstreamIo = hyper_rustls::MaybeHttpsStream<TokioIo<TcpStream>>;
+
+/// The connector's socket as this module's `Stream`.
+pub(super) fn stream_of(io: UpstreamIo) -> Stream {
+    match io {
+        hyper_rustls::MaybeHttpsStream::Http(tcp) => Stream::Plain(tcp.into_inner()),
+        hyper_rustls::MaybeHttpsStream::Https(tls) => Stream::Tls(Box::new(tls.into_inner())),
+    }
+}
+
 /// The byte stream to an upstream.
 pub(super) type Stream = PlainOrTls<TlsStream>;
 

@@ -20,9 +20,9 @@ use http_body_util::combinators::UnsyncBoxBody;
 use hyper::client::conn::http2::{self, SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use super::conn::UpstreamIo;
 use super::grpc::{grpc_timeout, is_grpc};
 use super::limited::Limited;
-use super::pool::UpstreamIo;
 use super::{BoxError, ExtraFields, UpstreamError};
 
 /// Connections per route at most.

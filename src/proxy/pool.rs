@@ -6,13 +6,13 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Uri};
-use hyper_rustls::{FixedServerNameResolver, HttpsConnector, MaybeHttpsStream};
+use hyper_rustls::{FixedServerNameResolver, HttpsConnector};
 use hyper_util::client::legacy::connect::HttpConnector;
 use tokio_rustls::rustls::pki_types::ServerName;
 use tower::ServiceExt as _;
 
 use super::UpstreamError;
-use super::conn::{Conn, Stream};
+use super::conn::{Conn, UpstreamIo, stream_of};
 use super::h2::H2Pool;
 use crate::config::{RouteConfig, UpstreamProtocol};
 
@@ -259,15 +259,5 @@ impl Upstream {
             ));
         }
         Ok(Conn::new(stream_of(io)))
-    }
-}
-
-/// A connected socket to an upstream, TLS or not.
-pub(super) type UpstreamIo = MaybeHttpsStream<hyper_util::rt::TokioIo<tokio::net::TcpStream>>;
-
-fn stream_of(io: UpstreamIo) -> Stream {
-    match io {
-        MaybeHttpsStream::Http(tcp) => Stream::Plain(tcp.into_inner()),
-        MaybeHttpsStream::Https(tls) => Stream::Tls(Box::new(tls.into_inner())),
     }
 }
