@@ -325,8 +325,8 @@ where
     drop_connection_fields(&mut parts.headers);
     // An API key the route forwards is a credential: never in HPACK's table (h2 keeps
     // `Authorization` and `Cookie` out of it on its own).
-    if let Some(key) = parts.headers.get_mut(&X_API_KEY) {
-        key.set_sensitive(true);
+    if let http::header::Entry::Occupied(mut keys) = parts.headers.entry(&X_API_KEY) {
+        keys.iter_mut().for_each(|key| key.set_sensitive(true));
     }
     extra.each_header(|name, value| {
         parts.headers.append(name, value);
