@@ -174,7 +174,8 @@ async fn a_failed_connect_backs_off_then_recovers() {
 }
 
 /// Listens on a port of its own and relays each connection to `upstream`, keeping a copy
-/// of the bytes sent toward the upstream (connections in turn).
+/// of the bytes sent toward the upstream (every connection's into the one buffer: meant
+/// for a client that opens one).
 async fn recording_relay(upstream: SocketAddr) -> (SocketAddr, Arc<std::sync::Mutex<Vec<u8>>>) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

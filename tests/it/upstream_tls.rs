@@ -199,30 +199,34 @@ async fn h2_tls_upstream(
         .with_single_cert(vec![server.0], server.1)
         .unwrap();
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    serve_tls(config, |tls| async move {
-        let service =
-            hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
-                let authority = match req.uri().authority() {
-                    Some(a) => a.to_string(),
-                    None => req.headers()["host"].to_str().unwrap().to_string(),
-                };
-                let text = format!("{:?} {authority}", req.version());
-                Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
-                    bytes::Bytes::from(text),
-                )))
-            });
-        let io = hyper_util::rt::TokioIo::new(tls);
-        if io.inner().get_ref().1.alpn_protocol() == Some(b"h2") {
-            let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-                .serve_connection(io, service)
-                .await;
-        } else {
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(io, service)
-                .await;
-        }
-    })
-    .await
+    serve_tls(config, |tls| serve_by_alpn(tls, None)).await
+}
+
+/// Serves one TLS connection in the protocol its ALPN picked (HTTP/1.1 when none), each
+/// answer saying the version and the authority the request had; an HTTP/2 connection is
+/// cut after `h2_for` when given.
+async fn serve_by_alpn(tls: ServerTls, h2_for: Option<std::time::Duration>) {
+    let service =
+        hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+            let authority = match req.uri().authority() {
+                Some(a) => a.to_string(),
+                None => req.headers()["host"].to_str().unwrap().to_string(),
+            };
+            let text = format!("{:?} {authority}", req.version());
+            Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
+                bytes::Bytes::from(text),
+            )))
+        });
+    let io = hyper_util::rt::TokioIo::new(tls);
+    if io.inner().get_ref().1.alpn_protocol() == Some(b"h2") {
+        let conn = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .serve_connection(io, service);
+        let _ = tokio::time::timeout(h2_for.unwrap_or(std::time::Duration::MAX), conn).await;
+    } else {
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(io, service)
+            .await;
+    }
 }
 
 #[tokio::test]
@@ -301,5 +305,71 @@ async fn an_auto_route_speaks_what_the_upstreams_alpn_picks() {
             .get("grpc-status")
             .map(|v| v.to_str().unwrap());
         assert_eq!(got, grpc_status, "{prefix}");
+    }
+}
+
+#[tokio::test]
+async fn an_auto_route_follows_an_upstream_that_changes_its_answer() {
+    let server_ca = ca("upstream CA");
+    let (der, _, _, key) = issue(&server_ca, &["127.0.0.1"]);
+    // One listener, two TLS configurations: ALPN offers h2 until `switched`, then
+    // http/1.1 only. HTTP/2 connections last 300 ms, so a new connection finds the change.
+    let config = |alpn: &[&[u8]]| {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut c = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![der.clone()], key.clone_key())
+            .unwrap();
+        c.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        tokio_rustls::TlsAcceptor::from(Arc::new(c))
+    };
+    let (before, after) = (config(&[b"h2", b"http/1.1"]), config(&[b"http/1.1"]));
+    let switched = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let flag = switched.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                after.clone()
+            } else {
+                before.clone()
+            };
+            tokio::spawn(async move {
+                if let Ok(tls) = acceptor.accept(tcp).await {
+                    serve_by_alpn(tls, Some(std::time::Duration::from_millis(300))).await;
+                }
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), server_ca.pem()).unwrap();
+    let keys = format!(
+        "tls_ca_file = \"{}/ca.pem\"\nupstream_protocol = \"auto\"\npreserve_host = false\n",
+        dir.path().display()
+    );
+    let srv = TestServer::start_in(dir, &route(port, "moving", &keys)).await;
+    let r = srv.get("/moving/x").send().await;
+    assert_eq!(r.text(), format!("HTTP/2.0 127.0.0.1:{port}"));
+    switched.store(true, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // The request whose connect finds the change may fail (502), as may one sent on the
+    // connection as it was cut; then HTTP/1.1 for good.
+    let mut failed = 0;
+    loop {
+        let r = srv.get("/moving/x").send().await;
+        if r.status == 200 {
+            assert_eq!(r.text(), format!("HTTP/1.1 127.0.0.1:{port}"));
+            break;
+        }
+        assert_eq!(r.status, 502, "{}", r.text());
+        failed += 1;
+        assert!(failed <= 2, "{failed} requests failed");
+    }
+    for _ in 0..3 {
+        let r = srv.get("/moving/x").send().await;
+        assert_eq!(r.text(), format!("HTTP/1.1 127.0.0.1:{port}"));
     }
 }
