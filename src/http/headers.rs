@@ -14,8 +14,9 @@ use crate::auth::credentials::{ACCESS_COOKIE, REFRESH_COOKIE};
 use crate::config::IdentityHeaderNames;
 use crate::identity::{AuthMethod, Identity};
 
-/// The request id header, taken from the client when well-formed and returned to it.
-pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+mod request_id;
+pub use request_id::{X_REQUEST_ID, request_id};
+
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 /// The signed identity assertion (routes with `identity_assertion = true`).
@@ -413,46 +414,6 @@ fn join_cookies(headers: &mut HeaderMap) {
     if let Ok(v) = HeaderValue::from_bytes(&all) {
         headers.insert(COOKIE, v);
     }
-}
-
-/// A new request id: a UUIDv7 (RFC 9562) — 48 bits of Unix milliseconds, so ids sort by
-/// time in logs, and 74 random bits, so nobody can predict another request's id.
-fn new_request_id() -> HeaderValue {
-    let millis = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    let mut bytes: [u8; 16] = crate::secret::random_bytes();
-    bytes[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
-    bytes[6] = 0x70 | (bytes[6] & 0x0f);
-    bytes[8] = 0x80 | (bytes[8] & 0x3f);
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut buf = [0u8; 36];
-    let mut at = 0;
-    for (i, b) in bytes.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            buf[at] = b'-';
-            at += 1;
-        }
-        buf[at] = HEX[usize::from(b >> 4)];
-        buf[at + 1] = HEX[usize::from(b & 0xf)];
-        at += 2;
-    }
-    HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
-}
-
-/// The client's `X-Request-Id` if it is well-formed, else a new one.
-pub fn request_id(headers: &HeaderMap) -> HeaderValue {
-    if let Some(v) = headers.get(&X_REQUEST_ID) {
-        let b = v.as_bytes();
-        if !b.is_empty()
-            && b.len() <= 128
-            && b.iter()
-                .all(|c| c.is_ascii_alphanumeric() || b"-_.:+/=@".contains(c))
-        {
-            return v.clone();
-        }
-    }
-    new_request_id()
 }
 
 #[cfg(test)]
