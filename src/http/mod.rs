@@ -237,6 +237,16 @@ async fn route_request(
             }
         }
     };
+    // An "auto" route's first request: one connection tells HTTP/2 from HTTP/1.1. Both
+    // checks come before the target and the assertion are built for a call that cannot go.
+    if matched.upstream.protocol_unknown()
+        && let Err(e) = Box::pin(matched.upstream.learn_protocol()).await
+    {
+        return (slot, Err(e.into()));
+    }
+    if grpc && !matched.upstream.is_h2() {
+        return (slot, Err(ProxyError::GrpcNeedsH2));
+    }
     let uri = match crate::proxy::upstream_target(
         matched.upstream.base_path(),
         forwarded_path(route, &normalized),
@@ -254,16 +264,7 @@ async fn route_request(
         Ok(a) => a,
         Err(e) => return (slot, Err(e)),
     };
-    // An "auto" route's first request: one connection tells HTTP/2 from HTTP/1.1.
-    if matched.upstream.protocol_unknown()
-        && let Err(e) = Box::pin(matched.upstream.learn_protocol()).await
-    {
-        return (slot, Err(e.into()));
-    }
     let (mut parts, body) = req.into_parts();
-    if grpc && !matched.upstream.is_h2() {
-        return (slot, Err(ProxyError::GrpcNeedsH2));
-    }
     let upgrade = route.websocket && headers::is_websocket_upgrade(&parts.method, &parts.headers);
     // Built before the credential headers are stripped: the tunnel re-checks its caller.
     let tunnel =

@@ -48,10 +48,8 @@ impl UpstreamBody {
 
     pub(super) fn h2(body: Incoming, active: Active) -> UpstreamBody {
         UpstreamBody {
-            conn: None,
-            decode: Decode::Done,
-            pool: None,
             h2: Some((body, active)),
+            ..UpstreamBody::empty()
         }
     }
 
