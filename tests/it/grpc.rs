@@ -189,24 +189,21 @@ struct Upstream {
 }
 
 async fn start_upstream() -> Upstream {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let produced = Arc::new(AtomicU64::new(0));
     let counter = produced.clone();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let counter = counter.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let counter = counter.clone();
-                    async move { Ok::<_, Infallible>(upstream_call(req, counter).await) }
-                });
-                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tcp), service)
-                    .await;
+    let addr = crate::harness::serve_each(move |tcp| {
+        let counter = counter.clone();
+        async move {
+            let service = hyper::service::service_fn(move |req| {
+                let counter = counter.clone();
+                async move { Ok::<_, Infallible>(upstream_call(req, counter).await) }
             });
+            let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(tcp), service)
+                .await;
         }
-    });
+    })
+    .await;
     Upstream { addr, produced }
 }
 

@@ -72,16 +72,13 @@ async fn an_h2c_route_forwards_like_an_http1_route() {
 /// An HTTP/2 upstream counting its connections, which closes each one (GOAWAY) after
 /// `per_connection` requests.
 async fn counting_upstream(per_connection: usize) -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let connections = Arc::new(AtomicUsize::new(0));
     let count = connections.clone();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            count.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(serve_h2(tcp, per_connection));
-        }
-    });
+    let addr = crate::harness::serve_each(move |tcp| {
+        count.fetch_add(1, Ordering::SeqCst);
+        serve_h2(tcp, per_connection)
+    })
+    .await;
     (addr, connections)
 }
 
@@ -178,29 +175,27 @@ async fn a_failed_connect_backs_off_then_recovers() {
 /// for a client that opens one).
 async fn recording_relay(upstream: SocketAddr) -> (SocketAddr, Arc<std::sync::Mutex<Vec<u8>>>) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let sent = Arc::new(std::sync::Mutex::new(Vec::new()));
     let copy = sent.clone();
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
+    let addr = crate::harness::serve_each(move |client| {
+        let copy = copy.clone();
+        async move {
             let server = tokio::net::TcpStream::connect(upstream).await.unwrap();
-            let (mut from_client, mut to_server) = (client.into_split(), server.into_split());
-            let copy = copy.clone();
+            let (mut from_client, mut to_client) = client.into_split();
+            let (mut from_server, mut to_server) = server.into_split();
             tokio::spawn(async move {
-                let mut buf = vec![0u8; 16 * 1024];
-                while let Ok(n @ 1..) = from_client.0.read(&mut buf).await {
-                    copy.lock().unwrap().extend_from_slice(&buf[..n]);
-                    if to_server.1.write_all(&buf[..n]).await.is_err() {
-                        break;
-                    }
+                let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
+            });
+            let mut buf = vec![0u8; 16 * 1024];
+            while let Ok(n @ 1..) = from_client.read(&mut buf).await {
+                copy.lock().unwrap().extend_from_slice(&buf[..n]);
+                if to_server.write_all(&buf[..n]).await.is_err() {
+                    break;
                 }
-            });
-            tokio::spawn(async move {
-                let _ = tokio::io::copy(&mut to_server.0, &mut from_client.1).await;
-            });
+            }
         }
-    });
+    })
+    .await;
     (addr, sent)
 }
 
@@ -254,29 +249,26 @@ async fn per_request_values_and_credentials_stay_out_of_the_compression_table() 
 /// connection, and every stream carrying `x-refuse`, with REFUSED_STREAM; it answers the
 /// others with 200. Counts the streams it saw.
 async fn refusing_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let streams = Arc::new(AtomicUsize::new(0));
     let seen = streams.clone();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let seen = seen.clone();
-            tokio::spawn(async move {
-                let Ok(mut conn) = h2::server::handshake(tcp).await else {
-                    return;
-                };
-                let mut first = true;
-                while let Some(Ok((req, mut respond))) = conn.accept().await {
-                    seen.fetch_add(1, Ordering::SeqCst);
-                    if std::mem::take(&mut first) || req.headers().contains_key("x-refuse") {
-                        respond.send_reset(h2::Reason::REFUSED_STREAM);
-                    } else {
-                        let _ = respond.send_response(http::Response::new(()), true);
-                    }
+    let addr = crate::harness::serve_each(move |tcp| {
+        let seen = seen.clone();
+        async move {
+            let Ok(mut conn) = h2::server::handshake(tcp).await else {
+                return;
+            };
+            let mut first = true;
+            while let Some(Ok((req, mut respond))) = conn.accept().await {
+                seen.fetch_add(1, Ordering::SeqCst);
+                if std::mem::take(&mut first) || req.headers().contains_key("x-refuse") {
+                    respond.send_reset(h2::Reason::REFUSED_STREAM);
+                } else {
+                    let _ = respond.send_response(http::Response::new(()), true);
                 }
-            });
+            }
         }
-    });
+    })
+    .await;
     (addr, streams)
 }
 

@@ -57,6 +57,23 @@ fn merge(base: &mut toml::Table, extra: toml::Table) {
     }
 }
 
+/// Listens on a free port of 127.0.0.1 and hands each accepted connection to `on_conn`, in
+/// a task of its own, for as long as the test runs. Returns the address.
+pub async fn serve_each<F, Fut>(on_conn: F) -> SocketAddr
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(on_conn(tcp));
+        }
+    });
+    addr
+}
+
 pub fn config_text(dir: &std::path::Path, echo: SocketAddr, extra: &str) -> String {
     let base = format!(
         r#"

@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpListener;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
@@ -91,19 +90,16 @@ where
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let (acceptor, on_conn) = (acceptor.clone(), on_conn.clone());
-            tokio::spawn(async move {
-                if let Ok(tls) = acceptor.accept(tcp).await {
-                    on_conn(tls).await;
-                }
-            });
+    let addr = crate::harness::serve_each(move |tcp| {
+        let (acceptor, on_conn) = (acceptor.clone(), on_conn.clone());
+        async move {
+            if let Ok(tls) = acceptor.accept(tcp).await {
+                on_conn(tls).await;
+            }
         }
-    });
-    port
+    })
+    .await;
+    addr.port()
 }
 
 fn route(port: u16, name: &str, keys: &str) -> String {
@@ -191,6 +187,14 @@ async fn h2_tls_upstream(
     server: (CertificateDer<'static>, PrivateKeyDer<'static>),
     alpn: &[&[u8]],
 ) -> u16 {
+    serve_tls(offering(server, alpn), |tls| serve_by_alpn(tls, None)).await
+}
+
+/// A server TLS configuration with one certificate, offering exactly `alpn`.
+fn offering(
+    server: (CertificateDer<'static>, PrivateKeyDer<'static>),
+    alpn: &[&[u8]],
+) -> rustls::ServerConfig {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -199,7 +203,22 @@ async fn h2_tls_upstream(
         .with_single_cert(vec![server.0], server.1)
         .unwrap();
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    serve_tls(config, |tls| serve_by_alpn(tls, None)).await
+    config
+}
+
+/// A directory holding `ca.pem` (the upstream's CA), to start Portcullis in, and the route
+/// keys that trust it and speak `protocol`.
+fn trusting(
+    server_ca: &CertifiedIssuer<'static, KeyPair>,
+    protocol: &str,
+) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), server_ca.pem()).unwrap();
+    let keys = format!(
+        "tls_ca_file = \"{}/ca.pem\"\nupstream_protocol = \"{protocol}\"\npreserve_host = false\n",
+        dir.path().display()
+    );
+    (dir, keys)
 }
 
 /// Serves one TLS connection in the protocol its ALPN picked (HTTP/1.1 when none), each
@@ -235,12 +254,7 @@ async fn an_h2_route_speaks_http2_over_tls_only_when_alpn_agrees() {
     let (der, _, _, key) = issue(&server_ca, &["127.0.0.1"]);
     let h2_port = h2_tls_upstream((der.clone(), key.clone_key()), &[b"h2"]).await;
     let http1_port = h2_tls_upstream((der, key), &[b"http/1.1"]).await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("ca.pem"), server_ca.pem()).unwrap();
-    let keys = format!(
-        "tls_ca_file = \"{}/ca.pem\"\nupstream_protocol = \"h2\"\npreserve_host = false\n",
-        dir.path().display()
-    );
+    let (dir, keys) = trusting(&server_ca, "h2");
     let routes = [
         route(h2_port, "h2", &keys),
         route(http1_port, "noalpn", &keys),
@@ -261,12 +275,7 @@ async fn an_auto_route_speaks_what_the_upstreams_alpn_picks() {
     let both = h2_tls_upstream((der.clone(), key.clone_key()), &[b"h2", b"http/1.1"]).await;
     let http1 = h2_tls_upstream((der.clone(), key.clone_key()), &[b"http/1.1"]).await;
     let silent = h2_tls_upstream((der, key), &[]).await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("ca.pem"), server_ca.pem()).unwrap();
-    let keys = format!(
-        "tls_ca_file = \"{}/ca.pem\"\nupstream_protocol = \"auto\"\npreserve_host = false\n",
-        dir.path().display()
-    );
+    let (dir, keys) = trusting(&server_ca, "auto");
     let routes = [
         route(both, "both", &keys),
         route(http1, "http1", &keys),
@@ -315,41 +324,26 @@ async fn an_auto_route_follows_an_upstream_that_changes_its_answer() {
     // One listener, two TLS configurations: ALPN offers h2 until `switched`, then
     // http/1.1 only. HTTP/2 connections last 300 ms, so a new connection finds the change.
     let config = |alpn: &[&[u8]]| {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let mut c = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![der.clone()], key.clone_key())
-            .unwrap();
-        c.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        tokio_rustls::TlsAcceptor::from(Arc::new(c))
+        tokio_rustls::TlsAcceptor::from(Arc::new(offering((der.clone(), key.clone_key()), alpn)))
     };
     let (before, after) = (config(&[b"h2", b"http/1.1"]), config(&[b"http/1.1"]));
     let switched = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
     let flag = switched.clone();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let acceptor = if flag.load(std::sync::atomic::Ordering::SeqCst) {
-                after.clone()
-            } else {
-                before.clone()
-            };
-            tokio::spawn(async move {
-                if let Ok(tls) = acceptor.accept(tcp).await {
-                    serve_by_alpn(tls, Some(std::time::Duration::from_millis(300))).await;
-                }
-            });
+    let port = crate::harness::serve_each(move |tcp| {
+        let acceptor = if flag.load(std::sync::atomic::Ordering::SeqCst) {
+            after.clone()
+        } else {
+            before.clone()
+        };
+        async move {
+            if let Ok(tls) = acceptor.accept(tcp).await {
+                serve_by_alpn(tls, Some(std::time::Duration::from_millis(300))).await;
+            }
         }
-    });
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("ca.pem"), server_ca.pem()).unwrap();
-    let keys = format!(
-        "tls_ca_file = \"{}/ca.pem\"\nupstream_protocol = \"auto\"\npreserve_host = false\n",
-        dir.path().display()
-    );
+    })
+    .await
+    .port();
+    let (dir, keys) = trusting(&server_ca, "auto");
     let srv = TestServer::start_in(dir, &route(port, "moving", &keys)).await;
     let r = srv.get("/moving/x").send().await;
     assert_eq!(r.text(), format!("HTTP/2.0 127.0.0.1:{port}"));
