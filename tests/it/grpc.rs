@@ -307,6 +307,19 @@ async fn unary(
         .map(|r| String::from_utf8(r.into_inner()).unwrap())
 }
 
+/// `/test.Echo/Download`: `spec` is "<messages> <bytes each>"; the reply stream.
+async fn download(c: &mut Client, spec: &str, token: &str) -> tonic::Streaming<Vec<u8>> {
+    c.ready().await.unwrap();
+    c.server_streaming(
+        request(spec.as_bytes().to_vec(), Some(token)),
+        PathAndQuery::from_static("/test.Echo/Download"),
+        Raw,
+    )
+    .await
+    .unwrap()
+    .into_inner()
+}
+
 #[tokio::test]
 async fn unary_calls_carry_the_verified_identity_and_never_the_spoofed_one() {
     let up = start_upstream().await;
@@ -443,16 +456,11 @@ async fn streams_flow_both_ways() {
     let t = srv.register("grpc-stream@example.com").await;
     let mut c = client(&srv).await;
 
-    c.ready().await.unwrap();
-    let resp = c
-        .server_streaming(
-            request(b"20 1000".to_vec(), Some(&t.access)),
-            PathAndQuery::from_static("/test.Echo/Download"),
-            Raw,
-        )
+    let got: Vec<Vec<u8>> = download(&mut c, "20 1000", &t.access)
         .await
-        .unwrap();
-    let got: Vec<Vec<u8>> = resp.into_inner().map(|m| m.unwrap()).collect().await;
+        .map(|m| m.unwrap())
+        .collect()
+        .await;
     assert_eq!(got.len(), 20);
     assert!(
         got.iter()
@@ -493,16 +501,7 @@ async fn a_large_stream_moves_under_flow_control() {
     let mut c = client(&srv).await;
 
     // 96 MiB in 1 MiB messages; the client reads one, then stops reading for a while.
-    c.ready().await.unwrap();
-    let resp = c
-        .server_streaming(
-            request(b"96 1048576".to_vec(), Some(&t.access)),
-            PathAndQuery::from_static("/test.Echo/Download"),
-            Raw,
-        )
-        .await
-        .unwrap();
-    let mut stream = resp.into_inner();
+    let mut stream = download(&mut c, "96 1048576", &t.access).await;
     assert_eq!(stream.message().await.unwrap().unwrap().len(), 1 << 20);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let ahead = up.produced.load(Ordering::SeqCst);
