@@ -223,7 +223,9 @@ impl HeaderPolicy {
         if ctx.upgrade {
             headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
         }
-        if !ctx.forward_credentials {
+        if ctx.forward_credentials {
+            unindexed_credentials(headers);
+        } else {
             strip_credential_cookies(headers);
         }
         join_cookies(headers);
@@ -363,6 +365,20 @@ pub fn is_websocket_upgrade(method: &http::Method, headers: &HeaderMap) -> bool 
     *method == http::Method::GET
         && tokens(UPGRADE).any(|t| t.eq_ignore_ascii_case("websocket"))
         && tokens(CONNECTION).any(|t| t.eq_ignore_ascii_case("upgrade"))
+}
+
+/// Marks the credential headers a route forwards sensitive, so HTTP/2 sends them as
+/// never-indexed literals, out of the compression table the connection's other requests
+/// share (h2 does so for `Authorization` and `Cookie` on its own; not for `X-API-Key`).
+fn unindexed_credentials(headers: &mut HeaderMap) {
+    for (name, value) in headers.iter_mut() {
+        if CREDENTIAL_HEADERS
+            .iter()
+            .any(|c| same_folded(name.as_str().as_bytes(), c.as_bytes()))
+        {
+            value.set_sensitive(true);
+        }
+    }
 }
 
 /// Drops the `access_token` and `refresh_token` cookies, keeping the rest.

@@ -41,8 +41,6 @@ const CONNECTION_WINDOW: u32 = 4 * 1024 * 1024;
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
-static X_API_KEY: http::HeaderName = http::HeaderName::from_static("x-api-key");
-
 /// A request body on its way to an HTTP/2 upstream.
 pub(super) type OutBody = UnsyncBoxBody<Bytes, BoxError>;
 
@@ -323,11 +321,6 @@ where
     parts.uri = Uri::from_parts(uri).map_err(|e| UpstreamError::Io(std::io::Error::other(e)))?;
     parts.version = Version::HTTP_2;
     drop_connection_fields(&mut parts.headers);
-    // An API key the route forwards is a credential: never in HPACK's table (h2 keeps
-    // `Authorization` and `Cookie` out of it on its own).
-    if let http::header::Entry::Occupied(mut keys) = parts.headers.entry(&X_API_KEY) {
-        keys.iter_mut().for_each(|key| key.set_sensitive(true));
-    }
     extra.each_header(|name, value| {
         parts.headers.append(name, value);
     });

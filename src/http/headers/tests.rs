@@ -188,6 +188,23 @@ fn credentials_are_not_forwarded_unless_the_route_opts_in() {
 }
 
 #[test]
+fn forwarded_credentials_are_kept_out_of_http2_compression() {
+    let mut h = map(&[
+        ("authorization", "Bearer x"),
+        ("x-api-key", "k1"),
+        ("x-api-key", "k2"),
+        ("x_api_key", "k3"),
+        ("x-custom", "v"),
+    ]);
+    prepare(&mut h, None, false, true);
+    for name in ["authorization", "x-api-key", "x_api_key"] {
+        assert!(h.get_all(name).iter().all(|v| v.is_sensitive()), "{name}");
+    }
+    assert_eq!(h.get_all("x-api-key").iter().count(), 2);
+    assert!(!h.get("x-custom").unwrap().is_sensitive());
+}
+
+#[test]
 fn forwarded_for_is_trusted_only_from_trusted_proxies() {
     let mut h = map(&[
         ("x-forwarded-for", "1.1.1.1"),
