@@ -1,7 +1,8 @@
 //! `https://` upstreams with a private CA, mutual TLS and an SNI override: a route trusts
 //! exactly its own CA bundle, presents its client certificate, and names the server as
 //! configured — and without each of those the upstream cannot be reached (502), never
-//! reached insecurely.
+//! reached insecurely. HTTP/2 over TLS: `"h2"` only where ALPN agrees, and `"auto"`
+//! speaking whichever protocol the upstream's ALPN picks, also when that changes.
 
 use std::sync::Arc;
 
