@@ -11,7 +11,7 @@ fn new_request_id() -> HeaderValue {
     let millis = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    let mut bytes: [u8; 16] = crate::secret::random_bytes();
+    let mut bytes: [u8; 16] = crate::secret::id_bytes();
     bytes[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
     bytes[6] = 0x70 | (bytes[6] & 0x0f);
     bytes[8] = 0x80 | (bytes[8] & 0x3f);
