@@ -160,9 +160,10 @@ def portcullis_config(workdir, name, port, store, redis=None, cache=True, hashin
     return path
 
 
-def run_wrk(url, conns, duration, headers=(), script=None, cpu="1", threads=1, pid=None):
+def run_wrk(url, conns, duration, headers=(), script=None, cpu="1", threads=1, pid=None, upstream=None):
     """Runs wrk; returns its parsed output, the busy share of every CPU, and (with `pid`)
-    that process's user and system CPU seconds over the run."""
+    that process's user and system CPU seconds over the run (with `upstream`, the
+    upstream worker's too)."""
     argv = ["taskset", "-c", cpu, "wrk", f"-t{threads}", f"-c{conns}", f"-d{duration}", "--latency"]
     for h in headers:
         argv += ["-H", h]
@@ -171,6 +172,7 @@ def run_wrk(url, conns, duration, headers=(), script=None, cpu="1", threads=1, p
     argv.append(url)
     cpu_before = cpu_times()
     proc_before = process_times(pid) if pid else None
+    up_before = process_times(upstream) if upstream else None
     segs_before = tcp_out_segments()
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     cpu_after = cpu_times()
@@ -179,6 +181,8 @@ def run_wrk(url, conns, duration, headers=(), script=None, cpu="1", threads=1, p
     if pid:
         after = process_times(pid)
         result["proc_usr"], result["proc_sys"] = (a - b for a, b in zip(after, proc_before))
+    if upstream:
+        result["up_cpu"] = sum(process_times(upstream)) - sum(up_before)
     return result, cpu_busy(cpu_before, cpu_after)
 
 
@@ -412,7 +416,8 @@ def main():
                 label, url, headers = targets[row]
                 log(f"run {run + 1}/{args.runs} c={conns} row {row}: {label}")
                 results.setdefault((row, conns), []).append(
-                    run_wrk(url, conns, args.duration, headers, cpu=lg, pid=served_by.get(row)))
+                    run_wrk(url, conns, args.duration, headers, cpu=lg, pid=served_by.get(row),
+                            upstream=served_by["1"] if row != "1" else None))
 
     report = [header_block(args, idle_rss)]
     if chosen:
@@ -501,8 +506,9 @@ def per_request_us(run, key):
 
 def throughput_table(results, targets, chosen, conns_list, sut, lg):
     out = ["| row | scenario | conns | req/s (median) | min..max | vs upstream | vs nginx | p50 ms | p99 ms "
-           "| SUT CPU | SUT µs/req | server usr µs/req | server sys µs/req | vs nginx, usr = 0 | non-2xx |",
-           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "| SUT CPU | SUT µs/req | server usr µs/req | server sys µs/req | upstream µs/req | vs nginx, usr = 0 "
+           "| non-2xx |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     nan = [({"rps": float("nan")}, {})]
     for conns in conns_list:
         base_up = statistics.median(r[0]["rps"] for r in results.get(("1", conns), nan))
@@ -517,6 +523,7 @@ def throughput_table(results, targets, chosen, conns_list, sut, lg):
             busy = statistics.median(r[1].get(f"cpu{sut}", 0) for r in runs)
             usr = statistics.median(per_request_us(r, "proc_usr") for r in runs)
             sys_ = statistics.median(per_request_us(r, "proc_sys") for r in runs)
+            up_us = statistics.median(per_request_us(r, "up_cpu") for r in runs) if row != "1" else usr + sys_
             # The most this row could reach against nginx if Portcullis's own user-space
             # work cost nothing: the SUT CPU time left per request is kernel + upstream.
             bound = (f"{ng_us / statistics.median(sut_us(r, sut) - per_request_us(r, 'proc_usr') for r in runs):.2f}"
@@ -525,7 +532,7 @@ def throughput_table(results, targets, chosen, conns_list, sut, lg):
             out.append(
                 f"| {row} | {targets[row][0]} | {conns} | {med:,.0f} | {min(rps):,.0f}..{max(rps):,.0f} | "
                 f"{med / base_up:.2f} | {med / base_ng:.2f} | {p50:.3f} | {p99:.3f} | {busy:.0f}% | "
-                f"{statistics.median(sut_us(r, sut) for r in runs):.1f} | {usr:.1f} | {sys_:.1f} | {bound} | {non2xx} |")
+                f"{statistics.median(sut_us(r, sut) for r in runs):.1f} | {usr:.1f} | {sys_:.1f} | {up_us:.1f} | {bound} | {non2xx} |")
     wire = ["| row | conns | TCP segments/req (all processes) |", "|---|---:|---:|"]
     for conns in conns_list:
         for row in chosen:
@@ -540,7 +547,8 @@ def throughput_table(results, targets, chosen, conns_list, sut, lg):
             "per request. Server usr/sys µs/req = CPU time of the process answering the row (the "
             "upstream's worker in row 1, nginx's worker in row 2, Portcullis in the others) per "
             "request; system time includes the loopback receive work the kernel does while that "
-            "process sends. `vs nginx, usr = 0` = nginx's SUT µs/req over this row's SUT µs/req minus "
+            "process sends. Upstream µs/req = the upstream nginx worker's CPU time (usr + sys) per "
+            "request, over HTTP/1.1 or, in row 4h, over HTTP/2. `vs nginx, usr = 0` = nginx's SUT µs/req over this row's SUT µs/req minus "
             "Portcullis's user time: the ratio this row would reach if Portcullis's own code took no "
             "time at all.\n\n" + "\n".join(out) + "\n")
 
@@ -681,22 +689,15 @@ def access_log_row(work, args, sut, lg, token):
 
 
 def syscall_rows(targets, served_by, lg):
-    """System calls per request of the process answering rows 2, 4, 4h and 4l, counted by
-    `strace -c -f` attached for a 3 s wrk run (64 connections)."""
+    """System calls per request of the process answering rows 2, 4, 4h and 4l, and of the
+    upstream's worker behind it, counted by `strace -c -f` attached for a 3 s wrk run
+    (64 connections)."""
     if not shutil.which("strace"):
         return "System calls skipped: strace is not installed.\n"
-    out = ["| row | scenario | syscalls/req | the most frequent, per request |", "|---|---|---:|---|"]
-    for row in ("2", "4", "4h", "4l"):
-        if row not in targets or row not in served_by:
-            continue
-        label, url, headers = targets[row]
-        summary = tempfile.mktemp(prefix="strace.")
-        tracer = subprocess.Popen(["strace", "-c", "-f", "-q", "-o", summary, "-p", str(served_by[row])],
-                                  stderr=subprocess.DEVNULL)
-        time.sleep(1.0)
-        wrk, _ = run_wrk(url, 64, "3s", headers, cpu=lg)
-        tracer.send_signal(signal.SIGINT)
-        tracer.wait(timeout=30)
+    out = ["| row | scenario | syscalls/req | the most frequent, per request | upstream syscalls/req "
+           "| the upstream's most frequent |", "|---|---|---:|---|---:|---|"]
+
+    def counted(summary, n):
         calls = {}
         with open(summary) as f:
             for line in f:
@@ -704,12 +705,28 @@ def syscall_rows(targets, served_by, lg):
                 if len(parts) >= 5 and parts[0][0].isdigit() and parts[3].isdigit():
                     calls[parts[-1]] = int(parts[3])
         total = calls.pop("total", sum(calls.values()))
-        n = max(wrk["requests"], 1)
         top = ", ".join(f"{name} {c / n:.2f}" for name, c in sorted(calls.items(), key=lambda kv: -kv[1])[:4])
-        out.append(f"| {row} | {label} | {total / n:.2f} | {top} |")
-    return ("System calls per request of the process answering the row, counted by `strace -c -f` "
-            "during 3 s of wrk -c64 (strace slows the process, so more events share each epoll "
-            "wait than without it; compare rows with each other).\n\n" + "\n".join(out) + "\n")
+        return f"{total / n:.2f} | {top}"
+
+    for row in ("2", "4", "4h", "4l"):
+        if row not in targets or row not in served_by:
+            continue
+        label, url, headers = targets[row]
+        summaries = [tempfile.mktemp(prefix="strace."), tempfile.mktemp(prefix="strace.")]
+        tracers = [subprocess.Popen(["strace", "-c", "-f", "-q", "-o", summary, "-p", str(pid)],
+                                    stderr=subprocess.DEVNULL)
+                   for summary, pid in zip(summaries, (served_by[row], served_by["1"]))]
+        time.sleep(1.0)
+        wrk, _ = run_wrk(url, 64, "3s", headers, cpu=lg)
+        for tracer in tracers:
+            tracer.send_signal(signal.SIGINT)
+            tracer.wait(timeout=30)
+        n = max(wrk["requests"], 1)
+        out.append(f"| {row} | {label} | {counted(summaries[0], n)} | {counted(summaries[1], n)} |")
+    return ("System calls per request of the process answering the row and of the upstream's "
+            "nginx worker, counted by `strace -c -f` during 3 s of wrk -c64 (strace slows the "
+            "processes, so more events share each epoll wait than without it; compare rows with "
+            "each other).\n\n" + "\n".join(out) + "\n")
 
 
 def instruction_rows(work, targets, sut, lg, nginx):
