@@ -24,9 +24,11 @@ pub static X_PORTCULLIS_ASSERTION: HeaderName = HeaderName::from_static("x-portc
 
 /// Headers a client must not smuggle in, on any route: the forwarding headers Portcullis
 /// sets itself, and those other proxies, auth proxies and frameworks read as the client's
-/// address, the original URL or a verified user (oauth2-proxy, nginx `auth_request`,
-/// Apache `REMOTE_USER`, IIS URL rewriting, Spring's forwarded-header filter, ...).
-const UNTRUSTED: [&str; 20] = [
+/// address, the original URL, the scheme, a verified user or the real method
+/// (oauth2-proxy, nginx `auth_request`, Apache `REMOTE_USER`, IIS URL rewriting, Spring's
+/// forwarded-header filter, Rails, CDNs' client-address headers, method-override
+/// middleware, ...).
+const UNTRUSTED: [&str; 33] = [
     "x-forwarded-for",
     "x-forwarded-proto",
     "x-forwarded-host",
@@ -47,6 +49,25 @@ const UNTRUSTED: [&str; 20] = [
     "x-request-id",
     "x-forwarded-preferred-username",
     "x-portcullis-assertion",
+    // The client's address as CDNs and load balancers pass it; a backend that rate-limits
+    // or allow-lists by one of these would believe the client.
+    "x-client-ip",
+    "true-client-ip",
+    "x-cluster-client-ip",
+    "client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+    // The scheme and host as other proxies pass them (Rails reads X-Forwarded-Ssl and
+    // X-Forwarded-Scheme; nginx setups X-Scheme).
+    "x-forwarded-ssl",
+    "x-forwarded-scheme",
+    "x-forwarded-server",
+    "x-original-host",
+    // A method other than the one a route's `methods` were checked against: frameworks'
+    // method-override middleware would run a DELETE that Portcullis let through as a GET.
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
 ];
 
 /// Name prefixes removed likewise (oauth2-proxy's `X-Auth-Request-User`, `-Email`, ...).

@@ -3,7 +3,7 @@
 
 use crate::harness::TestServer;
 
-const FOREIGN: [&str; 17] = [
+const FOREIGN: [&str; 30] = [
     "X-Forwarded-Port",
     "X-Forwarded-Prefix",
     "X-Forwarded-Uri",
@@ -21,6 +21,19 @@ const FOREIGN: [&str; 17] = [
     "X-Remote-User",
     "Remote-User",
     "X-Authenticated-User",
+    "True-Client-IP",
+    "X-Client-IP",
+    "X-Cluster-Client-IP",
+    "Client-IP",
+    "CF-Connecting-IP",
+    "Fastly-Client-IP",
+    "X-Forwarded-Ssl",
+    "X-Forwarded-Scheme",
+    "X-Forwarded-Server",
+    "X-Original-Host",
+    "X-HTTP-Method-Override",
+    "X-HTTP-Method",
+    "X-Method-Override",
 ];
 
 /// The name as sent, and two aliases a backend might fold into it.
@@ -71,6 +84,32 @@ async fn other_proxies_identity_and_routing_headers_are_removed_everywhere() {
         assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
         assert_eq!(seen.header("x-forwarded-host"), Some("app.example"));
         assert_eq!(seen.header("x-kept"), Some("yes"));
+    }
+}
+
+#[tokio::test]
+async fn a_method_override_cannot_turn_a_checked_get_into_a_delete() {
+    // A GET-only route: a backend's method-override middleware must not turn the GET
+    // Portcullis matched into the DELETE no route lets through.
+    let srv = TestServer::start_with(
+        "[[routes]]\nname = \"readonly\"\nprefix = \"/readonly\"\nauth = \"public\"\n\
+         methods = [\"GET\"]\nupstream = \"http://{echo}\"\n",
+    )
+    .await;
+    let r = srv.req(http::Method::DELETE, "/readonly/x").send().await;
+    assert_eq!(r.status, 404, "no route takes a DELETE: {}", r.text());
+    let r = srv
+        .get("/readonly/x")
+        .header("X-HTTP-Method-Override", "DELETE")
+        .header("x_http_method", "DELETE")
+        .header("X-Method-Override", "DELETE")
+        .send()
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = srv.echo.last().expect("upstream saw the request");
+    assert_eq!(seen.method, "GET");
+    for (name, value) in &seen.headers {
+        assert!(value != "DELETE", "{name}: {value} reached the upstream");
     }
 }
 

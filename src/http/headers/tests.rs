@@ -104,6 +104,37 @@ fn spoofed_identity_headers_are_removed_under_every_spelling() {
 }
 
 #[test]
+fn client_address_scheme_and_method_override_headers_are_removed() {
+    let spoofs = [
+        "True-Client-IP",
+        "x_client_ip",
+        "X-Cluster-Client-IP",
+        "CF-Connecting-IP",
+        "fastly.client.ip",
+        "Client-IP",
+        "X-Forwarded-Ssl",
+        "x_forwarded_scheme",
+        "X-Forwarded-Server",
+        "X-Original-Host",
+        "X-HTTP-Method-Override",
+        "x_http_method",
+        "X-Method-Override",
+    ];
+    let pairs: Vec<(&str, &str)> = spoofs.iter().map(|s| (*s, "evil")).collect();
+    let mut h = map(&pairs);
+    // Near names are not caught by the folding.
+    h.append("x-http-methods", HeaderValue::from_static("kept"));
+    h.append("x-client-ipv6", HeaderValue::from_static("kept"));
+    prepare(&mut h, None, false, false);
+    for s in spoofs {
+        let name = HeaderName::from_bytes(s.as_bytes()).unwrap();
+        assert!(h.get(&name).is_none(), "{s} survived");
+    }
+    assert_eq!(h.get("x-http-methods").unwrap(), "kept");
+    assert_eq!(h.get("x-client-ipv6").unwrap(), "kept");
+}
+
+#[test]
 fn identity_is_injected_after_stripping() {
     let id = Identity::new(
         "user_1".into(),
