@@ -28,7 +28,7 @@ pub static X_PORTCULLIS_ASSERTION: HeaderName = HeaderName::from_static("x-portc
 /// (oauth2-proxy, nginx `auth_request`, Apache `REMOTE_USER`, IIS URL rewriting, Spring's
 /// forwarded-header filter, Rails, CDNs' client-address headers, method-override
 /// middleware, ...).
-const UNTRUSTED: [&str; 33] = [
+const UNTRUSTED: [&str; 34] = [
     "x-forwarded-for",
     "x-forwarded-proto",
     "x-forwarded-host",
@@ -58,9 +58,10 @@ const UNTRUSTED: [&str; 33] = [
     "cf-connecting-ip",
     "fastly-client-ip",
     // The scheme and host as other proxies pass them (Rails reads X-Forwarded-Ssl and
-    // X-Forwarded-Scheme; nginx setups X-Scheme).
+    // X-Forwarded-Scheme, Tornado X-Scheme).
     "x-forwarded-ssl",
     "x-forwarded-scheme",
+    "x-scheme",
     "x-forwarded-server",
     "x-original-host",
     // A method other than the one a route's `methods` were checked against: frameworks'

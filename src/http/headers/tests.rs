@@ -114,6 +114,7 @@ fn client_address_scheme_and_method_override_headers_are_removed() {
         "Client-IP",
         "X-Forwarded-Ssl",
         "x_forwarded_scheme",
+        "X-Scheme",
         "X-Forwarded-Server",
         "X-Original-Host",
         "X-HTTP-Method-Override",
