@@ -69,7 +69,7 @@ impl RouteTable {
         self.routes.iter().enumerate().find(|(_, route)| {
             let r = &route.rule;
             route_covers(r, path)
-                && r.methods.as_ref().is_none_or(|m| m.contains(method))
+                && r.takes_method(method)
                 && r.host
                     .as_deref()
                     .is_none_or(|want| host.is_some_and(|h| h.eq_ignore_ascii_case(want)))
@@ -144,6 +144,34 @@ mod tests {
         );
         assert_eq!(name(&t, Method::GET, Some("other.example.com"), "/x"), None);
         assert_eq!(name(&t, Method::GET, None, "/x"), None);
+    }
+
+    #[test]
+    fn trace_is_taken_only_where_a_route_lists_it() {
+        let t = table(
+            "[[routes]]\nname = \"diagnostics\"\nprefix = \"/api\"\nmethods = [\"TRACE\"]\n\
+             upstream = \"http://127.0.0.1:4\"\n",
+        );
+        // "api" (methods unset) takes every method but TRACE and TRACK; the later route
+        // that lists TRACE is reachable and takes it.
+        assert_eq!(
+            name(&t, Method::DELETE, None, "/api/x").as_deref(),
+            Some("api")
+        );
+        let track = Method::from_bytes(b"TRACK").unwrap();
+        assert_eq!(
+            name(&t, Method::TRACE, None, "/api/x").as_deref(),
+            Some("diagnostics")
+        );
+        assert_eq!(name(&t, track.clone(), None, "/api/x"), None);
+        assert_eq!(
+            name(&t, Method::TRACE, Some("docs.example.com"), "/x"),
+            None
+        );
+        assert_eq!(
+            name(&t, Method::GET, Some("docs.example.com"), "/x").as_deref(),
+            Some("hosted")
+        );
     }
 
     #[test]

@@ -343,7 +343,7 @@ pub struct RouteConfig {
     pub name: String,
     /// Path prefix, matched on whole segments.
     pub prefix: String,
-    /// Methods the route accepts; `None`: all.
+    /// Methods the route accepts; `None`: all but `TRACE` and `TRACK` (`takes_method`).
     pub methods: Option<Vec<Method>>,
     /// Only requests for this host (lower case, no port); `None`: any.
     pub host: Option<String>,

@@ -228,6 +228,24 @@ fn policy(i: usize, auth: Option<&str>, roles: Option<Vec<String>>) -> Result<Po
     }
 }
 
+impl RouteConfig {
+    /// Whether the route takes `method`. Unset `methods` means every method but the
+    /// diagnostic `TRACE` and `TRACK`, which echo the request back (identity headers, the
+    /// assertion, forwarded credentials: cross-site tracing) and are proxied only where a
+    /// route lists them.
+    pub fn takes_method(&self, method: &Method) -> bool {
+        match &self.methods {
+            Some(listed) => listed.contains(method),
+            None => !is_trace(method),
+        }
+    }
+}
+
+/// `TRACE`, or Microsoft's `TRACK`.
+fn is_trace(method: &Method) -> bool {
+    *method == Method::TRACE || method.as_str() == "TRACK"
+}
+
 /// Whether every request `later` could take is taken first by `earlier`: its prefix covers
 /// `later`'s (by `earlier`'s case rule, and `later` is no looser about case), its methods
 /// include `later`'s, and its host is unrestricted or the same.
@@ -237,10 +255,9 @@ fn covers(earlier: &RouteConfig, later: &RouteConfig) -> bool {
     } else {
         crate::path::under_prefix_ignoring_case(&later.prefix, &earlier.prefix)
     };
-    let methods = match (&earlier.methods, &later.methods) {
-        (None, _) => true,
-        (Some(_), None) => false,
-        (Some(e), Some(l)) => l.iter().all(|m| e.contains(m)),
+    let methods = match &later.methods {
+        None => earlier.methods.is_none(),
+        Some(l) => l.iter().all(|m| earlier.takes_method(m)),
     };
     let host = match (&earlier.host, &later.host) {
         (None, _) => true,

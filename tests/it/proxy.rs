@@ -205,6 +205,35 @@ async fn unmatched_paths_are_denied() {
 }
 
 #[tokio::test]
+async fn trace_is_not_proxied_unless_a_route_lists_it() {
+    // TRACE echoes the request back: on a route that injects an identity or forwards
+    // credentials, the client (or a script, XST) would read them. Routes without `methods`
+    // do not take it; one that lists it does.
+    let srv = TestServer::start_with(
+        "[[routes]]\nname = \"diagnostics\"\nprefix = \"/diagnostics\"\nauth = \"public\"\n\
+         methods = [\"TRACE\"]\nupstream = \"http://{echo}\"\n",
+    )
+    .await;
+    let t = srv.register("trace@example.com").await;
+    for method in ["TRACE", "TRACK"] {
+        let m = http::Method::from_bytes(method.as_bytes()).unwrap();
+        for path in ["/public/x", "/creds/x"] {
+            let r = srv
+                .req(m.clone(), path)
+                .bearer(&t.access)
+                .header("cookie", &format!("access_token={}", t.access))
+                .send()
+                .await;
+            assert_eq!(r.status, 404, "{method} {path}: {}", r.text());
+        }
+    }
+    assert!(srv.echo.last().is_none(), "a TRACE reached the upstream");
+    let r = srv.req(http::Method::TRACE, "/diagnostics/x").send().await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(srv.echo.last().unwrap().method, "TRACE");
+}
+
+#[tokio::test]
 async fn protected_routes_require_credentials_and_roles() {
     let srv = TestServer::start().await;
     let r = srv.get("/api/x").send().await;
