@@ -57,6 +57,34 @@ struct State {
     retry_at: Option<Instant>,
 }
 
+impl State {
+    /// A connect's outcome: a failure doubles the wait before the next one (from
+    /// `BACKOFF_FIRST` up to `BACKOFF_MAX`), a success ends the backoff.
+    fn record(&mut self, ok: bool) {
+        if ok {
+            self.failures = 0;
+            self.retry_at = None;
+        } else {
+            self.failures = self.failures.saturating_add(1);
+            let backoff = BACKOFF_FIRST
+                .saturating_mul(1 << self.failures.min(16).saturating_sub(1))
+                .min(BACKOFF_MAX);
+            self.retry_at = Some(Instant::now() + backoff);
+        }
+    }
+}
+
+/// The refusal while a route backs off.
+pub(super) fn backing_off(left: Duration) -> UpstreamError {
+    UpstreamError::Connect(
+        format!(
+            "the last connection attempt failed; next attempt in {} ms",
+            left.as_millis().max(1)
+        )
+        .into(),
+    )
+}
+
 /// One route's HTTP/2 connections.
 #[derive(Default)]
 pub(super) struct H2Pool {
@@ -116,14 +144,29 @@ impl H2Pool {
         }
     }
 
+    /// How long connects still wait after failed ones, when the route has no connection:
+    /// an "auto" route learning its protocol waits the same backoff as HTTP/2 connects.
+    pub(super) fn backoff_left(&self) -> Option<Duration> {
+        let st = self.state.lock().ok()?;
+        let at = st.retry_at.filter(|_| st.conns.is_empty())?;
+        at.checked_duration_since(Instant::now())
+    }
+
+    /// Counts a connect made elsewhere (an "auto" route learning its protocol) toward the
+    /// backoff: a failure lengthens it, a success ends it.
+    pub(super) fn record_connect(&self, ok: bool) {
+        if let Ok(mut st) = self.state.lock() {
+            st.record(ok);
+        }
+    }
+
     /// Takes a connection opened elsewhere (an "auto" route learning its protocol), if
     /// there is room for it.
     pub(super) fn adopt(&self, send: SendRequest<OutBody>) {
         if let Ok(mut st) = self.state.lock() {
             st.conns.retain(|c| !c.send.is_closed());
             if st.conns.len() + st.connecting < MAX_CONNECTIONS {
-                st.failures = 0;
-                st.retry_at = None;
+                st.record(true);
                 st.conns.push(Shared {
                     send,
                     active: Arc::new(AtomicUsize::new(0)),
@@ -145,15 +188,7 @@ impl H2Pool {
             match self.pick() {
                 Pick::Use(send, active) => return Ok((send, active)),
                 Pick::Wait => waiting.await,
-                Pick::Backoff(left) => {
-                    return Err(UpstreamError::Connect(
-                        format!(
-                            "the last connection attempt failed; next attempt in {} ms",
-                            left.as_millis().max(1)
-                        )
-                        .into(),
-                    ));
-                }
+                Pick::Backoff(left) => return Err(backing_off(left)),
                 Pick::Connect => {
                     // Given back even if this request is dropped (timeout, client gone)
                     // before the connect ends.
@@ -180,26 +215,15 @@ impl ConnectSlot<'_> {
         let out = match pool.state.lock() {
             Ok(mut st) => {
                 st.connecting -= 1;
-                match connected {
-                    Ok(send) => {
-                        st.failures = 0;
-                        st.retry_at = None;
-                        let active = Arc::new(AtomicUsize::new(1));
-                        st.conns.push(Shared {
-                            send: send.clone(),
-                            active: active.clone(),
-                        });
-                        Ok((send, Active(active)))
-                    }
-                    Err(e) => {
-                        st.failures = st.failures.saturating_add(1);
-                        let backoff = BACKOFF_FIRST
-                            .saturating_mul(1 << st.failures.min(16).saturating_sub(1))
-                            .min(BACKOFF_MAX);
-                        st.retry_at = Some(Instant::now() + backoff);
-                        Err(e)
-                    }
-                }
+                st.record(connected.is_ok());
+                connected.map(|send| {
+                    let active = Arc::new(AtomicUsize::new(1));
+                    st.conns.push(Shared {
+                        send: send.clone(),
+                        active: active.clone(),
+                    });
+                    (send, Active(active))
+                })
             }
             Err(_) => Err(UpstreamError::Closed),
         };

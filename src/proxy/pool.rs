@@ -157,16 +157,25 @@ impl Upstream {
     }
 
     /// For an "auto" route: connects once to learn what the upstream's ALPN picks. The
-    /// connection is kept, among the HTTP/2 connections or the idle HTTP/1.1 ones.
+    /// connection is kept, among the HTTP/2 connections or the idle HTTP/1.1 ones. Failed
+    /// attempts back off as HTTP/2 connects do: meanwhile requests fail at once (502)
+    /// instead of each trying, and waiting out, a connect of its own.
     pub async fn learn_protocol(&self) -> Result<(), UpstreamError> {
+        if let Some(left) = self.h2.as_ref().and_then(H2Pool::backoff_left) {
+            return Err(super::h2::backing_off(left));
+        }
         let learn = async {
             let io = self.connect_io().await?;
             self.keep_connection(io).await
         };
-        match tokio::time::timeout(self.response_timeout, learn).await {
+        let learnt = match tokio::time::timeout(self.response_timeout, learn).await {
             Err(_) => Err(UpstreamError::Timeout),
             Ok(result) => result,
+        };
+        if let Some(pool) = &self.h2 {
+            pool.record_connect(learnt.is_ok());
         }
+        learnt
     }
 
     /// Notes what an "auto" route's new connection agreed by ALPN and keeps it where that

@@ -2,7 +2,8 @@
 //! exactly its own CA bundle, presents its client certificate, and names the server as
 //! configured — and without each of those the upstream cannot be reached (502), never
 //! reached insecurely. HTTP/2 over TLS: `"h2"` only where ALPN agrees, and `"auto"`
-//! speaking whichever protocol the upstream's ALPN picks, also when that changes.
+//! speaking whichever protocol the upstream's ALPN picks, also when that changes, and
+//! backing off while the upstream is down.
 
 use std::sync::Arc;
 
@@ -316,6 +317,53 @@ async fn an_auto_route_speaks_what_the_upstreams_alpn_picks() {
             .map(|v| v.to_str().unwrap());
         assert_eq!(got, grpc_status, "{prefix}");
     }
+}
+
+#[tokio::test]
+async fn an_auto_route_backs_off_while_its_upstream_is_down() {
+    let server_ca = ca("upstream CA");
+    let (der, _, _, key) = issue(&server_ca, &["127.0.0.1"]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (dir, keys) = trusting(&server_ca, "auto");
+    let srv = TestServer::start_in(dir, &route(port, "auto", &keys)).await;
+    // Two failed connects, 150 ms apart: the backoff is then 200 ms.
+    let r = srv.get("/auto/x").send().await;
+    assert_eq!(r.status, 502, "{}", r.text());
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    let r = srv.get("/auto/x").send().await;
+    assert_eq!(r.status, 502, "{}", r.text());
+    // The upstream comes up: within the backoff requests still fail at once, without a
+    // connection attempt; after it, the route learns and speaks HTTP/2.
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let acceptor =
+        tokio_rustls::TlsAcceptor::from(Arc::new(offering((der, key), &[b"h2", b"http/1.1"])));
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                if let Ok(tls) = acceptor.accept(tcp).await {
+                    serve_by_alpn(tls, None).await;
+                }
+            });
+        }
+    });
+    let r = srv.get("/auto/x").send().await;
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 0);
+    tokio::time::sleep(std::time::Duration::from_millis(450)).await;
+    let r = srv.get("/auto/x").send().await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), format!("HTTP/2.0 127.0.0.1:{port}"));
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
 
 #[tokio::test]
