@@ -4,17 +4,19 @@
 //! then the verified values in. Injection always comes last, so nothing a client sends can
 //! remove or replace what Portcullis sets.
 
-use http::header::{CONNECTION, COOKIE, UPGRADE};
+use http::header::{CONNECTION, UPGRADE};
 
 use super::client::{ConnInfo, X_FORWARDED_FOR, joined};
 use crate::proxy::hop_by_hop::{connection_named, is_hop_by_hop};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::auth::credentials::{ACCESS_COOKIE, REFRESH_COOKIE};
 use crate::config::IdentityHeaderNames;
 use crate::identity::{AuthMethod, Identity};
 
+mod cookies;
 mod request_id;
+pub use cookies::drop_session_cookies;
+use cookies::{join_cookies, strip_credential_cookies};
 pub use request_id::{X_REQUEST_ID, request_id};
 
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -400,57 +402,6 @@ fn unindexed_credentials(headers: &mut HeaderMap) {
         {
             value.set_sensitive(true);
         }
-    }
-}
-
-/// Drops the `access_token` and `refresh_token` cookies, keeping the rest.
-fn strip_credential_cookies(headers: &mut HeaderMap) {
-    let is_credential = |n: &str| n == ACCESS_COOKIE || n == REFRESH_COOKIE;
-    let (mut credentials, mut others) = (0, 0);
-    for (n, _) in crate::auth::credentials::cookies(headers) {
-        if is_credential(n) {
-            credentials += 1;
-        } else {
-            others += 1;
-        }
-    }
-    if credentials == 0 {
-        return;
-    }
-    if others == 0 {
-        // Only credentials (the usual API client): nothing to rebuild.
-        headers.remove(COOKIE);
-        return;
-    }
-    let kept: Vec<String> = crate::auth::credentials::cookies(headers)
-        .filter(|(n, _)| !is_credential(n))
-        .map(|(n, v)| format!("{n}={v}"))
-        .collect();
-    headers.remove(COOKIE);
-    if !kept.is_empty()
-        && let Ok(v) = HeaderValue::from_str(&kept.join("; "))
-    {
-        headers.insert(COOKIE, v);
-    }
-}
-
-/// Joins several `Cookie` fields into one, separated by `; ` (RFC 9113 §8.2.3: HTTP/2
-/// clients may split cookies across fields; an HTTP/1.1 request carries one).
-fn join_cookies(headers: &mut HeaderMap) {
-    let mut values = headers.get_all(COOKIE).iter();
-    if values.next().is_none() || values.next().is_none() {
-        return;
-    }
-    let mut all: Vec<u8> = Vec::new();
-    for v in headers.get_all(COOKIE) {
-        if !all.is_empty() {
-            all.extend_from_slice(b"; ");
-        }
-        all.extend_from_slice(v.as_bytes());
-    }
-    headers.remove(COOKIE);
-    if let Ok(v) = HeaderValue::from_bytes(&all) {
-        headers.insert(COOKIE, v);
     }
 }
 

@@ -303,7 +303,10 @@ async fn route_request(
             .await
     };
     match forwarded {
-        Ok(resp) => (slot, Ok(resp.map(Body::from))),
+        Ok(mut resp) => {
+            headers::drop_session_cookies(resp.headers_mut());
+            (slot, Ok(resp.map(Body::from)))
+        }
         Err(e) => (slot, Err(e.into())),
     }
 }

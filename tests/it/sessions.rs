@@ -202,3 +202,30 @@ async fn cookie_sessions_and_csrf() {
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
 }
+
+#[tokio::test]
+async fn an_upstream_cannot_plant_the_session_cookies() {
+    // Only the account API issues `access_token` and `refresh_token`: an upstream that set
+    // them could sign the browser into another account. Its own cookies pass.
+    let srv = TestServer::start().await;
+    let victim = srv.register("planted@example.com").await;
+    let attacker = srv.register("planter@example.com").await;
+    let r = srv
+        .get("/api/x")
+        .bearer(&victim.access)
+        .header(
+            "x-echo-set-header",
+            &format!("set-cookie: access_token={}; Path=/", attacker.access),
+        )
+        .header(
+            "x-echo-set-header",
+            &format!("set-cookie: refresh_token={}; Path=/", attacker.refresh),
+        )
+        .header("x-echo-set-header", "set-cookie: theme=dark; Path=/")
+        .send()
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.set_cookie("access_token"), None);
+    assert_eq!(r.set_cookie("refresh_token"), None);
+    assert_eq!(r.set_cookie("theme").as_deref(), Some("theme=dark; Path=/"));
+}
