@@ -152,8 +152,8 @@ impl H2Pool {
         at.checked_duration_since(Instant::now())
     }
 
-    /// Counts a connect made elsewhere (an "auto" route learning its protocol) toward the
-    /// backoff: a failure lengthens it, a success ends it.
+    /// Counts a connect made elsewhere (an "auto" route learning its protocol, or finding
+    /// HTTP/1.1) toward the backoff: a failure lengthens it, a success ends it.
     pub(super) fn record_connect(&self, ok: bool) {
         if let Ok(mut st) = self.state.lock() {
             st.record(ok);

@@ -172,14 +172,16 @@ impl Upstream {
             Err(_) => Err(UpstreamError::Timeout),
             Ok(result) => result,
         };
-        if let Some(pool) = &self.h2 {
-            pool.record_connect(learnt.is_ok());
+        // A success was counted where the connection was kept.
+        if let (Err(_), Some(pool)) = (&learnt, &self.h2) {
+            pool.record_connect(false);
         }
         learnt
     }
 
     /// Notes what an "auto" route's new connection agreed by ALPN and keeps it where that
-    /// protocol's requests will find it.
+    /// protocol's requests will find it; either way the connect succeeded, which ends a
+    /// backoff (`H2Pool::adopt` counts it for HTTP/2).
     pub(super) async fn keep_connection(&self, io: UpstreamIo) -> Result<(), UpstreamError> {
         if super::h2::agreed_h2(&io) {
             let send = super::h2::handshake_on(io).await?;
@@ -189,6 +191,9 @@ impl Upstream {
             self.note_picked(PICKED_H2);
         } else {
             self.put_idle(Conn::new(stream_of(io)));
+            if let Some(pool) = &self.h2 {
+                pool.record_connect(true);
+            }
             self.note_picked(PICKED_HTTP1);
         }
         Ok(())
