@@ -159,6 +159,16 @@ impl TestServer {
         TestServer::start_in(dir, extra).await
     }
 
+    /// The base configuration plus a public route `/{name}` to the echo upstream that
+    /// takes only `method`.
+    pub async fn start_with_method_route(name: &str, method: &str) -> TestServer {
+        TestServer::start_with(&format!(
+            "[[routes]]\nname = \"{name}\"\nprefix = \"/{name}\"\nauth = \"public\"\n\
+             methods = [\"{method}\"]\nupstream = \"http://{{echo}}\"\n"
+        ))
+        .await
+    }
+
     /// Starts in an existing directory (to restart over the same database and keys).
     pub async fn start_in(dir: tempfile::TempDir, extra: &str) -> TestServer {
         let echo = Echo::start("127.0.0.1:0".parse().unwrap()).await.unwrap();

@@ -209,11 +209,7 @@ async fn trace_is_not_proxied_unless_a_route_lists_it() {
     // TRACE echoes the request back: on a route that injects an identity or forwards
     // credentials, the client (or a script, XST) would read them. Routes without `methods`
     // do not take it; one that lists it does.
-    let srv = TestServer::start_with(
-        "[[routes]]\nname = \"diagnostics\"\nprefix = \"/diagnostics\"\nauth = \"public\"\n\
-         methods = [\"TRACE\"]\nupstream = \"http://{echo}\"\n",
-    )
-    .await;
+    let srv = TestServer::start_with_method_route("diagnostics", "TRACE").await;
     let t = srv.register("trace@example.com").await;
     for method in ["TRACE", "TRACK"] {
         let m = http::Method::from_bytes(method.as_bytes()).unwrap();

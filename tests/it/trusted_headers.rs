@@ -101,11 +101,7 @@ async fn other_proxies_identity_and_routing_headers_are_removed_everywhere() {
 async fn a_method_override_cannot_turn_a_checked_get_into_a_delete() {
     // A GET-only route: a backend's method-override middleware must not turn the GET
     // Portcullis matched into the DELETE no route lets through.
-    let srv = TestServer::start_with(
-        "[[routes]]\nname = \"readonly\"\nprefix = \"/readonly\"\nauth = \"public\"\n\
-         methods = [\"GET\"]\nupstream = \"http://{echo}\"\n",
-    )
-    .await;
+    let srv = TestServer::start_with_method_route("readonly", "GET").await;
     let r = srv.req(http::Method::DELETE, "/readonly/x").send().await;
     assert_eq!(r.status, 404, "no route takes a DELETE: {}", r.text());
     let r = srv
