@@ -61,11 +61,48 @@ impl From<Invalid> for String {
 
 /// The one spelling of an address that is stored, compared and injected: NFKC-normalized
 /// and case-folded (lower case), then NFKC again (lower-casing can leave a string that is
-/// not NFKC). `ｕ1@Example.test` and `u1@example.test` are one address.
+/// not NFKC), and an internationalized domain in its one Unicode form
+/// (`canonical_domain`). `ｕ1@Example.test` and `u1@example.test` are one address, and so
+/// are `a@пример.test` and `a@xn--e1afmkfd.test`.
 pub(crate) fn normalize_email(raw: &str) -> String {
     use unicode_normalization::UnicodeNormalization as _;
     let folded: String = raw.trim().nfkc().collect::<String>().to_lowercase();
-    folded.nfkc().collect()
+    let folded: String = folded.nfkc().collect();
+    match folded.rsplit_once('@') {
+        Some((local, domain)) => match canonical_domain(domain) {
+            Some(std::borrow::Cow::Owned(domain)) => format!("{local}@{domain}"),
+            _ => folded,
+        },
+        None => folded,
+    }
+}
+
+/// An internationalized domain name in one form, the way mail software resolves it: its
+/// labels mapped by UTS #46 (IDNA), checked as a DNS name, and any Punycode (`xn--`)
+/// label decoded. A domain that is ASCII without an `xn--` label is returned unchanged
+/// (borrowed). None: not a valid internationalized name, such as a malformed `xn--` label
+/// or one that decodes to a character IDNA disallows.
+fn canonical_domain(domain: &str) -> Option<std::borrow::Cow<'_, str>> {
+    use idna::uts46::{AsciiDenyList, DnsLength, Hyphens, Uts46};
+    if domain.is_ascii() && !domain.split('.').any(|label| label.starts_with("xn--")) {
+        return Some(std::borrow::Cow::Borrowed(domain));
+    }
+    let uts46 = Uts46::new();
+    let ascii = uts46
+        .to_ascii(
+            domain.as_bytes(),
+            AsciiDenyList::STD3,
+            Hyphens::CheckFirstLast,
+            DnsLength::Verify,
+        )
+        .ok()?;
+    let (unicode, checked) = uts46.to_unicode(
+        ascii.as_bytes(),
+        AsciiDenyList::STD3,
+        Hyphens::CheckFirstLast,
+    );
+    checked.ok()?;
+    Some(std::borrow::Cow::Owned(unicode.into_owned()))
 }
 
 /// A syntactically valid address, in its normalized form (`normalize_email`).
@@ -86,7 +123,8 @@ pub(crate) fn email(raw: &str) -> Result<String, Invalid> {
             .chars()
             .all(|c| c.is_alphanumeric() || "!#$%&'*+/=?^_`{|}~.-".contains(c));
     let labels: Vec<&str> = domain.split('.').collect();
-    let domain_ok = domain.len() <= 253
+    let domain_ok = canonical_domain(domain).is_some()
+        && domain.len() <= 253
         && labels.len() >= 2
         && labels.iter().all(|l| {
             !l.is_empty()
@@ -235,6 +273,19 @@ mod tests {
             email("A\u{30a}sa@example.test").unwrap(),
             email("Åsa@example.test").unwrap()
         );
+        // An internationalized domain has one form, whether written in Unicode (any case,
+        // any label separator IDNA knows) or in Punycode; a login looks it up the same way.
+        for twin in [
+            "a@xn--e1afmkfd.test",
+            "a@XN--E1AFMKFD.test",
+            "a@ПРИМЕР.test",
+            "a@пример\u{3002}test",
+        ] {
+            assert_eq!(email(twin).unwrap(), "a@пример.test", "{twin}");
+            assert_eq!(normalize_email(twin), "a@пример.test", "{twin}");
+        }
+        // A plain ASCII domain is not touched: `--` inside a label stays valid.
+        assert_eq!(email("a@ab--cd.test").unwrap(), "a@ab--cd.test");
         for bad in [
             "",
             "plain",
@@ -252,6 +303,10 @@ mod tests {
             "a@x.123",
             "a@b@c.io",
             "a\n@x.io",
+            // Punycode that does not decode to a valid internationalized name.
+            "a@xn--a.io",
+            "a@xn--.io",
+            "a@xn---abc.io",
         ] {
             assert!(email(bad).is_err(), "{bad:?}");
         }

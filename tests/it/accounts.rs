@@ -322,6 +322,41 @@ async fn emails_are_one_account_after_nfkc_and_case_folding() {
 }
 
 #[tokio::test]
+async fn an_internationalized_domain_is_one_account_in_unicode_or_punycode() {
+    let srv = TestServer::start().await;
+    let t = srv.register("ida@xn--e1afmkfd.test").await;
+    // Stored and injected with the domain in its Unicode form.
+    let r = srv.get("/api/x").bearer(&t.access).send().await;
+    assert_eq!(
+        r.echoed_header("x-user-email").as_deref(),
+        Some("ida@пример.test")
+    );
+    for twin in [
+        "ida@пример.test",
+        "IDA@ПРИМЕР.TEST",
+        "ida@XN--E1AFMKFD.test",
+    ] {
+        let r = srv
+            .post(&srv.auth_path("/register"))
+            .json(json!({"email": twin, "password": PASSWORD, "full_name": "Twin"}))
+            .send()
+            .await;
+        assert_eq!(r.status, 400, "{twin}: {}", r.text());
+        assert_eq!(r.detail(), "Email already registered");
+        assert_eq!(srv.login(twin, PASSWORD).await.status, 200, "{twin}");
+    }
+    // Punycode that decodes to no valid name is refused, and nothing is written.
+    let r = srv
+        .post(&srv.auth_path("/register"))
+        .json(json!({"email": "ida@xn--a.test", "password": PASSWORD, "full_name": "Bad"}))
+        .send()
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert_eq!(r.json()["detail"][0]["loc"], json!(["body", "email"]));
+    assert_eq!(srv.login("ida@xn--a.test", PASSWORD).await.status, 401);
+}
+
+#[tokio::test]
 async fn common_passwords_and_the_email_name_are_refused_and_long_logins_are_422() {
     let srv = TestServer::start().await;
     for (email, password, says) in [
