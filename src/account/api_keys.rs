@@ -83,12 +83,7 @@ pub(super) async fn create(
         created_at: record.created_at,
         expires_at: record.expires_at,
     };
-    let mut resp = (StatusCode::CREATED, Json(out)).into_response();
-    resp.headers_mut().insert(
-        http::header::CACHE_CONTROL,
-        http::HeaderValue::from_static("no-store"),
-    );
-    Ok(resp)
+    Ok((StatusCode::CREATED, Json(out)).into_response())
 }
 
 #[derive(Serialize)]

@@ -174,7 +174,7 @@ fn token_response(ctx: &AccountCtx, status: StatusCode, tokens: IssuedTokens) ->
 }
 
 /// The session's HttpOnly cookies (the refresh cookie scoped to the mount, so it only
-/// travels to the account API), and `Cache-Control: no-store`.
+/// travels to the account API). `never_stored` keeps caches from storing the answer.
 fn set_session_cookies(ctx: &AccountCtx, tokens: &IssuedTokens, h: &mut http::HeaderMap) {
     use crate::auth::credentials::{ACCESS_COOKIE, REFRESH_COOKIE};
     let access = cookie(
@@ -193,10 +193,6 @@ fn set_session_cookies(ctx: &AccountCtx, tokens: &IssuedTokens, h: &mut http::He
     );
     h.append(http::header::SET_COOKIE, access);
     h.append(http::header::SET_COOKIE, refresh);
-    h.insert(
-        http::header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store"),
-    );
 }
 
 fn clear_cookies(ctx: &AccountCtx, h: &mut http::HeaderMap) {
@@ -304,7 +300,24 @@ pub(crate) fn router(ctx: Arc<AccountCtx>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::map_response(never_stored))
         .with_state(ctx)
+}
+
+/// Every answer of the account API is about an account (a profile, a user list, API keys)
+/// or carries a secret (tokens, a new key), errors included: no cache may keep it
+/// (`Cache-Control: no-store`, unless the handler chose its own, as the OpenAPI document
+/// and the stylesheet do), and no browser may read it as another type than it says
+/// (`X-Content-Type-Options: nosniff`).
+async fn never_stored(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    h.entry(http::header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    h.insert(
+        http::header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    resp
 }
 
 #[cfg(test)]

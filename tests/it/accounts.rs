@@ -322,6 +322,74 @@ async fn emails_are_one_account_after_nfkc_and_case_folding() {
 }
 
 #[tokio::test]
+async fn no_account_answer_may_be_stored_by_a_cache_or_sniffed() {
+    let srv = TestServer::start().await;
+    let user = srv.register("nostore@example.com").await;
+    let admin = srv.admin("nostore-admin@example.com").await;
+    let key_body = json!({"name": "k"});
+    let mut answers = vec![
+        ("login", srv.login("nostore@example.com", PASSWORD).await),
+        (
+            "refresh",
+            srv.post(&srv.auth_path("/refresh"))
+                .json(json!({"refresh_token": user.refresh}))
+                .send()
+                .await,
+        ),
+        ("me", srv.me(&user.access).await),
+        (
+            "new key",
+            srv.post(&srv.auth_path("/api-keys"))
+                .bearer(&user.access)
+                .json(key_body)
+                .send()
+                .await,
+        ),
+        (
+            "keys",
+            srv.get(&srv.auth_path("/api-keys"))
+                .bearer(&user.access)
+                .send()
+                .await,
+        ),
+        (
+            "users",
+            srv.get(&srv.auth_path("/admin/users"))
+                .bearer(&admin.access)
+                .send()
+                .await,
+        ),
+        ("401", srv.get(&srv.auth_path("/me")).send().await),
+        (
+            "422",
+            srv.post(&srv.auth_path("/register"))
+                .json(json!({"email": "x"}))
+                .send()
+                .await,
+        ),
+        ("404", srv.get(&srv.auth_path("/nowhere")).send().await),
+    ];
+    let register = srv
+        .post(&srv.auth_path("/register"))
+        .json(json!({"email": "nostore2@example.com", "password": PASSWORD, "full_name": "N"}))
+        .send()
+        .await;
+    answers.push(("register", register));
+    for (what, r) in &answers {
+        assert!(r.status < 500, "{what}: {}", r.status);
+        assert_eq!(r.header("cache-control"), Some("no-store"), "{what}");
+        assert_eq!(
+            r.header("x-content-type-options"),
+            Some("nosniff"),
+            "{what}"
+        );
+    }
+    // A handler's own choice stands: the OpenAPI document may be revalidated.
+    let doc = srv.get(&srv.auth_path("/openapi.json")).send().await;
+    assert_eq!(doc.header("cache-control"), Some("no-cache"));
+}
+
+#[tokio::test]
 async fn an_internationalized_domain_is_one_account_in_unicode_or_punycode() {
     let srv = TestServer::start().await;
     let t = srv.register("ida@xn--e1afmkfd.test").await;
