@@ -175,9 +175,27 @@ fn load_config(path: &Path, purpose: Purpose) -> Result<Config, ExitCode> {
     })
 }
 
-fn fail(context: &str, e: impl std::fmt::Display) -> ExitCode {
-    eprintln!("portcullis: {context}: {e:#}");
+fn fail(context: &str, e: impl Into<anyhow::Error>) -> ExitCode {
+    eprintln!("portcullis: {context}: {}", causes(&e.into()));
     ExitCode::FAILURE
+}
+
+/// An error and its causes, each said once: a cause whose text the message so far already
+/// holds is left out, since some errors (the store's, sqlx's) put their source in their own
+/// message as well as returning it as the source.
+fn causes(e: &anyhow::Error) -> String {
+    let mut said = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if said.contains(&text) {
+            continue;
+        }
+        if !said.is_empty() {
+            said.push_str(": ");
+        }
+        said.push_str(&text);
+    }
+    said
 }
 
 fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
@@ -265,7 +283,10 @@ fn main() -> ExitCode {
                     full_name.unwrap_or_else(|| email.split('@').next().unwrap_or("").to_string());
                 let mut line = String::new();
                 if std::io::stdin().lock().read_line(&mut line).is_err() {
-                    return fail("cannot read the password from stdin", "read failed");
+                    return fail(
+                        "cannot read the password from stdin",
+                        anyhow::anyhow!("read failed"),
+                    );
                 }
                 let password = line.trim_end_matches(['\r', '\n']).to_string();
                 block_on(0, async move {
@@ -373,4 +394,40 @@ async fn shutdown_signal() {
         let _ = ctrl_c.await;
     }
     tracing::info!("shutdown signal received; draining connections");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::causes;
+
+    /// Says its source in its own message and returns it as the source too.
+    #[derive(Debug)]
+    struct Repeats(std::io::Error);
+
+    impl std::fmt::Display for Repeats {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "database error: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Repeats {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let inner = std::io::Error::other("role \"bob\" does not exist");
+        let e = anyhow::Error::new(Repeats(inner)).context("opening the database");
+        assert_eq!(
+            causes(&e),
+            "opening the database: database error: role \"bob\" does not exist"
+        );
+        // Causes that say something new are all kept, in order.
+        let e = anyhow::anyhow!("refused")
+            .context("connecting")
+            .context("start-up failed");
+        assert_eq!(causes(&e), "start-up failed: connecting: refused");
+    }
 }
