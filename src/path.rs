@@ -213,12 +213,16 @@ pub fn under_prefix_ignoring_case(path: &str, prefix: &str) -> bool {
 /// are dropped by URL parsers) and non-ASCII bytes are refused anywhere as written; after
 /// each of up to three percent-decodings (`/%2F%2Fevil`, `/%252F%252Fevil`) the path part
 /// must still start with one `/` and hold no `\` or control byte (a decoded space or UTF-8
-/// letter is fine).
+/// letter is fine). Nor may dot segments, resolved as a browser resolves them (`%2e` is a
+/// dot to it), leave a path that starts with `//` (`/.//evil.example`, `/x/..//evil.example`):
+/// the browser stays on this origin, but an upstream that redirects such a path would send it
+/// on to `//evil.example`.
 pub fn is_local_target(target: &str) -> bool {
     fn plain(bytes: &[u8]) -> bool {
         bytes.first() == Some(&b'/')
             && bytes.get(1).is_none_or(|b| *b != b'/')
             && bytes.iter().all(|b| b.is_ascii_graphic() && *b != b'\\')
+            && !resolves_protocol_relative(bytes)
     }
     // What a decoding reveals may hold spaces or UTF-8 (`/a%20b`, `/caf%C3%A9`), but
     // nothing that turns it into another origin or hides from a later check.
@@ -228,6 +232,26 @@ pub fn is_local_target(target: &str) -> bool {
             && bytes
                 .iter()
                 .all(|b| *b >= 0x20 && *b != 0x7f && *b != b'\\')
+            && !resolves_protocol_relative(bytes)
+    }
+    // RFC 3986 §5.2.4 on the path's segments: whether what is left starts with an empty
+    // segment followed by another, i.e. with `//`.
+    fn resolves_protocol_relative(bytes: &[u8]) -> bool {
+        let end = bytes
+            .iter()
+            .position(|b| *b == b'?' || *b == b'#')
+            .unwrap_or(bytes.len());
+        let mut kept: Vec<&[u8]> = Vec::new();
+        for segment in bytes[..end].split(|b| *b == b'/').skip(1) {
+            match segment {
+                b"." => {}
+                b".." => {
+                    kept.pop();
+                }
+                _ => kept.push(segment),
+            }
+        }
+        kept.len() > 1 && kept[0].is_empty()
     }
     fn decode(bytes: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(bytes.len());
@@ -282,6 +306,9 @@ mod tests {
             "/a%20b",
             "/caf%C3%A9",
             "/x/..%2Fy",
+            "/x/../y",
+            "/./y",
+            "/a//b",
         ] {
             assert!(is_local_target(ok), "{ok}");
         }
@@ -305,6 +332,14 @@ mod tests {
             "/ /evil.example",
             "/caf\u{e9}",
             "/%00",
+            // Dot segments that resolve to a protocol-relative path, also encoded.
+            "/.//evil.example",
+            "/..//evil.example",
+            "/x/..//evil.example",
+            "/x/.././/evil.example?a",
+            "/%2e//evil.example",
+            "/%2E%2E//evil.example",
+            "/%252e//evil.example",
         ] {
             assert!(!is_local_target(bad), "{bad:?}");
         }

@@ -10,6 +10,8 @@ async fn return_targets_cannot_leave_the_origin() {
     let srv = TestServer::start_with(BROWSER).await;
     srv.register("redirect@example.com").await;
     let own_host = format!("{}/app/here?x=1", srv.origin());
+    // On this host, but the dot segments resolve to `//evil.example`.
+    let own_host_dots = format!("{}/.//evil.example", srv.origin());
     for (given, expected) in [
         ("/app/ok?q=%2F", "/app/ok?q=%2F"),
         (
@@ -36,6 +38,11 @@ async fn return_targets_cannot_leave_the_origin() {
         ("data:text/html,hi", "/"),
         ("/api/v1/auth/sign-in?return_to=/x", "/"),
         ("/API/V1/AUTH/SIGN-OUT", "/"),
+        ("/app/../ok", "/app/../ok"),
+        ("/.//evil.example", "/"),
+        ("/x/..//evil.example", "/"),
+        ("/%2e%2e//evil.example", "/"),
+        (own_host_dots.as_str(), "/"),
     ] {
         let r = srv
             .sign_in_form("redirect@example.com", PASSWORD, given)
