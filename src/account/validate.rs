@@ -65,15 +65,23 @@ impl From<Invalid> for String {
 /// (`canonical_domain`). `ｕ1@Example.test` and `u1@example.test` are one address, and so
 /// are `a@пример.test` and `a@xn--e1afmkfd.test`.
 pub(crate) fn normalize_email(raw: &str) -> String {
+    normalized(raw).0
+}
+
+/// `normalize_email`, and whether the domain is a valid internationalized name (always,
+/// for an ASCII domain without `xn--`; `email` checks the rest of its syntax).
+fn normalized(raw: &str) -> (String, bool) {
+    use std::borrow::Cow;
     use unicode_normalization::UnicodeNormalization as _;
     let folded: String = raw.trim().nfkc().collect::<String>().to_lowercase();
     let folded: String = folded.nfkc().collect();
-    match folded.rsplit_once('@') {
-        Some((local, domain)) => match canonical_domain(domain) {
-            Some(std::borrow::Cow::Owned(domain)) => format!("{local}@{domain}"),
-            _ => folded,
-        },
-        None => folded,
+    let Some((local, domain)) = folded.rsplit_once('@') else {
+        return (folded, true);
+    };
+    match canonical_domain(domain) {
+        Some(Cow::Owned(domain)) => (format!("{local}@{domain}"), true),
+        Some(Cow::Borrowed(_)) => (folded, true),
+        None => (folded, false),
     }
 }
 
@@ -108,8 +116,8 @@ fn canonical_domain(domain: &str) -> Option<std::borrow::Cow<'_, str>> {
 /// A syntactically valid address, in its normalized form (`normalize_email`).
 pub(crate) fn email(raw: &str) -> Result<String, Invalid> {
     let bad = || Invalid::body("email", "Invalid email address");
-    let normalized = normalize_email(raw);
-    let text = normalized.as_str();
+    let (address, idn_ok) = normalized(raw);
+    let text = address.as_str();
     if text.len() > 254 || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(bad());
     }
@@ -123,7 +131,7 @@ pub(crate) fn email(raw: &str) -> Result<String, Invalid> {
             .chars()
             .all(|c| c.is_alphanumeric() || "!#$%&'*+/=?^_`{|}~.-".contains(c));
     let labels: Vec<&str> = domain.split('.').collect();
-    let domain_ok = canonical_domain(domain).is_some()
+    let domain_ok = idn_ok
         && domain.len() <= 253
         && labels.len() >= 2
         && labels.iter().all(|l| {
@@ -139,7 +147,7 @@ pub(crate) fn email(raw: &str) -> Result<String, Invalid> {
     if !local_ok || !domain_ok {
         return Err(bad());
     }
-    Ok(normalized)
+    Ok(address)
 }
 
 /// The common-password list, parsed once.
